@@ -1,0 +1,78 @@
+"""`ocrkit build-lmdb`: labelled image folders -> one standard OCR LMDB."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ocrkit.cli._common import progress_bar, stderr_console
+
+
+@click.command("build-lmdb", context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit build-lmdb data/m7 data/m7.lmdb
+  ocrkit build-lmdb data/s1/train data/s1/test-extra train.lmdb
+  ocrkit build-lmdb paddle_set --labels paddle_set/rec_gt_train.txt train.lmdb
+""")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("out", type=click.Path())
+@click.option("--labels", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Label file to read (default: detected in each input folder).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "tsv", "text-renderer",
+              "mmocr", "space"]), default="auto", show_default=True,
+              help="Label file format.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (atomically).")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 and keep OUT unwritten if any image is unreadable.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or report on stderr.")
+def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
+    """Pack labelled image folders (INPUTS...) into the LMDB OUT.
+
+    Reads labels.jsonl (ocrkit), gt.txt (path<TAB>label), text_renderer's
+    labels.json, MMOCR json or TRDG labels.txt. Keys follow
+    deep-text-recognition-benchmark (image-%09d, label-%09d from 1, num-samples),
+    so PaddleOCR, MMOCR and PARSeq read OUT unchanged; multi-row labels are rows
+    joined by a newline. Every image is decoded first: bad ones are skipped and
+    listed on stderr while the rest land. Prints a JSON summary on stdout.
+    """
+    from data_tools.labels import read_labels
+    from data_tools.lmdb import write_lmdb
+    from ocrkit.errors import OcrkitError, UsageError
+
+    if labels and len(inputs) > 1:
+        raise UsageError("--labels names one label file; give a single INPUT with it")
+    console = stderr_console(quiet)
+    label_errors: list[str] = []
+    samples = [s for source in inputs
+               for s in read_labels(source, labels, fmt, label_errors)]
+    for err in label_errors[:20]:
+        console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    if not samples:
+        raise UsageError(f"{', '.join(inputs)}: no labelled images found")
+    if strict:
+        from data_tools.lmdb import check_image
+        bad = []
+        for s in samples:
+            try:
+                with open(s.path, "rb") as fh:
+                    check_image(fh.read())
+            except Exception as exc:  # noqa: BLE001
+                bad.append(f"{s.path} ({exc.__class__.__name__})")
+        if bad:
+            raise OcrkitError(f"--strict: {len(bad)} unreadable images, e.g. {bad[0]}; "
+                              f"{out} was not written")
+    with progress_bar("build-lmdb", quiet) as (start, advance):
+        start(len(samples))
+        report = write_lmdb(samples, out, overwrite=overwrite, sources=list(inputs),
+                            on_item=lambda: advance(1))
+    if report.skipped:
+        names = ", ".join(f"{p} ({why})" for p, why in report.skipped[:10])
+        more = f" and {len(report.skipped) - 10} more" if len(report.skipped) > 10 else ""
+        click.echo(f"ocrkit: skipped {len(report.skipped)} bad images: {names}{more}", err=True)
+    console.print(f"wrote {report.written} samples to {out} (charset {len(report.charset)})",
+                  highlight=False)
+    click.echo(json.dumps({"out": out, "num_samples": report.written,
+                           "skipped": [p for p, _ in report.skipped],
+                           "charset_size": len(report.charset),
+                           "malformed_label_lines": len(label_errors)}, ensure_ascii=False))

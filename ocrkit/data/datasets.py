@@ -1,0 +1,144 @@
+"""Map-style datasets (usable by ``torch.utils.data.DataLoader`` as they are).
+
+Each item is a :class:`Sample`: the grayscale PIL image and its rows. A sample
+whose image cannot be decoded is returned with ``image=None`` and an ``error``
+when ``skip_broken`` is on (the collate function drops it and the loop counts
+it), and raises otherwise - so one corrupt record never kills a long run
+silently or loudly without a choice.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from PIL import Image
+
+from data_tools.labels import read_labels
+from data_tools.lmdb import LmdbReader, find_lmdbs
+from ocrkit.errors import OcrkitError, UsageError
+
+
+@dataclass
+class Sample:
+    image: Image.Image | None
+    rows: list[str]
+    key: str
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return "\n".join(self.rows)
+
+
+def _decode(data: bytes, key: str, skip_broken: bool) -> tuple[Image.Image | None, str | None]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.convert("L"), None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure
+        if not skip_broken:
+            raise OcrkitError(f"{key}: cannot decode image ({exc})") from None
+        return None, f"cannot decode image ({exc.__class__.__name__})"
+
+
+class LmdbDataset:
+    """One or more LMDBs (or folders scanned for them) read as one dataset."""
+
+    def __init__(self, paths: str | Sequence[str], *, skip_broken: bool = True) -> None:
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        self.readers = [LmdbReader(db) for p in paths for db in find_lmdbs(p)]
+        self.skip_broken = skip_broken
+        self._ends = []
+        total = 0
+        for reader in self.readers:
+            total += len(reader)
+            self._ends.append(total)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        which = bisect.bisect_right(self._ends, index)
+        local = index - (self._ends[which - 1] if which else 0)
+        reader = self.readers[which]
+        data, label = reader.get(local)
+        key = f"{reader.path}#{local + 1}"
+        image, error = _decode(data, key, self.skip_broken)
+        return Sample(image, label.split("\n"), key, error)
+
+    def labels(self) -> list[str]:
+        return [label for r in self.readers for label in r.labels()]
+
+
+class FolderDataset:
+    """A labelled image folder (labels.jsonl, gt.txt, ... see data_tools.labels)."""
+
+    def __init__(self, path: str, *, skip_broken: bool = True) -> None:
+        self.items = list(read_labels(path))
+        if not self.items:
+            raise UsageError(f"{path}: no labelled images")
+        self.skip_broken = skip_broken
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:
+        item = self.items[index]
+        try:
+            with open(item.path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            if not self.skip_broken:
+                raise OcrkitError(f"{item.path}: {exc.strerror}") from None
+            return Sample(None, list(item.rows), item.path, exc.strerror)
+        image, error = _decode(data, item.path, self.skip_broken)
+        return Sample(image, list(item.rows), item.path, error)
+
+    def labels(self) -> list[str]:
+        return [item.label for item in self.items]
+
+
+class ConcatDataset:
+    def __init__(self, parts: Sequence) -> None:
+        self.parts = list(parts)
+        self._ends, total = [], 0
+        for part in self.parts:
+            total += len(part)
+            self._ends.append(total)
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index: int) -> Sample:
+        which = bisect.bisect_right(self._ends, index)
+        return self.parts[which][index - (self._ends[which - 1] if which else 0)]
+
+    def labels(self) -> list[str]:
+        return [label for p in self.parts for label in p.labels()]
+
+
+def _is_lmdb_tree(path: str) -> bool:
+    if os.path.isfile(os.path.join(path, "data.mdb")):
+        return True
+    return os.path.isdir(path) and not any(
+        os.path.isfile(os.path.join(path, n))
+        for n in ("labels.jsonl", "gt.txt", "labels.json", "labels.txt"))
+
+
+def open_dataset(paths: str | Sequence[str], *, skip_broken: bool = True):
+    """LMDBs, folders of LMDBs or labelled folders, concatenated in the given order."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    parts = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such dataset")
+        if os.path.isdir(path) and _is_lmdb_tree(path):
+            parts.append(LmdbDataset(path, skip_broken=skip_broken))
+        else:
+            parts.append(FolderDataset(path, skip_broken=skip_broken))
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)

@@ -1,0 +1,25 @@
+"""One exception hierarchy: user mistakes become one-line CLI errors.
+
+The CLI prints ``ocrkit: error: <message>`` and exits with ``exit_code``: 2 for
+problems with what the user asked for (flags, files, fonts, corpora), 1 for
+failures while working (a full disk, an interrupted write).
+"""
+
+from __future__ import annotations
+
+
+class OcrkitError(Exception):
+    """A failure the user can act on; carries the process exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(OcrkitError):
+    """Bad input from the user: a flag, a file, a font, a corpus (exit 2)."""
+
+    exit_code = 2

@@ -1,0 +1,38 @@
+"""ocrkit: train, compress and ship text recognizers, Chinese first."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = re.search(r'__version__ = "([^"]+)"', Path("ocrkit/__init__.py").read_text()).group(1)
+
+setup(
+    name="ocrkit",
+    version=version,
+    description="Train, compress and ship text recognizers, Chinese first.",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ocrkit", "ocrkit.*", "data_tools", "data_tools.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "click>=8.1",
+        "rich>=13",
+        "numpy>=1.24",
+        "pillow>=10.1",
+        "lmdb>=1.4",
+        "editdistance>=0.6",
+        # jieba carries a 350k-word frequency dictionary: the embedded default corpus.
+        "jieba>=0.42",
+    ],
+    extras_require={
+        # Noto Sans CJK (SC/TC/JP/KR/HK faces, OFL) as a pip package: no apt needed.
+        "fonts": ["noto-cjk-sans-otc==0.0.1"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={
+        "console_scripts": ["ocrkit = ocrkit.cli:main"],
+    },
+)

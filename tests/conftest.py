@@ -1,0 +1,63 @@
+"""Shared fixtures: a CJK font, a CLI runner, small synthetic datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from data_tools.synth.fonts import pip_font_files, system_font_files
+
+LATIN_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
+
+
+@pytest.fixture(scope="session")
+def cjk_font() -> str:
+    """The pip-installed Noto Sans CJK (``pip install ".[fonts]"``): tests need it."""
+    found = pip_font_files()
+    if not found:
+        pytest.fail("no CJK font: install the test extras with pip install '.[fonts,test]'")
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def latin_font() -> str:
+    """A font without CJK glyphs (DejaVu Sans where present)."""
+    for path in LATIN_CANDIDATES + tuple(f for f in system_font_files() if "DejaVuSans" in f):
+        if os.path.isfile(path):
+            return path
+    pytest.skip("no Latin-only system font here")
+
+
+class Cli:
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None):
+        from ocrkit.cli import cli
+
+        return self.runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+def read_labels(folder) -> list[dict]:
+    with open(os.path.join(folder, "labels.jsonl"), encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+@pytest.fixture(scope="session")
+def multirow_set(tmp_path_factory, cjk_font) -> str:
+    """A 3-row, 12-image synthetic folder shared by read-only tests."""
+    from ocrkit.cli import cli
+
+    out = tmp_path_factory.mktemp("sets") / "m3"
+    result = CliRunner().invoke(cli, ["synth", "--rows", "3", "-n", "12", "--seed", "5",
+                                      "--font", cjk_font, "--out", str(out), "-w", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    return str(out)
