@@ -126,30 +126,26 @@ def _jsonl(path: str, errors: list[str]):
             yield image, rows
 
 
-def _tsv(path: str, errors: list[str]):
+def _delimited(path: str, errors: list[str], sep: str, what: str):
+    """``path<sep>label`` lines, split on the first separator."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             line = line.rstrip("\r\n")
             if not line:
                 continue
-            image, sep, label = line.partition("\t")
-            if not sep:
-                errors.append(f"{path}:{n}: no tab between path and label")
+            image, found, label = line.partition(sep)
+            if not found:
+                errors.append(f"{path}:{n}: no {what} between path and label")
                 continue
             yield image, [label]
+
+
+def _tsv(path: str, errors: list[str]):
+    return _delimited(path, errors, "\t", "tab")
 
 
 def _space(path: str, errors: list[str]):
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            image, sep, label = line.partition(" ")
-            if not sep:
-                errors.append(f"{path}:{n}: no space between file name and label")
-                continue
-            yield image, [label]
+    return _delimited(path, errors, " ", "space")
 
 
 def _text_renderer(path: str, errors: list[str]):

@@ -44,27 +44,38 @@ def _decode(data: bytes, key: str, skip_broken: bool) -> tuple[Image.Image | Non
         return None, f"cannot decode image ({exc.__class__.__name__})"
 
 
-class LmdbDataset:
-    """One or more LMDBs (or folders scanned for them) read as one dataset."""
+class _Chained:
+    """Index arithmetic for a dataset made of consecutive parts."""
 
-    def __init__(self, paths: str | Sequence[str], *, skip_broken: bool = True) -> None:
-        paths = [paths] if isinstance(paths, str) else list(paths)
-        self.readers = [LmdbReader(db) for p in paths for db in find_lmdbs(p)]
-        self.skip_broken = skip_broken
-        self._ends = []
-        total = 0
-        for reader in self.readers:
-            total += len(reader)
+    def __init__(self, parts: Sequence) -> None:
+        self.parts = list(parts)
+        self._ends, total = [], 0
+        for part in self.parts:
+            total += len(part)
             self._ends.append(total)
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
 
-    def __getitem__(self, index: int) -> Sample:
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(part, index inside it) of a global index."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         which = bisect.bisect_right(self._ends, index)
-        local = index - (self._ends[which - 1] if which else 0)
+        return which, index - (self._ends[which - 1] if which else 0)
+
+
+class LmdbDataset(_Chained):
+    """One or more LMDBs (or folders scanned for them) read as one dataset."""
+
+    def __init__(self, paths: str | Sequence[str], *, skip_broken: bool = True) -> None:
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        super().__init__([LmdbReader(db) for p in paths for db in find_lmdbs(p)])
+        self.readers = self.parts
+        self.skip_broken = skip_broken
+
+    def __getitem__(self, index: int) -> Sample:
+        which, local = self._locate(index)
         reader = self.readers[which]
         data, label = reader.get(local)
         key = f"{reader.path}#{local + 1}"
@@ -103,20 +114,12 @@ class FolderDataset:
         return [item.label for item in self.items]
 
 
-class ConcatDataset:
-    def __init__(self, parts: Sequence) -> None:
-        self.parts = list(parts)
-        self._ends, total = [], 0
-        for part in self.parts:
-            total += len(part)
-            self._ends.append(total)
-
-    def __len__(self) -> int:
-        return self._ends[-1] if self._ends else 0
+class ConcatDataset(_Chained):
+    """Several datasets read one after the other."""
 
     def __getitem__(self, index: int) -> Sample:
-        which = bisect.bisect_right(self._ends, index)
-        return self.parts[which][index - (self._ends[which - 1] if which else 0)]
+        which, local = self._locate(index)
+        return self.parts[which][local]
 
     def labels(self) -> list[str]:
         return [label for p in self.parts for label in p.labels()]
