@@ -243,3 +243,27 @@ def test_synthesize_alias_and_embedded_charset_limit(cli, tmp_path, cjk_font):
     punctuation = set("，。、！？；：")
     assert len(chars - punctuation) <= 50
     assert json.loads(res.stdout)["charset_size"] == len(chars)
+
+
+def test_full_disk_mid_run_keeps_a_valid_prefix(cli, tmp_path, cjk_font, monkeypatch):
+    import errno
+
+    import data_tools.synth.generate as gen
+
+    real_save, calls = gen._save, {"n": 0}
+
+    def flaky_save(image, path, quality):
+        calls["n"] += 1
+        if calls["n"] > 40:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(image, path, quality)
+
+    monkeypatch.setattr(gen, "_save", flaky_save)
+    monkeypatch.setattr(gen, "CHUNK", 8)
+    out = tmp_path / "full"
+    res = cli("synth", "-n", 100, "--out", out, "-w", 1, "--font", cjk_font)
+    one_line_error(res, 1, "No space left on device", "labels.jsonl")
+    labels = read_labels(out)
+    assert 0 < len(labels) <= 40 and len(labels) % 8 == 0
+    assert all((out / rec["image"]).is_file() for rec in labels)  # never a label without image
+    assert not (out / "meta.json").exists()  # meta.json marks a complete run
