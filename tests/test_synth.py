@@ -146,7 +146,7 @@ def test_no_usable_font(cli, tmp_path, monkeypatch):
     import data_tools.synth.fonts as fonts
 
     monkeypatch.setattr(fonts, "pip_font_files", lambda: [])
-    monkeypatch.setattr(fonts, "system_font_files", lambda: [])
+    monkeypatch.setattr(fonts, "system_font_files", lambda lang=None: [])
     res = cli("synth", "-n", 1, "--out", tmp_path / "o")
     one_line_error(res, 2, "no usable font", "ocrkit[fonts]")
     empty = tmp_path / "nofonts"

@@ -149,13 +149,18 @@ def pip_font_files() -> list[str]:
     return found
 
 
-def system_font_files() -> list[str]:
-    """Font files installed on this system (``fc-list`` or a folder scan), sorted."""
+def system_font_files(lang: str | None = None) -> list[str]:
+    """Font files installed on this system (``fc-list`` or a folder scan), sorted.
+
+    With ``lang`` (e.g. ``"zh"``) and fontconfig present, only fonts fontconfig
+    says support that language, so discovery does not open every font installed.
+    """
     files: set[str] = set()
     if shutil.which("fc-list"):
         try:
+            pattern = [f":lang={lang}"] if lang else []
             out = subprocess.run(
-                ["fc-list", "--format", "%{file}\n"],
+                ["fc-list", *pattern, "--format", "%{file}\n"],
                 capture_output=True, text=True, timeout=30, check=False,
             ).stdout
             files.update(line.strip() for line in out.splitlines() if line.strip())
@@ -239,7 +244,7 @@ def discover(
         return _dedupe(specs), "command line"
     cjk = any(ord(ch) >= 0x2E80 for ch in probe)
     if system:
-        specs = _covering(system_font_files(), probe, prefer_sc=cjk)
+        specs = _covering(system_font_files("zh" if cjk else None), probe, prefer_sc=cjk)
         if specs:
             return _dedupe(specs), "system"
     specs = _covering(pip_font_files(), probe, prefer_sc=cjk)
