@@ -30,9 +30,25 @@ setup(
     extras_require={
         # Noto Sans CJK (SC/TC/JP/KR/HK faces, OFL) as a pip package: no apt needed.
         "fonts": ["noto-cjk-sans-otc==0.0.1"],
-        "test": ["pytest>=7"],
+        # ONNX export (`ocrkit export`) and its --verify against onnxruntime.
+        "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
     },
     entry_points={
         "console_scripts": ["ocrkit = ocrkit.cli:main"],
+        # Built-in components use the same entry points a plugin would.
+        "ocrkit.backbones": [
+            "vgg16-cut = ocrkit.models.backbones.vgg:vgg16_cut",
+            "vgg-small = ocrkit.models.backbones.vgg:vgg_small",
+            "resnet31 = ocrkit.models.backbones.resnet:resnet31",
+            "mobilenetv3-small = ocrkit.models.backbones.mobilenetv3:mobilenetv3_small",
+            "mobilenetv3-large = ocrkit.models.backbones.mobilenetv3:mobilenetv3_large",
+        ],
+        "ocrkit.necks": [
+            "cap = ocrkit.models.necks.cap:cap",
+            "bilstm = ocrkit.models.necks.sequence:bilstm",
+        ],
+        "ocrkit.heads": ["ctc = ocrkit.models.heads.ctc:ctc"],
+        "ocrkit.classifiers": ["linear = ocrkit.models.classifiers.linear:linear"],
     },
 )

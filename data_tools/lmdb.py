@@ -162,7 +162,15 @@ class LmdbReader:
         self.meta = json.loads(meta) if meta else {}
 
     def _txn(self):
-        if self._env is None or self._pid != os.getpid():
+        if self._env is not None and self._pid != os.getpid():
+            # Forked child (a DataLoader worker): the inherited handle must not be used,
+            # and py-lmdb refuses a second open of the same path until it is closed.
+            try:
+                self._env.close()
+            except lmdb.Error:
+                pass
+            self._env = None
+        if self._env is None:
             try:
                 self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
                                       meminit=False, max_readers=512)

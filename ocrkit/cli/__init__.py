@@ -24,6 +24,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Counts, label lengths, rows and charset of LMDBs or labelled folders."),
     "fonts": ("ocrkit.cli.fonts", "fonts",
               "List the fonts synth would use and what they cannot draw."),
+    "train": ("ocrkit.cli.train", "train",
+              "Train a recognizer (CAP-CRNN by default) with CTC; torchrun for DDP."),
+    "evaluate": ("ocrkit.cli.evaluate", "evaluate",
+                 "Evaluate a checkpoint: CLP, ILP, 1-NED, CER, WER, ED1 as JSON."),
+    "infer": ("ocrkit.cli.infer", "infer",
+              "Recognise images (files, folders or '-' for stdin) to JSON Lines."),
+    "export": ("ocrkit.cli.export", "export",
+               "Export a checkpoint to ONNX (dynamic width, charset in metadata)."),
+    "list": ("ocrkit.cli.list_cmd", "list_components",
+             "List registered backbones, necks, heads and classifiers (plugins too)."),
 }
 ALIASES = {"synthesize": "synth"}
 

@@ -1,0 +1,81 @@
+"""`ocrkit evaluate CKPT DATA...`: metrics as JSON on stdout, a table on stderr."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ocrkit.cli._common import default_workers, progress_bar, stderr_console
+
+DEFINITIONS = {
+    "clp": "character-level precision, Eq. 18 (position-wise)",
+    "clp_ed": "1 - sum(edit distance) / sum(|gt|)",
+    "ilp": "image-level precision, Eq. 19 (exact match)",
+    "one_minus_ned": "mean of 1 - ED / max(|pred|, |gt|)",
+    "cer": "corpus character error rate",
+    "wer": "corpus word error rate (whitespace tokens)",
+    "ed1_accuracy": "share of samples with edit distance <= 1",
+}
+
+
+@click.command(context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit evaluate runs/cap/best.pt data/test.lmdb
+  ocrkit evaluate best.pt data/test.lmdb --errors 50 --errors-out worst.html
+""")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-b", "--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--beam-width", type=int, default=1, show_default=True,
+              help="CTC beam width (1 = greedy).")
+@click.option("--errors", type=click.IntRange(min=0), default=0,
+              help="Write a gallery of the K worst predictions.")
+@click.option("--errors-out", type=click.Path(dir_okay=False), default="errors.html",
+              show_default=True, help="Gallery file (HTML).")
+@click.option("--limit", type=int, default=None, help="Evaluate at most this many samples.")
+@click.option("-w", "--workers", type=int, default=None, help="Data-loading workers.")
+@click.option("-q", "--quiet", is_flag=True)
+def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_out, limit,
+             workers, quiet) -> None:
+    """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders).
+
+    \b
+    Metrics (exact definitions in ocrkit/metrics.py):
+      clp            Eq. 18, position-wise correct characters / all characters
+      clp_ed         1 - sum(ED) / sum(|gt|)
+      ilp, accuracy  Eq. 19, exact-match rate
+      one_minus_ned  mean of 1 - ED / max(|pred|, |gt|)
+      cer, wer       corpus character / word error rates
+      ed1_accuracy   share of samples with ED <= 1
+    Newlines between rows of multi-row labels are not counted as characters.
+    """
+    from ocrkit.data import open_dataset
+    from ocrkit.evaluate import evaluate as run_eval
+    from ocrkit.evaluate import write_gallery
+    from ocrkit.predict import Predictor
+
+    predictor = Predictor(checkpoint, device, beam_width)
+    dataset = open_dataset(list(data))
+    n_workers = workers if workers is not None else max(0, min(2, default_workers() - 1))
+    with progress_bar("evaluate", quiet) as (start, advance):
+        start(min(len(dataset), limit) if limit else len(dataset))
+        result, worst = run_eval(predictor, dataset, batch_size=batch_size, workers=n_workers,
+                                 errors=errors, limit=limit, on_batch=advance)
+    if errors:
+        write_gallery(worst, errors_out, f"{checkpoint}: {len(worst)} worst predictions")
+    console = stderr_console(quiet)
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"{checkpoint} on {', '.join(data)}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("definition")
+        for key, text in DEFINITIONS.items():
+            table.add_row(key, f"{result[key]:.4f}", text)
+        table.add_row("samples", str(result["samples"]), "")
+        console.print(table)
+    click.echo(json.dumps({"checkpoint": checkpoint, "data": list(data), **result},
+                          ensure_ascii=False))

@@ -1,0 +1,91 @@
+"""`ocrkit infer -m CKPT INPUTS...`: JSON Lines predictions on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterator
+
+import click
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def iter_inputs(inputs) -> Iterator[str]:
+    """Paths from arguments: files as given, folders scanned (sorted), '-' = stdin lines."""
+    for item in inputs:
+        if item == "-":
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line:
+                    yield line
+        elif os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for name in sorted(files):
+                    if name.lower().endswith(IMAGE_SUFFIXES):
+                        yield os.path.join(root, name)
+        else:
+            yield item
+
+
+@click.command(context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit infer -m best.pt line1.png line2.png
+  ocrkit infer -m best.pt scans/ > out.jsonl
+  find imgs -name '*.png' | ocrkit infer -m best.pt - > out.jsonl
+""")
+@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint (.pt) from ocrkit train.")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-b", "--batch-size", type=int, default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--beam-width", type=int, default=1, show_default=True)
+def infer(checkpoint, inputs, batch_size, device, beam_width) -> None:
+    """Recognise images: one JSON object per input on stdout, flushed per line.
+
+    Records are {"path", "text", "confidence"} ("rows" too for multi-row
+    models). An unreadable input gets {"path", "error"}; the run goes on and
+    exits 1 at the end.
+    """
+    from PIL import Image
+
+    from ocrkit.predict import Predictor
+
+    predictor = Predictor(checkpoint, device, beam_width)
+    multirow = predictor.input.rows > 1
+    failed = False
+    batch: list[tuple[str, object]] = []
+
+    def flush() -> None:
+        images = [im for _, im in batch if not isinstance(im, str)]
+        results = iter(predictor(images))
+        for path, im in batch:
+            if isinstance(im, str):
+                rec = {"path": path, "error": im}
+            else:
+                text, conf, rows = next(results)
+                rec = {"path": path, "text": text, "confidence": round(conf, 5)}
+                if multirow:
+                    rec["rows"] = rows
+            sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        batch.clear()
+
+    for path in iter_inputs(inputs):
+        try:
+            with Image.open(path) as im:
+                batch.append((path, im.convert("L")))
+        except FileNotFoundError:
+            batch.append((path, "no such file"))
+            failed = True
+        except (OSError, ValueError) as exc:
+            batch.append((path, f"cannot read image ({exc.__class__.__name__})"))
+            failed = True
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,181 @@
+"""`ocrkit train`: supervised CTC training of an assembled recognizer."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import click
+
+from ocrkit.cli._common import default_workers, stderr_console
+
+
+def parse_kv(ctx, param, values) -> dict:
+    """``k=v`` options -> dict; values parsed as Python literals when they can be."""
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected key=value", ctx=ctx, param=param)
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def model_options(f):
+    """Component selection shared by train and the methods built on it."""
+    options = [
+        click.option("--backbone", default="vgg-small", show_default=True,
+                     help="Backbone name (ocrkit list backbones)."),
+        click.option("--backbone-arg", "backbone_args", multiple=True, callback=parse_kv,
+                     metavar="K=V", help="Backbone keyword argument (repeatable)."),
+        click.option("--neck", default="cap", show_default=True, help="Neck name."),
+        click.option("--neck-arg", "neck_args", multiple=True, callback=parse_kv, metavar="K=V"),
+        click.option("--sequence", default="bilstm", show_default=True,
+                     help="Sequence stage (a neck, e.g. bilstm) or 'none'."),
+        click.option("--sequence-arg", "sequence_args", multiple=True, callback=parse_kv,
+                     metavar="K=V", help="e.g. hidden=128, layers=1."),
+        click.option("--classifier", default="linear", show_default=True),
+        click.option("--classifier-arg", "classifier_args", multiple=True, callback=parse_kv,
+                     metavar="K=V"),
+        click.option("--head", default="ctc", show_default=True),
+        click.option("--head-arg", "head_args", multiple=True, callback=parse_kv, metavar="K=V"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def train_options(f):
+    options = [
+        click.option("--train", "train_paths", multiple=True, required=True,
+                     type=click.Path(exists=True),
+                     help="Training data: LMDB, folder of LMDBs or labelled folder (repeatable)."),
+        click.option("--val", "val_paths", multiple=True, type=click.Path(exists=True),
+                     help="Validation data (repeatable); best.pt is chosen on it."),
+        click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+                     help="Run folder: last.pt, best.pt, metrics.jsonl, curve.png."),
+        click.option("--max-steps", type=click.IntRange(min=1), default=None,
+                     help="Train this many optimizer steps..."),
+        click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="... or this many epochs."),
+        click.option("-b", "--batch-size", type=int, default=32, show_default=True),
+        click.option("--optimizer", type=click.Choice(["adam", "amsgrad", "adamw", "sgd"]),
+                     default="adam", show_default=True,
+                     help="amsgrad and sgd (Nesterov) are the paper's (Appendix A.1)."),
+        click.option("--lr", type=float, default=1e-3, show_default=True,
+                     help="Peak learning rate (paper: 1e-4 with --schedule paper)."),
+        click.option("--weight-decay", type=float, default=1e-6, show_default=True),
+        click.option("--schedule", type=click.Choice(["onecycle", "cosine", "paper", "constant"]),
+                     default="onecycle", show_default=True,
+                     help="paper = halve every --decay-epochs epochs."),
+        click.option("--warmup", type=click.FloatRange(0, 0.9), default=0.1, show_default=True,
+                     help="Warm-up fraction of the steps (onecycle, cosine)."),
+        click.option("--decay-epochs", type=float, default=60.0, show_default=True),
+        click.option("--grad-clip", type=float, default=5.0, show_default=True),
+        click.option("--height", type=int, default=32, show_default=True,
+                     help="Input height (paper: 64 single-row, 224 multi-row)."),
+        click.option("--width", type=int, default=256, show_default=True,
+                     help="Input width after resize/pad."),
+        click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
+                     default="keep-ratio", show_default=True),
+        click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Dictionary file (default: the training labels' characters)."),
+        click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
+                     show_default=True, help="Label characters outside the charset."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA)."),
+        click.option("-w", "--workers", type=int, default=None,
+                     help="Data-loading worker processes (default: cores - 1)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--val-every", type=int, default=200, show_default=True),
+        click.option("--save-every", type=int, default=200, show_default=True,
+                     help="Write last.pt every N steps (and at the end)."),
+        click.option("--val-limit", type=int, default=None,
+                     help="Validate on at most this many samples."),
+        click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists."),
+        click.option("-q", "--quiet", is_flag=True),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.command(context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit train --train data/s1-train.lmdb --val data/s1-test.lmdb -o runs/cap --max-steps 3000
+  ocrkit train --train a.lmdb --val b.lmdb -o runs/paper --backbone vgg16-cut \\
+      --height 64 --width 128 --optimizer sgd --lr 1e-4 --schedule paper --epochs 200
+  torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
+""")
+@train_options
+@model_options
+def train(**opts) -> None:
+    """Train a recognizer (CAP-CRNN by default) with CTC.
+
+    Writes OUT/last.pt (resumable), OUT/best.pt (best validation CLP),
+    OUT/metrics.jsonl, OUT/config.json and OUT/curve.png; prints a JSON summary.
+    """
+    result = run_training(opts)
+    if result is not None:
+        click.echo(json.dumps(result, ensure_ascii=False))
+
+
+def run_training(opts: dict, method_factory=None) -> dict | None:
+    """Shared by `train` and the demo: datasets, charset, model, loop."""
+    import os
+
+    from ocrkit.charset import Charset
+    from ocrkit.data import open_dataset
+    from ocrkit.errors import UsageError
+    from ocrkit.models.recognizer import Recognizer, make_spec
+    from ocrkit.train.data import Collate, InputSpec
+    from ocrkit.train.loop import Trainer, TrainConfig
+    from ocrkit.train.methods import SupervisedCTC
+
+    quiet = opts["quiet"]
+    console = stderr_console(quiet)
+    train_set = open_dataset(list(opts["train_paths"]))
+    val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
+    if opts["charset"]:
+        charset = Charset.load(opts["charset"])
+    else:
+        charset = Charset.from_labels(train_set.labels())
+    spec = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
+                     opts["head"], backbone_args=opts["backbone_args"],
+                     neck_args=opts["neck_args"], sequence_args=opts["sequence_args"],
+                     classifier_args=opts["classifier_args"], head_args=opts["head_args"])
+    input_spec = InputSpec(height=opts["height"], width=opts["width"], policy=opts["resize"])
+    if input_spec.height < 8 or input_spec.width < 8:
+        raise UsageError("--height and --width must be at least 8")
+    model = Recognizer(spec, charset.num_classes)
+    workers = opts["workers"] if opts["workers"] is not None else max(0, default_workers() - 1)
+    cfg = TrainConfig(
+        out=opts["out"], max_steps=opts["max_steps"], epochs=opts["epochs"],
+        batch_size=opts["batch_size"], optimizer=opts["optimizer"], lr=opts["lr"],
+        weight_decay=opts["weight_decay"], schedule=opts["schedule"], warmup=opts["warmup"],
+        decay_epochs=opts["decay_epochs"], grad_clip=opts["grad_clip"], device=opts["device"],
+        amp=opts["amp"], workers=workers, seed=opts["seed"], val_every=opts["val_every"],
+        save_every=opts["save_every"], val_limit=opts["val_limit"], resume=opts["resume"],
+        quiet=quiet)
+    method = (method_factory or SupervisedCTC)(charset)
+    extra = {"spec": spec, "charset": charset.chars,
+             "input": {**input_spec.__dict__}, "train_data": [os.path.abspath(p) for p in
+                                                              opts["train_paths"]]}
+    params = sum(p.numel() for p in model.parameters())
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"model {spec['backbone']['name']}+{spec['neck']['name']}"
+                      f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
+                      f"parameters, {charset.num_classes} classes, {len(train_set)} training "
+                      f"images", highlight=False)
+    trainer = Trainer(model, method, train_set, val_set,
+                      Collate(input_spec, charset, opts["unknown"]), cfg, extra,
+                      console_print=lambda m: console.print(m, highlight=False))
+    summary = trainer.fit()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return {"out": opts["out"], "parameters": params, "classes": charset.num_classes, **summary}

@@ -1,0 +1,89 @@
+"""Evaluate a checkpoint on a dataset; optional gallery of the worst predictions."""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import html
+import io
+from dataclasses import dataclass, field
+
+import editdistance
+import torch
+from PIL import Image
+
+from ocrkit.metrics import Metrics
+from ocrkit.predict import Predictor
+from ocrkit.train.data import Collate
+from ocrkit.train.methods import predict_texts
+
+
+@dataclass(order=True)
+class _Worst:
+    score: tuple
+    key: str = field(compare=False)
+    gt: str = field(compare=False)
+    pred: str = field(compare=False)
+    conf: float = field(compare=False)
+    png: bytes = field(compare=False)
+
+
+def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: int = 0,
+             errors: int = 0, limit: int | None = None, on_batch=None) -> tuple[dict, list]:
+    """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=workers,
+                                         collate_fn=Collate(predictor.input, None))
+    metrics = Metrics()
+    worst: list[_Worst] = []
+    broken = 0
+    for batch in loader:
+        broken += batch["broken"]
+        if batch["images"].shape[0] == 0:
+            continue
+        with torch.no_grad():
+            preds, confs, _ = predict_texts(predictor.model, batch["images"].to(predictor.device),
+                                            predictor.charset, predictor.beam_width)
+        metrics.update(preds, batch["labels"])
+        if errors:
+            for i, (pred, gt) in enumerate(zip(preds, batch["labels"])):
+                ed = editdistance.eval(pred.replace("\n", ""), gt.replace("\n", ""))
+                if ed == 0:
+                    continue
+                item = (ed / max(len(gt), 1), ed)
+                if len(worst) < errors or item > worst[0].score:
+                    png = _png(batch["images"][i], predictor.input)
+                    entry = _Worst(item, batch["keys"][i], gt, pred, confs[i], png)
+                    (heapq.heappush if len(worst) < errors else heapq.heapreplace)(worst, entry)
+        if on_batch:
+            on_batch(batch["images"].shape[0])
+        if limit is not None and metrics.samples >= limit:
+            break
+    result = metrics.result()
+    result["broken_samples"] = broken
+    return result, sorted(worst, reverse=True)
+
+
+def _png(tensor: torch.Tensor, spec) -> bytes:
+    arr = (tensor[0] * spec.std + spec.mean).clamp(0, 1).mul(255).byte().cpu().numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_gallery(worst: list, path: str, title: str) -> None:
+    """An HTML page: image, ground truth, prediction, edit distance, confidence."""
+    rows = []
+    for w in worst:
+        src = "data:image/png;base64," + base64.b64encode(w.png).decode()
+        rows.append(
+            f"<tr><td><img src='{src}'></td><td>{html.escape(w.gt).replace(chr(10), '<br>')}</td>"
+            f"<td>{html.escape(w.pred).replace(chr(10), '<br>')}</td><td>{w.score[1]}</td>"
+            f"<td>{w.conf:.3f}</td><td>{html.escape(w.key)}</td></tr>")
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>td{border-bottom:1px solid #ccc;padding:4px;font-size:18px}</style>"
+            f"<h1>{html.escape(title)}</h1><table><tr><th>image</th><th>ground truth</th>"
+            "<th>prediction</th><th>edit distance</th><th>confidence</th><th>sample</th></tr>"
+            + "".join(rows) + "</table>")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)

@@ -1,0 +1,83 @@
+"""VGG backbones: the paper's cut VGG16 (Yu & Zhang §4.2) and a fast small VGG.
+
+The paper keeps VGG16's hyper-parameters but cuts layers off "to avoid
+overfitting", and uses a pool of size (2, 3) as the last pooling layer for
+single-row images. It does not say where the cut is or the pool's stride. We
+read it as: keep the first ``cut`` conv layers (default 10, i.e. through the
+fourth block), then a max-pool of kernel ``last_pool`` (default (2, 3)) with
+stride (2, 1) and width padding, so the height halves and the width (the CTC
+time axis) is kept. Both are options.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _conv(cin: int, cout: int, batch_norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(cout))
+    layers.append(nn.ReLU(inplace=True))
+    return layers
+
+
+class VGG(nn.Module):
+    """A VGG stack: conv3x3(-BN)-ReLU layers and max-pools from a plain config.
+
+    Args:
+        config: channel counts and pools; a pool is ``"M"`` (2x2) or a tuple
+            ``(kernel_h, kernel_w, stride_h, stride_w)``.
+        in_channels: image channels (1 for grayscale).
+        batch_norm: BatchNorm after every conv (the paper's VGG16 has none; BN
+            makes small-data CPU training far more stable, so it is the default).
+    """
+
+    def __init__(self, *, config, in_channels: int = 1, batch_norm: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = in_channels
+        for item in config:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            elif isinstance(item, (tuple, list)):
+                kh, kw, sh, sw = item
+                layers.append(nn.MaxPool2d((kh, kw), (sh, sw), padding=(0, (kw - 1) // 2)))
+            else:
+                layers += _conv(cin, int(item), batch_norm)
+                cin = int(item)
+        self.features = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
+              batch_norm: bool = True) -> VGG:
+    """The paper's VGG16 with only its first ``cut`` conv layers and a final
+    ``last_pool`` max-pool (stride (2, 1): the width is kept)."""
+    config: list = []
+    convs = 0
+    for item in VGG16:
+        if item != "M":
+            if convs == cut:
+                break
+            convs += 1
+        config.append(item)
+    while config and config[-1] == "M":
+        config.pop()
+    kh, kw = last_pool
+    config.append((kh, kw, 2, 1))
+    return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)
+
+
+def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), batch_norm: bool = True
+              ) -> VGG:
+    """A fast small VGG: two 2x2 pools then two (2, 1) pools - height /16, width /4."""
+    c1, c2, c3, c4 = channels
+    config = [c1, "M", c2, "M", c3, c3, (2, 1, 2, 1), c4, c4, (2, 1, 2, 1)]
+    return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)

@@ -1,0 +1,1 @@
+"""One training loop (loop.py) that every method plugs into (methods.py)."""

@@ -1,0 +1,106 @@
+"""Batches for training and evaluation: resize/pad, normalise, encode labels.
+
+The collate function runs in DataLoader workers, so image decoding and
+resizing stay off the training process's critical path. Broken samples are
+dropped from the batch and counted (``batch["broken"]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ocrkit.charset import Charset
+from ocrkit.data.transforms import ResizePad
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images become tensors; stored in checkpoints."""
+
+    height: int = 32
+    width: int = 256
+    policy: str = "keep-ratio"
+    channels: int = 1
+    mean: float = 0.5
+    std: float = 0.5
+    rows: int = 1
+
+    def transform(self) -> ResizePad:
+        return ResizePad(self.height, self.width, self.policy)
+
+    def to_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        x = torch.from_numpy(np.stack(arrays))
+        return (x - self.mean) / self.std
+
+
+class Collate:
+    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken"}."""
+
+    def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip") -> None:
+        self.spec = spec
+        self.resize = spec.transform()
+        self.charset = charset
+        self.unknown = unknown
+
+    def __call__(self, samples) -> dict:
+        arrays, labels, keys, targets, lengths = [], [], [], [], []
+        broken = 0
+        for s in samples:
+            if s.image is None:
+                broken += 1
+                continue
+            if self.charset is not None:
+                ids = self.charset.encode("".join(s.rows), self.unknown)
+                if not ids:  # nothing learnable left (e.g. all characters unknown)
+                    broken += 1
+                    continue
+                targets.extend(ids)
+                lengths.append(len(ids))
+            arr, _ = self.resize(s.image)
+            arrays.append(arr)
+            labels.append(s.label)
+            keys.append(s.key)
+        out = {"labels": labels, "keys": keys, "broken": broken}
+        out["images"] = (self.spec.to_tensor(arrays) if arrays
+                         else torch.empty(0, 1, self.spec.height, self.spec.width))
+        if self.charset is not None:
+            out["targets"] = torch.tensor(targets, dtype=torch.long)
+            out["target_lengths"] = torch.tensor(lengths, dtype=torch.long)
+        return out
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Deterministic, resumable, rank-sharded order of sample indices.
+
+    Epoch ``e`` is a permutation drawn from ``seed + e``; rank ``r`` of ``world``
+    takes every ``world``-th index. ``start`` skips the first batches of the
+    first epoch yielded, so a resumed run sees exactly the data it would have.
+    """
+
+    def __init__(self, size: int, batch_size: int, *, seed: int = 0, rank: int = 0,
+                 world: int = 1, shuffle: bool = True) -> None:
+        self.size, self.batch_size = size, batch_size
+        self.seed, self.rank, self.world, self.shuffle = seed, rank, world, shuffle
+        self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, (self.size // self.world) // self.batch_size)
+
+    def set_position(self, epoch: int, batch: int) -> None:
+        self.epoch, self.start_batch = epoch, batch
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=g)
+        else:
+            order = torch.arange(self.size)
+        mine = order[self.rank::self.world][: self.batches_per_epoch * self.batch_size]
+        return iter(mine[self.start_batch * self.batch_size:].tolist())

@@ -1,0 +1,182 @@
+"""End to end from the CLI: train -> best/last -> evaluate -> infer -> export; resume
+after SIGKILL; torchrun DDP on CPU; a pip-installed plugin backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ocrkit.checkpoint import load_checkpoint
+
+TINY = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
+        "--sequence-arg", "layers=1", "--height", "32", "--width", "112", "-b", "8", "-w", "0"]
+
+
+@pytest.fixture(scope="module")
+def lmdbs(tmp_path_factory, cjk_font):
+    from click.testing import CliRunner
+
+    from ocrkit.cli import cli
+
+    root = tmp_path_factory.mktemp("e2e")
+    run = CliRunner().invoke
+    for name, seed, n in (("train", 1, 48), ("val", 2, 16)):
+        res = run(cli, ["synth", "-n", n, "--seed", seed, "--cols", 4, "--charset-size", 12,
+                        "--font", cjk_font, "--out", str(root / name), "-w", 1, "-q"])
+        assert res.exit_code == 0, res.output
+        res = run(cli, ["build-lmdb", str(root / name), str(root / f"{name}.lmdb"), "-q"])
+        assert res.exit_code == 0, res.output
+    return root
+
+
+def ocrkit(*args, env=None, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "ocrkit", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def test_train_evaluate_infer_export_chain(cli, lmdbs, tmp_path):
+    out = tmp_path / "run"
+    res = cli("train", "--train", lmdbs / "train.lmdb", "--val", lmdbs / "val.lmdb", "-o", out,
+              "--max-steps", 6, "--val-every", 3, "--save-every", 3, "-q", *TINY)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["steps"] == 6
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "curve.png", "config.json"):
+        assert (out / name).is_file(), name
+    last = load_checkpoint(str(out / "last.pt"))
+    assert last["meta"]["step"] == 6 and "train_state" in last
+    assert "train_state" not in load_checkpoint(str(out / "best.pt"))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [3, 6]
+
+    res = cli("evaluate", out / "best.pt", lmdbs / "val.lmdb", "--errors", 3,
+              "--errors-out", tmp_path / "worst.html")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    for key in ("clp", "ilp", "accuracy", "one_minus_ned", "cer", "wer", "ed1_accuracy"):
+        assert key in metrics and isinstance(metrics[key], float)
+    assert metrics["samples"] == 16 and "clp" in res.stderr
+    assert "<table>" in (tmp_path / "worst.html").read_text(encoding="utf-8")
+
+    images = sorted((lmdbs / "val" / "images" / "0000").glob("*.png"))[:3]
+    stdin = "\n".join(map(str, [images[0], images[1], tmp_path / "missing.png", images[2]]))
+    res = cli("infer", "-m", out / "best.pt", "-", input=stdin + "\n")
+    assert res.exit_code == 1
+    recs = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(recs) == 4 and recs[2] == {"path": str(tmp_path / "missing.png"),
+                                          "error": "no such file"}
+    assert all({"path", "text", "confidence"} <= set(r) for i, r in enumerate(recs) if i != 2)
+
+    res = cli("export", out / "best.pt", "--format", "onnx", "-o", tmp_path / "m.onnx",
+              "--verify", "--samples", lmdbs / "val.lmdb")
+    assert res.exit_code == 0, res.output
+    verify = json.loads(res.stdout)["verify"]
+    assert verify["texts_match"] and verify["max_abs_diff"] < 1e-3
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert json.loads(meta["ocrkit_charset"]) == last["charset"]
+    assert json.loads(meta["ocrkit_input"])["height"] == 32
+
+
+def test_infer_into_head_prints_no_traceback(lmdbs, tmp_path, cli):
+    out = tmp_path / "run"
+    assert cli("train", "--train", lmdbs / "train.lmdb", "-o", out, "--max-steps", 1, "-q",
+               *TINY).exit_code == 0
+    proc = subprocess.run(f"{sys.executable} -m ocrkit infer -m {out / 'best.pt'} "
+                          f"{lmdbs / 'train' / 'images'} | head -n 1", shell=True,
+                          capture_output=True, text=True)
+    assert len(proc.stdout.splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(lmdbs, tmp_path):
+    args = ["train", "--train", lmdbs / "train.lmdb", "--val", lmdbs / "val.lmdb",
+            "--max-steps", 40, "--save-every", 4, "--val-every", 40, "--seed", 3, "-q", *TINY]
+    reference = json.loads(ocrkit(*args, "-o", tmp_path / "ref").stdout)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "ocrkit", *map(str, args), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            step = load_checkpoint(str(out / "last.pt"))["meta"]["step"]
+        except Exception:  # noqa: BLE001 - not written yet, or mid-rename
+            step = 0
+        if 8 <= step < 40:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 8 <= step < 40, f"could not catch the run mid-way (step {step})"
+    resumed = json.loads(ocrkit(*args, "-o", out, "--resume").stdout)
+    assert resumed["steps"] == reference["steps"] == 40
+    a, b = resumed["last_val"], reference["last_val"]
+    assert abs(a["cer"] - b["cer"]) <= 0.1, (a, b)
+    losses = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in losses) == 40
+
+
+def test_torchrun_two_processes_on_cpu(lmdbs, tmp_path):
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29533", "-m", "ocrkit", "train", "--train", str(lmdbs / "train.lmdb"),
+         "--val", str(lmdbs / "val.lmdb"), "-o", str(out), "--max-steps", "3", "--device", "cpu",
+         "-q", *TINY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = load_checkpoint(str(out / "last.pt"))["meta"]
+    assert meta["world_size"] == 2 and meta["step"] == 3
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("{")]) == 1
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target),
+                    os.path.join(repo, "plugins", "ocrkit-tinycnn")], check=True)
+    # A broken plugin and one that clashes with a built-in name, as installed metadata.
+    for name, line in (("brokenplug", "bad-net = brokenplug_missing_module:factory"),
+                       ("clashplug", "vgg-small = clashplug:factory")):
+        info = target / f"{name}-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(f"[ocrkit.backbones]\n{line}\n")
+    return str(target)
+
+
+def test_plugin_backbone_lists_and_trains(plugin_path, lmdbs, tmp_path):
+    env = {"PYTHONPATH": plugin_path}
+    listing = ocrkit("list", "backbones", env=env).stdout
+    assert "tiny-cnn" in listing and "ocrkit-tinycnn 0.1.0  ok" in listing
+    assert "bad-net" in listing and "broken: ModuleNotFoundError" in listing
+    res = ocrkit("train", "--train", lmdbs / "train.lmdb", "-o", tmp_path / "tiny",
+                 "--backbone", "tiny-cnn", "--backbone-arg", "width=8", "--max-steps", 2, "-q",
+                 *TINY[2:], env=env)
+    assert json.loads(res.stdout)["steps"] == 2
+    spec = load_checkpoint(str(tmp_path / "tiny" / "best.pt"))["spec"]
+    assert spec["backbone"] == {"name": "tiny-cnn", "args": {"width": 8}}
+    # A broken plugin never breaks other commands; a clash names both distributions.
+    assert ocrkit("synth", "--help", env=env).returncode == 0
+    clash = ocrkit("train", "--train", lmdbs / "train.lmdb", "-o", tmp_path / "c",
+                   "--max-steps", 1, env=env, check=False)
+    assert clash.returncode == 2 and "ocrkit 0.1.0 and clashplug 0.1" in clash.stderr
+    hidden = ocrkit("list", "backbones", env={**env, "OCRKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}).stdout
+    assert "tiny-cnn" not in hidden and "vgg-small" in hidden
+
+
+def test_unknown_backbone_is_usage_error(lmdbs, tmp_path, cli):
+    res = cli("train", "--train", lmdbs / "train.lmdb", "-o", tmp_path / "x", "--max-steps", 1,
+              "--backbone", "resnet-31")
+    assert res.exit_code == 2 and "Did you mean resnet31" in res.stderr
