@@ -31,8 +31,8 @@ setup(
         # Noto Sans CJK (SC/TC/JP/KR/HK faces, OFL) as a pip package: no apt needed.
         "fonts": ["noto-cjk-sans-otc==0.0.1"],
         # ONNX export (`ocrkit export`) and its --verify against onnxruntime.
-        "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
-        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17"],
     },
     entry_points={
         "console_scripts": ["ocrkit = ocrkit.cli:main"],

@@ -180,3 +180,21 @@ def test_unknown_backbone_is_usage_error(lmdbs, tmp_path, cli):
     res = cli("train", "--train", lmdbs / "train.lmdb", "-o", tmp_path / "x", "--max-steps", 1,
               "--backbone", "resnet-31")
     assert res.exit_code == 2 and "Did you mean resnet31" in res.stderr
+
+
+def test_demo_chain_prints_final_json_last(tmp_path):
+    out = tmp_path / "demo"
+    proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8, "--steps", 3,
+                  "--charset-size", 12, "-q")
+    final = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert final["train_steps"] == 3 and final["test_images"] == 8 and final["held_out_font"]
+    assert {"clp", "ilp", "cer", "one_minus_ned"} <= set(final)
+    assert (out / "run" / "best.pt").is_file() and (out / "train.lmdb" / "data.mdb").is_file()
+    # A second run replaces its own earlier demo; a foreign folder is refused.
+    assert ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8,
+                  "--steps", 1, "--charset-size", 12, "-q").returncode == 0
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    res = ocrkit("demo", "--out", foreign, "-q", check=False)
+    assert res.returncode == 2 and (foreign / "thesis.tex").read_text() == "precious"

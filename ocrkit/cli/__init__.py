@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Recognise images (files, folders or '-' for stdin) to JSON Lines."),
     "export": ("ocrkit.cli.export", "export",
                "Export a checkpoint to ONNX (dynamic width, charset in metadata)."),
+    "demo": ("ocrkit.cli.demo", "demo",
+             "The whole chain on embedded defaults: synth, LMDB, train, evaluate, infer."),
     "list": ("ocrkit.cli.list_cmd", "list_components",
              "List registered backbones, necks, heads and classifiers (plugins too)."),
 }

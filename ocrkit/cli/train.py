@@ -95,6 +95,8 @@ def train_options(f):
         click.option("--val-every", type=int, default=200, show_default=True),
         click.option("--save-every", type=int, default=200, show_default=True,
                      help="Write last.pt every N steps (and at the end)."),
+        click.option("--log-every", type=int, default=10, show_default=True,
+                     help="Write a metrics.jsonl record every N steps."),
         click.option("--val-limit", type=int, default=None,
                      help="Validate on at most this many samples."),
         click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists."),
@@ -160,7 +162,8 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
         weight_decay=opts["weight_decay"], schedule=opts["schedule"], warmup=opts["warmup"],
         decay_epochs=opts["decay_epochs"], grad_clip=opts["grad_clip"], device=opts["device"],
         amp=opts["amp"], workers=workers, seed=opts["seed"], val_every=opts["val_every"],
-        save_every=opts["save_every"], val_limit=opts["val_limit"], resume=opts["resume"],
+        save_every=opts["save_every"], log_every=opts.get("log_every", 10),
+        val_limit=opts["val_limit"], resume=opts["resume"],
         quiet=quiet)
     method = (method_factory or SupervisedCTC)(charset)
     extra = {"spec": spec, "charset": charset.chars,

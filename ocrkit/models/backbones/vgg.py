@@ -75,9 +75,13 @@ def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
     return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)
 
 
-def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), batch_norm: bool = True
-              ) -> VGG:
-    """A fast small VGG: two 2x2 pools then two (2, 1) pools - height /16, width /4."""
+def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), width_stride: int = 4,
+              batch_norm: bool = True) -> VGG:
+    """A fast small VGG: height /16; width /4 (default) or /8 (``width_stride=8``:
+    half the frames and half the compute of the last block, for short texts)."""
+    if width_stride not in (4, 8):
+        raise ValueError(f"width_stride must be 4 or 8, not {width_stride}")
     c1, c2, c3, c4 = channels
-    config = [c1, "M", c2, "M", c3, c3, (2, 1, 2, 1), c4, c4, (2, 1, 2, 1)]
+    third = "M" if width_stride == 8 else (2, 1, 2, 1)
+    config = [c1, "M", c2, "M", c3, c3, third, c4, c4, (2, 1, 2, 1)]
     return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)
