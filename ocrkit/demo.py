@@ -24,7 +24,7 @@ class DemoConfig:
     """Defaults measured to reach CLP >= 0.9 within the time budget on 2 CPU cores."""
 
     out: str = "demo-out"
-    charset_size: int = 100
+    charset_size: int = 500
     train_images: int = 20000
     test_images: int = 500
     cols: int = 6
@@ -82,8 +82,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
     from data_tools.lmdb import write_lmdb
     from data_tools.labels import read_labels
     from data_tools.synth import SynthConfig, synthesize
-    from ocrkit.cli._common import progress_bar
-    from ocrkit.cli.train import run_training
+    from ocrkit.console import progress_bar
+    from ocrkit.train.run import run_training
     from ocrkit.data import open_dataset
     from ocrkit.evaluate import evaluate
     from ocrkit.predict import Predictor

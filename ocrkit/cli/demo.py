@@ -12,7 +12,7 @@ from ocrkit.cli._common import stderr_console
 @click.command(context_settings={"max_content_width": 100})
 @click.option("-o", "--out", default="demo-out", show_default=True,
               type=click.Path(file_okay=False), help="Demo folder (replaced if an earlier demo).")
-@click.option("--charset-size", type=click.IntRange(min=10), default=100, show_default=True,
+@click.option("--charset-size", type=click.IntRange(min=10), default=500, show_default=True,
               help="Most frequent characters of the embedded corpus to use.")
 @click.option("--train-images", type=click.IntRange(min=10), default=20000, show_default=True)
 @click.option("--test-images", type=click.IntRange(min=1), default=500, show_default=True)
@@ -27,7 +27,7 @@ def demo(out, charset_size, train_images, test_images, steps, device, seed, quie
     Synthesizes a single-row Chinese training set and a held-out test set
     rendered with another font face, builds LMDBs, trains a CAP-CRNN,
     evaluates it, infers a few test images, and prints the final evaluation as
-    one JSON object on the last stdout line. About 12 minutes on 2 CPU cores.
+    one JSON object on the last stdout line. About 10 minutes on 2 CPU cores.
     """
     from ocrkit.demo import DemoConfig, run_demo
 

@@ -261,7 +261,7 @@ class Trainer:
                     "best": best, "best_step": best_step}
             save_checkpoint(path, payload)
 
-        from ocrkit.cli._common import progress_bar
+        from ocrkit.console import progress_bar
 
         history: list[dict] = []
         result: dict = {}

@@ -1,0 +1,61 @@
+"""Set up a supervised run from `ocrkit train`'s option dict and run the loop."""
+
+from __future__ import annotations
+
+import os
+
+from ocrkit.charset import Charset
+from ocrkit.console import default_workers, stderr_console
+from ocrkit.data import open_dataset
+from ocrkit.errors import UsageError
+from ocrkit.models.recognizer import Recognizer, make_spec
+from ocrkit.train.data import Collate, InputSpec
+from ocrkit.train.loop import Trainer, TrainConfig
+from ocrkit.train.methods import SupervisedCTC
+
+
+def run_training(opts: dict, method_factory=None) -> dict | None:
+    """Datasets, charset, model and loop from `ocrkit train`'s options (also the demo's)."""
+    quiet = opts["quiet"]
+    console = stderr_console(quiet)
+    train_set = open_dataset(list(opts["train_paths"]))
+    val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
+    if opts["charset"]:
+        charset = Charset.load(opts["charset"])
+    else:
+        charset = Charset.from_labels(train_set.labels())
+    spec = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
+                     opts["head"], backbone_args=opts["backbone_args"],
+                     neck_args=opts["neck_args"], sequence_args=opts["sequence_args"],
+                     classifier_args=opts["classifier_args"], head_args=opts["head_args"])
+    input_spec = InputSpec(height=opts["height"], width=opts["width"], policy=opts["resize"])
+    if input_spec.height < 8 or input_spec.width < 8:
+        raise UsageError("--height and --width must be at least 8")
+    model = Recognizer(spec, charset.num_classes)
+    workers = opts["workers"] if opts["workers"] is not None else max(0, default_workers() - 1)
+    cfg = TrainConfig(
+        out=opts["out"], max_steps=opts["max_steps"], epochs=opts["epochs"],
+        batch_size=opts["batch_size"], optimizer=opts["optimizer"], lr=opts["lr"],
+        weight_decay=opts["weight_decay"], schedule=opts["schedule"], warmup=opts["warmup"],
+        decay_epochs=opts["decay_epochs"], grad_clip=opts["grad_clip"], device=opts["device"],
+        amp=opts["amp"], workers=workers, seed=opts["seed"], val_every=opts["val_every"],
+        save_every=opts["save_every"], log_every=opts.get("log_every", 10),
+        val_limit=opts["val_limit"], resume=opts["resume"],
+        quiet=quiet)
+    method = (method_factory or SupervisedCTC)(charset)
+    extra = {"spec": spec, "charset": charset.chars,
+             "input": {**input_spec.__dict__}, "train_data": [os.path.abspath(p) for p in
+                                                              opts["train_paths"]]}
+    params = sum(p.numel() for p in model.parameters())
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"model {spec['backbone']['name']}+{spec['neck']['name']}"
+                      f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
+                      f"parameters, {charset.num_classes} classes, {len(train_set)} training "
+                      f"images", highlight=False)
+    trainer = Trainer(model, method, train_set, val_set,
+                      Collate(input_spec, charset, opts["unknown"]), cfg, extra,
+                      console_print=lambda m: console.print(m, highlight=False))
+    summary = trainer.fit()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return {"out": opts["out"], "parameters": params, "classes": charset.num_classes, **summary}
