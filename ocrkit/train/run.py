@@ -20,7 +20,12 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
     console = stderr_console(quiet)
     train_set = open_dataset(list(opts["train_paths"]))
     val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
-    if opts["charset"]:
+    last = os.path.join(opts["out"], "last.pt")
+    if opts["resume"] and os.path.isfile(last):  # the weights' own charset, whatever the data
+        from ocrkit.checkpoint import load_checkpoint
+
+        charset = Charset(load_checkpoint(last)["charset"])
+    elif opts["charset"]:
         charset = Charset.load(opts["charset"])
     else:
         charset = Charset.from_labels(train_set.labels())
