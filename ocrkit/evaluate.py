@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 
 from ocrkit.metrics import Metrics
-from ocrkit.predict import Predictor
+from ocrkit.predict import Predictor, predict_texts
 from ocrkit.train.data import Collate
-from ocrkit.train.methods import predict_texts
 
 
 @dataclass(order=True)
@@ -28,12 +27,11 @@ class _Worst:
     png: bytes = field(compare=False)
 
 
-def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: int = 0,
-             errors: int = 0, limit: int | None = None, on_batch=None) -> tuple[dict, list]:
-    """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=workers,
-                                         collate_fn=Collate(predictor.input, None))
+def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = None,
+                    errors: int = 0, limit: int | None = None, input_spec=None, on_batch=None
+                    ) -> tuple[dict, list]:
+    """Metrics of ``model`` over a loader of collated batches, and the ``errors``
+    worst samples (kept with their images; ``input_spec`` undoes the normalisation)."""
     metrics = Metrics()
     worst: list[_Worst] = []
     broken = 0
@@ -42,8 +40,8 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
         if batch["images"].shape[0] == 0:
             continue
         with torch.no_grad():
-            preds, confs, _ = predict_texts(predictor.model, batch["images"].to(predictor.device),
-                                            predictor.charset, predictor.beam_width)
+            preds, confs, _ = predict_texts(model, batch["images"].to(device), charset,
+                                            beam_width)
         metrics.update(preds, batch["labels"])
         if errors:
             for i, (pred, gt) in enumerate(zip(preds, batch["labels"])):
@@ -52,7 +50,7 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
                     continue
                 item = (ed / max(len(gt), 1), ed)
                 if len(worst) < errors or item > worst[0].score:
-                    png = _png(batch["images"][i], predictor.input)
+                    png = _png(batch["images"][i], input_spec)
                     entry = _Worst(item, batch["keys"][i], gt, pred, confs[i], png)
                     (heapq.heappush if len(worst) < errors else heapq.heapreplace)(worst, entry)
         if on_batch:
@@ -62,6 +60,20 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
     result = metrics.result()
     result["broken_samples"] = broken
     return result, sorted(worst, reverse=True)
+
+
+def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: int = 0,
+             errors: int = 0, limit: int | None = None, on_batch=None) -> tuple[dict, list]:
+    """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples.
+
+    Labels are not encoded: characters outside the model's charset count as errors.
+    """
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                         num_workers=workers,
+                                         collate_fn=Collate(predictor.input, None))
+    return evaluate_loader(predictor.model, predictor.charset, loader, predictor.device,
+                           beam_width=predictor.beam_width, errors=errors, limit=limit,
+                           input_spec=predictor.input, on_batch=on_batch)
 
 
 def _png(tensor: torch.Tensor, spec) -> bytes:

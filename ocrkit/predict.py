@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from ocrkit.charset import Charset
 from ocrkit.checkpoint import build_model, load_checkpoint
 from ocrkit.train.data import InputSpec
 from ocrkit.train.loop import resolve_device
-from ocrkit.train.methods import predict_texts
+
+
+def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int | None = None
+                  ) -> tuple[list[str], list[float], list[list[str]]]:
+    """Texts (rows joined by newlines), mean confidences and rows for a batch."""
+    core = model.module if hasattr(model, "module") else model
+    logits = core(images)
+    texts, confs, rows_out = [], [], []
+    for rows, rconf in core.decode(logits, beam_width):
+        rows_text = [charset.decode(ids) for ids in rows]
+        rows_out.append(rows_text)
+        texts.append("\n".join(rows_text))
+        confs.append(float(sum(rconf) / len(rconf)) if rconf else 0.0)
+    return texts, confs, rows_out
 
 
 class Predictor:

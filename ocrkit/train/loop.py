@@ -188,7 +188,7 @@ class Trainer:
         if cfg.batch_size < 1:
             raise UsageError(f"--batch-size {cfg.batch_size}: must be at least 1")
 
-    def _loader(self, sampler: StepSampler, shuffle_workers: bool = True):
+    def _loader(self, sampler: StepSampler):
         return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.cfg.batch_size, sampler=sampler,
             num_workers=self.cfg.workers, collate_fn=self.collate,

@@ -10,25 +10,11 @@ import torch
 
 from ocrkit.charset import Charset
 from ocrkit.errors import OcrkitError
-from ocrkit.metrics import Metrics
+from ocrkit.evaluate import evaluate_loader
 
 
 def _unwrap(model):
     return model.module if hasattr(model, "module") else model
-
-
-def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int | None = None
-                  ) -> tuple[list[str], list[float], list[list[str]]]:
-    """Texts (rows joined by newlines), mean confidences and rows for a batch."""
-    core = _unwrap(model)
-    logits = core(images)
-    texts, confs, rows_out = [], [], []
-    for rows, rconf in core.decode(logits, beam_width):
-        rows_text = [charset.decode(ids) for ids in rows]
-        rows_out.append(rows_text)
-        texts.append("\n".join(rows_text))
-        confs.append(float(sum(rconf) / len(rconf)) if rconf else 0.0)
-    return texts, confs, rows_out
 
 
 class SupervisedCTC:
@@ -51,15 +37,6 @@ class SupervisedCTC:
                               batch["target_lengths"].to(device))
         return loss, images.shape[0]
 
-    @torch.no_grad()
     def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:
-        metrics = Metrics()
-        for batch in loader:
-            if batch["images"].shape[0] == 0:
-                continue
-            preds, _, _ = predict_texts(model, batch["images"].to(device), self.charset,
-                                        self.beam_width)
-            metrics.update(preds, batch["labels"])
-            if limit is not None and metrics.samples >= limit:
-                break
-        return metrics.result()
+        return evaluate_loader(_unwrap(model), self.charset, loader, device,
+                               beam_width=self.beam_width, limit=limit)[0]
