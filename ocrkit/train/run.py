@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from ocrkit.charset import Charset
 from ocrkit.console import default_workers, stderr_console
 from ocrkit.data import open_dataset
@@ -36,6 +38,7 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
     input_spec = InputSpec(height=opts["height"], width=opts["width"], policy=opts["resize"])
     if input_spec.height < 8 or input_spec.width < 8:
         raise UsageError("--height and --width must be at least 8")
+    torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
     model = Recognizer(spec, charset.num_classes)
     workers = opts["workers"] if opts["workers"] is not None else max(0, default_workers() - 1)
     cfg = TrainConfig(
