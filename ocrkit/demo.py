@@ -28,7 +28,7 @@ class DemoConfig:
     train_images: int = 20000
     test_images: int = 500
     cols: int = 6
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 32
     lr: float = 2e-3
     warmup: float = 0.02
@@ -119,7 +119,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
         "warmup": cfg.warmup, "decay_epochs": 60.0, "grad_clip": 5.0, "height": 32,
         "width": width, "resize": "keep-ratio", "charset": None, "unknown": "skip",
         "device": cfg.device, "amp": None, "workers": cfg.workers, "seed": cfg.seed,
-        "val_every": max(1, cfg.steps // 6), "save_every": max(1, cfg.steps // 6),
+        "val_every": max(1, cfg.steps // 5), "save_every": max(1, cfg.steps // 5),
         "val_limit": 200, "resume": False, "quiet": cfg.quiet,
         "backbone": "vgg-small", "backbone_args": {"channels": tuple(cfg.channels),
                                                    "width_stride": cfg.width_stride},

@@ -16,7 +16,7 @@ from ocrkit.cli._common import stderr_console
               help="Most frequent characters of the embedded corpus to use.")
 @click.option("--train-images", type=click.IntRange(min=10), default=20000, show_default=True)
 @click.option("--test-images", type=click.IntRange(min=1), default=500, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=2500, show_default=True,
               help="Training steps (batch 32).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -27,7 +27,7 @@ def demo(out, charset_size, train_images, test_images, steps, device, seed, quie
     Synthesizes a single-row Chinese training set and a held-out test set
     rendered with another font face, builds LMDBs, trains a CAP-CRNN,
     evaluates it, infers a few test images, and prints the final evaluation as
-    one JSON object on the last stdout line. About 10 minutes on 2 CPU cores.
+    one JSON object on the last stdout line. About 7-8 minutes on 2 CPU cores.
     """
     from ocrkit.demo import DemoConfig, run_demo
 
