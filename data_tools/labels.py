@@ -28,7 +28,13 @@ from typing import Iterator
 from ocrkit.errors import UsageError
 
 FORMATS = ("auto", "jsonl", "tsv", "text-renderer", "mmocr", "space")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+LABEL_FILES = ("labels.jsonl", "gt.txt", "labels.json", "labels.txt")
+
+
+def has_label_file(folder: str) -> bool:
+    """True if ``folder`` holds one of the standard label files (a labelled folder)."""
+    return any(os.path.isfile(os.path.join(folder, name)) for name in LABEL_FILES)
 
 
 @dataclass(frozen=True)
@@ -154,7 +160,7 @@ def _text_renderer(path: str, errors: list[str]):
     root = os.path.dirname(os.path.abspath(path))
     for key, text in sorted(data.get("labels", {}).items()):
         for sub in ("", "images"):
-            hit = next((os.path.join(sub, key + s) for s in _IMAGE_SUFFIXES
+            hit = next((os.path.join(sub, key + s) for s in IMAGE_SUFFIXES
                         if os.path.isfile(os.path.join(root, sub, key + s))), None)
             if hit:
                 yield hit, [text]

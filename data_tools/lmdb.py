@@ -41,14 +41,15 @@ def check_image(data: bytes) -> None:
 
 
 def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
-               sources: Iterable[str] = (), on_item: Callable[[], None] | None = None
-               ) -> BuildReport:
+               sources: Iterable[str] = (), on_item: Callable[[], None] | None = None,
+               strict: bool = False) -> BuildReport:
     """Write ``samples`` (objects with ``.path`` and ``.label``) into the LMDB ``out``.
 
     The database is built at a temporary path and renamed on success, so ``out``
     is either the previous complete database or the new one. Unreadable or
     undecodable images are skipped and listed in the report. The map grows as
-    needed instead of reserving a huge address range up front.
+    needed instead of reserving a huge address range up front. With ``strict``,
+    the first bad image aborts the build and nothing is written.
     """
     if os.path.exists(out) and not overwrite:
         raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
@@ -73,6 +74,9 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
                     data = fh.read()
                 check_image(data)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means "bad image"
+                if strict:
+                    raise OcrkitError(f"--strict: unreadable image {sample.path} "
+                                      f"({_reason(exc)}); {out} was not written") from None
                 report.skipped.append((sample.path, _reason(exc)))
                 if on_item:
                     on_item()

@@ -35,6 +35,7 @@ from data_tools.synth.fonts import FontSpec, GlyphChecker, discover
 from data_tools.synth.layout import Layout, Plan, derive_layout, plan_lines, plan_running, row_lengths
 from data_tools.synth.render import Appearance, Renderer
 from ocrkit import __version__
+from ocrkit.charset import Charset
 from ocrkit.errors import OcrkitError, UsageError
 
 CHUNK = 32  # images per worker task
@@ -126,19 +127,6 @@ def prepare_out_dir(out: str, overwrite: bool) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def _read_charset(path: str) -> set[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            chars = {line.rstrip("\r\n") for line in fh}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--charset {path}: cannot read ({exc})") from None
-    chars.discard("")
-    bad = [c for c in chars if len(c) != 1]
-    if bad:
-        raise UsageError(f"--charset {path}: lines must hold one character each (e.g. {bad[0]!r})")
-    return chars
-
-
 def _fmt_chars(chars: Sequence[str], limit: int = 12) -> str:
     shown = " ".join(repr(c) for c in chars[:limit])
     return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
@@ -189,7 +177,7 @@ def _apply_unknown_policy(corpus, fonts: list[FontSpec], checkers: list[GlyphChe
 
 def _build_plan(cfg: SynthConfig, layout: Layout, warnings: list[str]
                 ) -> tuple[Plan, list[FontSpec], str, dict]:
-    charset = _read_charset(cfg.charset) if cfg.charset else None
+    charset = set(Charset.load(cfg.charset).chars) if cfg.charset else None
     wrap = cfg.on_exhausted == "wrap"
     if cfg.corpus:
         corpus = read_corpus_file(cfg.corpus, cfg.corpus_mode)

@@ -38,7 +38,7 @@ def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
     """
     from data_tools.labels import read_labels
     from data_tools.lmdb import write_lmdb
-    from ocrkit.errors import OcrkitError, UsageError
+    from ocrkit.errors import UsageError
 
     if labels and len(inputs) > 1:
         raise UsageError("--labels names one label file; give a single INPUT with it")
@@ -50,22 +50,10 @@ def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
         console.print(f"[yellow]warning:[/] {err}", highlight=False)
     if not samples:
         raise UsageError(f"{', '.join(inputs)}: no labelled images found")
-    if strict:
-        from data_tools.lmdb import check_image
-        bad = []
-        for s in samples:
-            try:
-                with open(s.path, "rb") as fh:
-                    check_image(fh.read())
-            except Exception as exc:  # noqa: BLE001
-                bad.append(f"{s.path} ({exc.__class__.__name__})")
-        if bad:
-            raise OcrkitError(f"--strict: {len(bad)} unreadable images, e.g. {bad[0]}; "
-                              f"{out} was not written")
     with progress_bar("build-lmdb", quiet) as (start, advance):
         start(len(samples))
         report = write_lmdb(samples, out, overwrite=overwrite, sources=list(inputs),
-                            on_item=lambda: advance(1))
+                            on_item=lambda: advance(1), strict=strict)
     if report.skipped:
         names = ", ".join(f"{p} ({why})" for p, why in report.skipped[:10])
         more = f" and {len(report.skipped) - 10} more" if len(report.skipped) > 10 else ""

@@ -61,8 +61,10 @@ def _sample_images(checkpoint: str, samples: str | None, count: int = 8):
 
     from ocrkit.cli.infer import iter_inputs
 
-    if os.path.isdir(samples) and not any(
-            os.path.exists(os.path.join(samples, n)) for n in ("data.mdb", "labels.jsonl", "gt.txt")):
+    from data_tools.labels import has_label_file
+
+    if (os.path.isdir(samples) and not has_label_file(samples)
+            and not os.path.exists(os.path.join(samples, "data.mdb"))):
         paths = list(iter_inputs([samples]))[:count]
         return [Image.open(p).convert("L") for p in paths]
     from ocrkit.data import open_dataset

@@ -9,11 +9,12 @@ from typing import Iterator
 
 import click
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
 def iter_inputs(inputs) -> Iterator[str]:
     """Paths from arguments: files as given, folders scanned (sorted), '-' = stdin lines."""
+    from data_tools.labels import IMAGE_SUFFIXES
+
     for item in inputs:
         if item == "-":
             for line in sys.stdin:

@@ -25,18 +25,17 @@ def stats(paths, charset, quiet) -> None:
 
     One JSON object on stdout; a readable table on stderr.
     """
-    from data_tools.labels import read_labels
+    from data_tools.labels import has_label_file, read_labels
     from data_tools.lmdb import LmdbReader, find_lmdbs
     from data_tools.stats import label_stats
 
-    allowed = None
-    if charset:
-        with open(charset, encoding="utf-8") as fh:
-            allowed = {line.rstrip("\r\n") for line in fh} - {""}
+    from ocrkit.charset import Charset
+
+    allowed = set(Charset.load(charset).chars) if charset else None
 
     def labels():
         for path in paths:
-            if os.path.isdir(path) and not _has_labels(path):
+            if os.path.isdir(path) and not has_label_file(path):
                 for db in find_lmdbs(path):
                     yield from LmdbReader(db).labels()
             else:
@@ -59,11 +58,6 @@ def stats(paths, charset, quiet) -> None:
             table.add_row("unknown chars", " ".join(list(result["unknown"])[:30]) or "-")
         console.print(table)
     click.echo(json.dumps(result, ensure_ascii=False))
-
-
-def _has_labels(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, n))
-               for n in ("labels.jsonl", "gt.txt", "labels.json", "labels.txt"))
 
 
 def _hist(h: dict) -> str:

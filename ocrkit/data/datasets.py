@@ -17,7 +17,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from data_tools.labels import read_labels
+from data_tools.labels import has_label_file, read_labels
 from data_tools.lmdb import LmdbReader, find_lmdbs
 from ocrkit.errors import OcrkitError, UsageError
 
@@ -128,9 +128,7 @@ class ConcatDataset(_Chained):
 def _is_lmdb_tree(path: str) -> bool:
     if os.path.isfile(os.path.join(path, "data.mdb")):
         return True
-    return os.path.isdir(path) and not any(
-        os.path.isfile(os.path.join(path, n))
-        for n in ("labels.jsonl", "gt.txt", "labels.json", "labels.txt"))
+    return os.path.isdir(path) and not has_label_file(path)
 
 
 def open_dataset(paths: str | Sequence[str], *, skip_broken: bool = True):
