@@ -47,6 +47,8 @@ setup(
         "ocrkit.necks": [
             "cap = ocrkit.models.necks.cap:cap",
             "bilstm = ocrkit.models.necks.sequence:bilstm",
+            "multirow-stretch = ocrkit.models.necks.multirow:multirow_stretch",
+            "row-attention = ocrkit.models.necks.multirow:row_attention",
         ],
         "ocrkit.heads": ["ctc = ocrkit.models.heads.ctc:ctc"],
         "ocrkit.classifiers": ["linear = ocrkit.models.classifiers.linear:linear"],

@@ -114,22 +114,31 @@ def _format_from_name(path: str) -> str:
     return "tsv"
 
 
-def _jsonl(path: str, errors: list[str]):
+def jsonl_records(path: str):
+    """(line number, parsed JSON or None when the line is not JSON) of non-blank lines."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                image = rec["image"] if "image" in rec else rec["path"]
-                if "rows" in rec:
-                    rows = [str(r) for r in rec["rows"]]
-                else:
-                    rows = str(rec["label"] if "label" in rec else rec["text"]).split("\n")
-            except (ValueError, KeyError, TypeError) as exc:
-                errors.append(f"{path}:{n}: malformed line ({exc.__class__.__name__})")
-                continue
-            yield image, rows
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except ValueError:
+                    yield n, None
+
+
+def _jsonl(path: str, errors: list[str]):
+    for n, rec in jsonl_records(path):
+        try:
+            if rec is None:
+                raise json.JSONDecodeError("not JSON", "", 0)
+            image = rec["image"] if "image" in rec else rec["path"]
+            if "rows" in rec:
+                rows = [str(r) for r in rec["rows"]]
+            else:
+                rows = str(rec["label"] if "label" in rec else rec["text"]).split("\n")
+        except (ValueError, KeyError, TypeError) as exc:
+            errors.append(f"{path}:{n}: malformed line ({exc.__class__.__name__})")
+            continue
+        yield image, rows
 
 
 def _delimited(path: str, errors: list[str], sep: str, what: str):
@@ -177,3 +186,26 @@ def _mmocr(path: str, errors: list[str]):
             yield item["img_path"], [item["instances"][0]["text"]]
         except (KeyError, IndexError, TypeError):
             errors.append(f"{path}: data_list[{n}] has no img_path/instances[0].text")
+
+
+def read_pairs(folder: str) -> list[tuple[str, str]]:
+    """(image, clean twin) paths of a ``synth --box-lines`` folder's labels.jsonl.
+
+    Raises UsageError when the folder has no labels.jsonl or none of its records
+    has a clean twin (it was not made with ``--box-lines``).
+    """
+    path = os.path.join(folder, "labels.jsonl")
+    if not os.path.isfile(path):
+        raise UsageError(f"{folder}: no labels.jsonl (make image/clean pairs with "
+                         "`ocrkit synth --box-lines`)")
+    pairs = []
+    for n, rec in jsonl_records(path):
+        if rec is None:
+            raise UsageError(f"{path}:{n}: not JSON")
+        if isinstance(rec, dict) and rec.get("image") and rec.get("clean"):
+            pairs.append((os.path.normpath(os.path.join(folder, rec["image"])),
+                          os.path.normpath(os.path.join(folder, rec["clean"]))))
+    if not pairs:
+        raise UsageError(f"{path}: no record has a clean twin (\"clean\"); make the data with "
+                         "`ocrkit synth --box-lines`")
+    return pairs

@@ -78,6 +78,9 @@ def build_model(ckpt: dict):
     from ocrkit.charset import Charset
     from ocrkit.models.recognizer import Recognizer
 
+    if ckpt.get("kind") == "denoiser":
+        raise UsageError("this is a denoiser checkpoint, not a recognizer: pass it with "
+                         "--denoiser (or clean images with `ocrkit denoise`)")
     charset = Charset(ckpt["charset"])
     model = Recognizer(ckpt["spec"], charset.num_classes)
     model.load_state_dict(ckpt["state_dict"])

@@ -31,8 +31,16 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
                     errors: int = 0, limit: int | None = None, input_spec=None, on_batch=None
                     ) -> tuple[dict, list]:
     """Metrics of ``model`` over a loader of collated batches, and the ``errors``
-    worst samples (kept with their images; ``input_spec`` undoes the normalisation)."""
+    worst samples (kept with their images; ``input_spec`` undoes the normalisation).
+
+    Image-level metrics compare whole texts (rows joined, newlines not counted).
+    When images hold several rows (a multi-row model or multi-row labels),
+    ``result["row_level"]`` has the same metrics over rows: predicted row ``j``
+    against label row ``j``, the shorter list padded with empty rows.
+    """
     metrics = Metrics()
+    row_metrics = Metrics()
+    multirow = False
     worst: list[_Worst] = []
     broken = 0
     for batch in loader:
@@ -40,9 +48,14 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
         if batch["images"].shape[0] == 0:
             continue
         with torch.no_grad():
-            preds, confs, _ = predict_texts(model, batch["images"].to(device), charset,
-                                            beam_width)
+            preds, confs, pred_rows = predict_texts(model, batch["images"].to(device), charset,
+                                                    beam_width)
         metrics.update(preds, batch["labels"])
+        for rows, label in zip(pred_rows, batch["labels"]):
+            gt_rows = label.split("\n")
+            multirow = multirow or len(rows) > 1 or len(gt_rows) > 1
+            n = max(len(rows), len(gt_rows))
+            row_metrics.update(rows + [""] * (n - len(rows)), gt_rows + [""] * (n - len(gt_rows)))
         if errors:
             for i, (pred, gt) in enumerate(zip(preds, batch["labels"])):
                 ed = editdistance.eval(pred.replace("\n", ""), gt.replace("\n", ""))
@@ -59,6 +72,8 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
             break
     result = metrics.result()
     result["broken_samples"] = broken
+    if multirow:
+        result["row_level"] = row_metrics.result()
     return result, sorted(worst, reverse=True)
 
 

@@ -1,7 +1,11 @@
 """ONNX export with a dynamic width, metadata and a check against onnxruntime.
 
 The graph maps ``image`` ``[batch, 1, H, width]`` (normalised as the input spec
-says) to ``logits`` ``[batch, frames, classes]``; blank is class 0. Metadata
+says) to ``logits`` ``[batch, frames, classes]``; blank is class 0. Multi-row
+models have a fixed input size; row attention gives ``[batch, rows, frames,
+classes]``, MultiRow Stretching one sequence whose rows are ``rows`` equal
+spans of frames (``ocrkit_spec`` names the neck). A denoiser the recognizer
+carries is part of the graph. Metadata
 (``metadata_props``) carries ``ocrkit_charset`` (JSON list), ``ocrkit_input``
 (JSON input spec), ``ocrkit_spec`` and ``ocrkit_version``, so a deployment needs
 nothing but the .onnx file.
@@ -40,14 +44,17 @@ def export_onnx(checkpoint: str, out: str, *, opset: int = 17) -> dict:
     model, charset = build_model(ckpt)
     spec = InputSpec(**ckpt["input"])
     dummy = torch.zeros(1, spec.channels, spec.height, spec.width)
+    if spec.rows > 1:  # multi-row necks are built for one feature-map size: fixed width
+        axes = {"image": {0: "batch"}, "logits": {0: "batch"}}
+    else:
+        axes = {"image": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "frames"}}
     tmp = out + ".tmp"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, (dummy,), tmp, input_names=["image"],
                               output_names=["logits"], opset_version=opset, dynamo=False,
-                              dynamic_axes={"image": {0: "batch", 3: "width"},
-                                            "logits": {0: "batch", 1: "frames"}})
+                              dynamic_axes=axes)
         except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -78,8 +85,10 @@ def verify_onnx(checkpoint: str, onnx_path: str, images) -> dict:
     got = session.run(None, {"image": x.numpy()})[0]
     with torch.no_grad():
         ref = model(x)
-    texts_ref = [charset.decode(ids[0]) for ids, _ in model.decode(ref)]
-    texts_onnx = [charset.decode(ids[0]) for ids, _ in model.decode(torch.from_numpy(got))]
+    def texts(logits):
+        return ["\n".join(charset.decode(r) for r in rows) for rows, _ in model.decode(logits)]
+
+    texts_ref, texts_onnx = texts(ref), texts(torch.from_numpy(got))
     same = sum(a == b for a, b in zip(texts_ref, texts_onnx))
     return {"images": len(images), "max_abs_diff": float(np.abs(got - ref.numpy()).max()),
             "same_text": same, "texts_match": same == len(images)}

@@ -27,11 +27,17 @@ def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int
 class Predictor:
     """A recognizer ready for inference: preprocessing, device, decoding."""
 
-    def __init__(self, checkpoint: str, device: str = "auto", beam_width: int | None = None
-                 ) -> None:
+    def __init__(self, checkpoint: str, device: str = "auto", beam_width: int | None = None,
+                 denoiser: str | None = None, warn=None) -> None:
+        """``denoiser``: a train-denoiser checkpoint to clean images first (replacing
+        one the recognizer was trained with); ``warn`` receives warnings."""
         self.ckpt = load_checkpoint(checkpoint)
         self.model, self.charset = build_model(self.ckpt)
         self.input = InputSpec(**self.ckpt["input"])
+        if denoiser:
+            from ocrkit.models.denoise import attach_denoiser
+
+            attach_denoiser(self.model, denoiser, self.input, warn)
         self.resize = self.input.transform()
         self.device = resolve_device(device)
         self.model.to(self.device)

@@ -36,9 +36,11 @@ Examples:
               show_default=True, help="Gallery file (HTML).")
 @click.option("--limit", type=int, default=None, help="Evaluate at most this many samples.")
 @click.option("-w", "--workers", type=int, default=None, help="Data-loading workers.")
+@click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Clean images with this train-denoiser checkpoint before recognition.")
 @click.option("-q", "--quiet", is_flag=True)
 def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_out, limit,
-             workers, quiet) -> None:
+             workers, denoiser, quiet) -> None:
     """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders).
 
     \b
@@ -50,13 +52,16 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
       cer, wer       corpus character / word error rates
       ed1_accuracy   share of samples with ED <= 1
     Newlines between rows of multi-row labels are not counted as characters.
+    Multi-row data also gets "row_level": the same metrics over text rows.
     """
     from ocrkit.data import open_dataset
     from ocrkit.evaluate import evaluate as run_eval
     from ocrkit.evaluate import write_gallery
     from ocrkit.predict import Predictor
 
-    predictor = Predictor(checkpoint, device, beam_width)
+    console = stderr_console(quiet)
+    predictor = Predictor(checkpoint, device, beam_width, denoiser,
+                          warn=lambda m: console.print(m, highlight=False))
     dataset = open_dataset(list(data))
     n_workers = workers if workers is not None else max(0, min(2, default_workers() - 1))
     with progress_bar("evaluate", quiet) as (start, advance):
@@ -65,17 +70,21 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
                                  errors=errors, limit=limit, on_batch=advance)
     if errors:
         write_gallery(worst, errors_out, f"{checkpoint}: {len(worst)} worst predictions")
-    console = stderr_console(quiet)
     if not quiet:
         from rich.table import Table
 
         table = Table(title=f"{checkpoint} on {', '.join(data)}")
         table.add_column("metric")
-        table.add_column("value", justify="right")
+        rows = result.get("row_level")
+        table.add_column("image level" if rows else "value", justify="right")
+        if rows:
+            table.add_column("row level", justify="right")
         table.add_column("definition")
         for key, text in DEFINITIONS.items():
-            table.add_row(key, f"{result[key]:.4f}", text)
-        table.add_row("samples", str(result["samples"]), "")
+            extra = [f"{rows[key]:.4f}"] if rows else []
+            table.add_row(key, f"{result[key]:.4f}", *extra, text)
+        table.add_row("samples", str(result["samples"]), *([str(rows["samples"])] if rows else []),
+                      "")
         console.print(table)
     click.echo(json.dumps({"checkpoint": checkpoint, "data": list(data), **result},
                           ensure_ascii=False))

@@ -43,18 +43,24 @@ Examples:
 @click.option("-b", "--batch-size", type=int, default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--beam-width", type=int, default=1, show_default=True)
-def infer(checkpoint, inputs, batch_size, device, beam_width) -> None:
+@click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Clean images with this train-denoiser checkpoint before recognition.")
+def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
-    Records are {"path", "text", "confidence"} ("rows" too for multi-row
-    models). An unreadable input gets {"path", "error"}; the run goes on and
+    Records are {"path", "text", "confidence"}; multi-row models add "rows"
+    (the rows in reading order; "text" is them joined by newlines). An unreadable input gets {"path", "error"}; the run goes on and
     exits 1 at the end.
     """
     from PIL import Image
 
     from ocrkit.predict import Predictor
 
-    predictor = Predictor(checkpoint, device, beam_width)
+    from ocrkit.cli._common import stderr_console
+
+    console = stderr_console(False)
+    predictor = Predictor(checkpoint, device, beam_width, denoiser,
+                          warn=lambda m: console.print(m, highlight=False))
     multirow = predictor.input.rows > 1
     failed = False
     batch: list[tuple[str, object]] = []

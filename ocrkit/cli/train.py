@@ -49,43 +49,37 @@ def model_options(f):
     return f
 
 
-def train_options(f):
+def _apply(f, options):
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-6,
+                 schedule: str = "onecycle", warmup: float = 0.1, decay_epochs: float = 60.0,
+                 out_help: str = "Run folder: last.pt, best.pt, metrics.jsonl, curve.png."):
+    """Options of the shared training loop (train, train-denoiser, later methods)."""
     options = [
-        click.option("--train", "train_paths", multiple=True, required=True,
-                     type=click.Path(exists=True),
-                     help="Training data: LMDB, folder of LMDBs or labelled folder (repeatable)."),
-        click.option("--val", "val_paths", multiple=True, type=click.Path(exists=True),
-                     help="Validation data (repeatable); best.pt is chosen on it."),
         click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-                     help="Run folder: last.pt, best.pt, metrics.jsonl, curve.png."),
+                     help=out_help),
         click.option("--max-steps", type=click.IntRange(min=1), default=None,
                      help="Train this many optimizer steps..."),
         click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="... or this many epochs."),
-        click.option("-b", "--batch-size", type=int, default=32, show_default=True),
+        click.option("-b", "--batch-size", type=int, default=batch_size, show_default=True),
         click.option("--optimizer", type=click.Choice(["adam", "amsgrad", "adamw", "sgd"]),
                      default="adam", show_default=True,
                      help="amsgrad and sgd (Nesterov) are the paper's (Appendix A.1)."),
-        click.option("--lr", type=float, default=1e-3, show_default=True,
-                     help="Peak learning rate (paper: 1e-4 with --schedule paper)."),
-        click.option("--weight-decay", type=float, default=1e-6, show_default=True),
+        click.option("--lr", type=float, default=lr, show_default=True,
+                     help="Peak learning rate."),
+        click.option("--weight-decay", type=float, default=weight_decay, show_default=True),
         click.option("--schedule", type=click.Choice(["onecycle", "cosine", "paper", "constant"]),
-                     default="onecycle", show_default=True,
+                     default=schedule, show_default=True,
                      help="paper = halve every --decay-epochs epochs."),
-        click.option("--warmup", type=click.FloatRange(0, 0.9), default=0.1, show_default=True,
+        click.option("--warmup", type=click.FloatRange(0, 0.9), default=warmup, show_default=True,
                      help="Warm-up fraction of the steps (onecycle, cosine)."),
-        click.option("--decay-epochs", type=float, default=60.0, show_default=True),
+        click.option("--decay-epochs", type=float, default=decay_epochs, show_default=True),
         click.option("--grad-clip", type=float, default=5.0, show_default=True),
-        click.option("--height", type=int, default=32, show_default=True,
-                     help="Input height (paper: 64 single-row, 224 multi-row)."),
-        click.option("--width", type=int, default=256, show_default=True,
-                     help="Input width after resize/pad."),
-        click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
-                     default="keep-ratio", show_default=True),
-        click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="Dictionary file (default: the training labels' characters)."),
-        click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
-                     show_default=True, help="Label characters outside the charset."),
         click.option("--device", default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA)."),
@@ -102,9 +96,36 @@ def train_options(f):
         click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists."),
         click.option("-q", "--quiet", is_flag=True),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return lambda f: _apply(f, options)
+
+
+def train_options(f):
+    options = [
+        click.option("--train", "train_paths", multiple=True, required=True,
+                     type=click.Path(exists=True),
+                     help="Training data: LMDB, folder of LMDBs or labelled folder (repeatable)."),
+        click.option("--val", "val_paths", multiple=True, type=click.Path(exists=True),
+                     help="Validation data (repeatable); best.pt is chosen on it."),
+        click.option("--height", type=int, default=None,
+                     help="Input height [default: 32; 224 with --rows > 1] "
+                          "(paper: 64 single-row, 224 multi-row)."),
+        click.option("--width", type=int, default=None,
+                     help="Input width after resize/pad [default: 256; 224 with --rows > 1]."),
+        click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
+                     default=None,
+                     help="[default: keep-ratio; stretch with --rows > 1]"),
+        click.option("--rows", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Text rows per image (multi-row necks: multirow-stretch, "
+                          "row-attention); stored in the checkpoint."),
+        click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="A train-denoiser checkpoint: images are cleaned by it (frozen) "
+                          "before recognition; it is stored in the recognizer's checkpoint."),
+        click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="Dictionary file (default: the training labels' characters)."),
+        click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
+                     show_default=True, help="Label characters outside the charset."),
+    ]
+    return _apply(loop_options()(f), options)
 
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b
@@ -112,6 +133,10 @@ Examples:
   ocrkit train --train data/s1-train.lmdb --val data/s1-test.lmdb -o runs/cap --max-steps 3000
   ocrkit train --train a.lmdb --val b.lmdb -o runs/paper --backbone vgg16-cut \\
       --height 64 --width 128 --optimizer sgd --lr 1e-4 --schedule paper --epochs 200
+  ocrkit train --train m7/train --val m7/test -o runs/m7 --rows 7 --neck multirow-stretch \
+      --max-steps 3000
+  ocrkit train --train box/train --val box/test -o runs/box --rows 10 --neck multirow-stretch \
+      --denoiser runs/den/best.pt
   torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
 """)
 @train_options

@@ -14,6 +14,17 @@ assembler injects ``in_channels`` (and ``num_classes`` for the classifier). A
 neck may return ``[B, T, C]`` frames or ``[B, R, T, C]`` (R text rows); rows are
 folded into the batch for the sequence stage and classifier, and logits come
 back as ``[B, T, K]`` or ``[B, R, T, K]``.
+
+A neck factory with ``geometry = True`` (the multi-row necks) also receives
+``feature_height`` / ``feature_width``: the backbone's output size for the
+training input size, measured once with a dry run and written into the spec.
+A neck with ``row_spans(frames)`` (MultiRow Stretching) is decoded one text row
+at a time.
+
+An optional ``"denoiser"`` entry (``{"net": Denoiser config, "mean", "std"}``)
+puts a frozen Line-DDeCAE/DDeCAE in front of the backbone: the normalised input
+is mapped back to ``[0, 1]``, cleaned, and normalised again. Its weights are
+part of the state dict, so a checkpoint carries its own cleaning step.
 """
 
 from __future__ import annotations
@@ -55,18 +66,38 @@ def make_spec(backbone: str = "vgg-small", neck: str = "cap", sequence: str | No
 
 
 class Recognizer(nn.Module):
-    """A text recognizer assembled from registered components."""
+    """A text recognizer assembled from registered components.
 
-    def __init__(self, spec: dict, num_classes: int) -> None:
+    ``input_size`` ``(height, width)`` is needed only to build a geometry neck
+    whose feature size is not in the spec yet; ``self.spec`` then records it.
+    """
+
+    def __init__(self, spec: dict, num_classes: int, input_size: tuple[int, int] | None = None
+                 ) -> None:
         super().__init__()
-        self.spec = copy.deepcopy(spec)
+        self.spec = spec = copy.deepcopy(spec)
         self.num_classes = num_classes
+        in_channels = spec.get("in_channels", 1)
+        self.denoiser = None
+        if spec.get("denoiser"):
+            self.set_denoiser(spec["denoiser"])
         self.backbone = registry.build("backbones", spec["backbone"]["name"],
-                                       in_channels=spec.get("in_channels", 1),
+                                       in_channels=in_channels,
                                        **spec["backbone"].get("args", {}))
         channels = _out_channels(self.backbone, "backbone")
+        neck_args = spec["neck"].setdefault("args", {})
+        factory = registry.get("necks", spec["neck"]["name"]).load()
+        if getattr(factory, "geometry", False) and "feature_height" not in neck_args:
+            if input_size is None:
+                raise ValueError(f"neck {spec['neck']['name']!r} needs the input size")
+            was_training = self.backbone.training
+            self.backbone.eval()
+            with torch.no_grad():
+                fmap = self.backbone(torch.zeros(1, in_channels, *input_size))
+            self.backbone.train(was_training)
+            neck_args["feature_height"], neck_args["feature_width"] = map(int, fmap.shape[-2:])
         self.neck = registry.build("necks", spec["neck"]["name"], in_channels=channels,
-                                   **spec["neck"].get("args", {}))
+                                   **neck_args)
         channels = _out_channels(self.neck, "neck")
         self.sequence = None
         if spec.get("sequence"):
@@ -79,9 +110,45 @@ class Recognizer(nn.Module):
                                          **spec["classifier"].get("args", {}))
         self.head = registry.build("heads", spec["head"]["name"], **spec["head"].get("args", {}))
 
+    # ------------------------------------------------------------------ denoiser
+    def set_denoiser(self, config: dict | None, state_dict: dict | None = None) -> None:
+        """Put a frozen denoiser in front (``config`` as in the spec), or remove it."""
+        from ocrkit.models.denoise import Denoiser
+
+        if config is None:
+            self.denoiser = None
+            self.spec.pop("denoiser", None)
+            return
+        config = copy.deepcopy(config)
+        den = Denoiser(**config["net"])
+        if state_dict is not None:
+            den.load_state_dict(state_dict)
+        den.eval()
+        for p in den.parameters():
+            p.requires_grad_(False)
+        self.denoiser = den
+        self.denoise_norm = (float(config.get("mean", 0.5)), float(config.get("std", 0.5)))
+        self.spec["denoiser"] = config
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.denoiser is not None:  # frozen: BatchNorm statistics stay as trained
+            self.denoiser.eval()
+        return self
+
+    def clean(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images with the denoiser applied (unchanged without one)."""
+        if self.denoiser is None:
+            return images
+        mean, std = self.denoise_norm
+        with torch.no_grad():
+            cleaned = self.denoiser.clean(images * std + mean)
+        return (cleaned - mean) / std
+
+    # ------------------------------------------------------------------ forward
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` -> logits ``[B, T, K]`` (or ``[B, R, T, K]``)."""
-        frames = self.neck(self.backbone(images))
+        frames = self.neck(self.backbone(self.clean(images)))
         rows = None
         if frames.dim() == 4:  # [B, R, T, C]: one sequence per text row
             b, rows, t, c = frames.shape
@@ -100,7 +167,23 @@ class Recognizer(nn.Module):
             flat = self.head.decode(logits.reshape(b * r, *logits.shape[2:]), beam_width)
             return [([flat[i * r + j][0] for j in range(r)], [flat[i * r + j][1] for j in range(r)])
                     for i in range(b)]
+        spans = self.row_spans(logits.shape[1])
+        if spans is not None:  # a stretched sequence: decode each text row's frames alone
+            per_row = [self.head.decode(logits[:, s:e], beam_width) if e > s else None
+                       for s, e in spans]
+            out = []
+            for i in range(logits.shape[0]):
+                rows = [r[i] if r is not None else ([], 0.0) for r in per_row]
+                out.append(([ids for ids, _ in rows], [conf for _, conf in rows]))
+            return out
         return [([ids], [conf]) for ids, conf in self.head.decode(logits, beam_width)]
+
+    def row_spans(self, frames: int) -> list[tuple[int, int]] | None:
+        """Frame range of each text row when one sequence holds several rows."""
+        spans = getattr(self.neck, "row_spans", None)
+        if spans is None or getattr(self.neck, "rows", 1) <= 1:
+            return None
+        return spans(frames)
 
 
 def _out_channels(module: nn.Module, what: str) -> int:

@@ -37,7 +37,14 @@ class InputSpec:
 
 
 class Collate:
-    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken"}."""
+    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken"}.
+
+    ``targets`` are the label's rows joined in reading order (concatenated over
+    the batch). For a multi-row input spec (``rows`` = H > 1) there is also
+    ``row_target_lengths`` ``[B * H]``: the same targets cut per row, a sample
+    with fewer rows padded with empty ones. A sample with more than H rows
+    cannot be learnt by a model with H rows and is dropped like a broken one.
+    """
 
     def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip") -> None:
         self.spec = spec
@@ -46,19 +53,29 @@ class Collate:
         self.unknown = unknown
 
     def __call__(self, samples) -> dict:
-        arrays, labels, keys, targets, lengths = [], [], [], [], []
+        arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
         broken = 0
         for s in samples:
             if s.image is None:
                 broken += 1
                 continue
             if self.charset is not None:
-                ids = self.charset.encode("".join(s.rows), self.unknown)
+                if self.spec.rows > 1:
+                    if len(s.rows) > self.spec.rows:
+                        broken += 1
+                        continue
+                    per_row = [self.charset.encode(r, self.unknown) for r in s.rows]
+                    per_row += [[]] * (self.spec.rows - len(per_row))
+                    ids = [i for r in per_row for i in r]
+                else:
+                    ids = self.charset.encode("".join(s.rows), self.unknown)
                 if not ids:  # nothing learnable left (e.g. all characters unknown)
                     broken += 1
                     continue
                 targets.extend(ids)
                 lengths.append(len(ids))
+                if self.spec.rows > 1:
+                    row_lengths.extend(len(r) for r in per_row)
             arr, _ = self.resize(s.image)
             arrays.append(arr)
             labels.append(s.label)
@@ -69,6 +86,8 @@ class Collate:
         if self.charset is not None:
             out["targets"] = torch.tensor(targets, dtype=torch.long)
             out["target_lengths"] = torch.tensor(lengths, dtype=torch.long)
+            if self.spec.rows > 1:
+                out["row_target_lengths"] = torch.tensor(row_lengths, dtype=torch.long)
         return out
 
 

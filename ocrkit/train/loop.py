@@ -55,6 +55,17 @@ class TrainConfig:
     quiet: bool = False
     extra: dict = field(default_factory=dict)  # recorded in checkpoints as-is
 
+    @classmethod
+    def from_options(cls, opts: dict) -> "TrainConfig":
+        """From a command's option dict (the names of ``ocrkit.cli.train.loop_options``)."""
+        from ocrkit.console import default_workers
+
+        names = {f for f in cls.__dataclass_fields__ if f not in ("extra", "workers")}
+        cfg = cls(**{k: opts[k] for k in names if k in opts})
+        cfg.workers = (opts["workers"] if opts.get("workers") is not None
+                       else max(0, default_workers() - 1))
+        return cfg
+
 
 # ----------------------------------------------------------------------------- setup
 def resolve_device(name: str) -> torch.device:
@@ -213,7 +224,7 @@ class Trainer:
                               rank=dist.rank, world=dist.world)
         per_epoch = sampler.batches_per_epoch
         total = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * per_epoch))
-        opt = make_optimizer(cfg, model.parameters())
+        opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
         sched = make_schedule(cfg, opt, total, per_epoch)
         amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         amp_dtype = (torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported()

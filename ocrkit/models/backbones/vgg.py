@@ -76,12 +76,17 @@ def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
 
 
 def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), width_stride: int = 4,
-              batch_norm: bool = True) -> VGG:
+              last_pool_height: int = 2, batch_norm: bool = True) -> VGG:
     """A fast small VGG: height /16; width /4 (default) or /8 (``width_stride=8``:
-    half the frames and half the compute of the last block, for short texts)."""
+    half the frames and half the compute of the last block, for short texts).
+
+    ``last_pool_height`` is the last max-pool's kernel height (stride 2): 4 on a
+    32-px input leaves a feature map of height 1, the classic CRNN design that
+    CAP replaces (bench/paper_tables.py's Table 2 baseline).
+    """
     if width_stride not in (4, 8):
         raise ValueError(f"width_stride must be 4 or 8, not {width_stride}")
     c1, c2, c3, c4 = channels
     third = "M" if width_stride == 8 else (2, 1, 2, 1)
-    config = [c1, "M", c2, "M", c3, c3, third, c4, c4, (2, 1, 2, 1)]
+    config = [c1, "M", c2, "M", c3, c3, third, c4, c4, (last_pool_height, 1, 2, 1)]
     return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)

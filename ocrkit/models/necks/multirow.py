@@ -1,0 +1,176 @@
+"""Multi-row necks (Yu & Zhang §3.2-3.3): one model reads a whole multi-row image.
+
+Both take the backbone's last feature map ``[B, c, h, w]`` of an image holding
+``rows`` (H) text rows. ``h`` and ``w`` (the feature geometry) are fixed by the
+input size; :class:`ocrkit.models.recognizer.Recognizer` measures them once with
+a dry run of the backbone and stores them in the model spec, so a checkpoint
+rebuilds the same neck.
+
+``multirow-stretch`` (Eq. 2-3)
+    The feature rows are concatenated in reading order (row 1 left to right,
+    then row 2 ...) into one sequence of frames ``[B, rows*w, c]``; training
+    uses one CTC loss against the rows joined in reading order.
+
+    ``pool="rows"`` (default) first averages the feature map's height down to
+    the H text rows (adaptive average pooling: CAP, Eq. 1, inside each text
+    row's band), so the sequence has ``H * w`` frames. In the paper's setting
+    (224-px, 7-row images, a /32 backbone: h = H = 7) this is exactly Eq. 2.
+    When ``h`` is a multiple of H, the literal reshape (``pool="none"``, ``h*w``
+    frames) shows every text row to CTC m = h/H times, once per feature row of
+    its band, and CTC must learn to emit each character on one of them only; on
+    3-row 96-px images (h = 6) it sat on the CTC plateau for 400 steps where
+    the pooled sequence learns.
+
+    Splitting back into rows (the paper is silent): with ``pool="rows"`` text
+    row ``j`` owns frames ``[j*w, (j+1)*w)``; with ``pool="none"`` it owns the
+    feature rows ``r`` with ``floor((r + 0.5) * H / h) == j`` (ocrkit's
+    synthetic rows are evenly spaced). Each row's frames are decoded as a
+    sequence of their own, which also keeps a character repeated across a row
+    boundary (one CTC path would merge it). With ``pool="none"`` and ``h < H``
+    some rows own no frame and come back empty; image-level text is unaffected.
+
+``row-attention`` (Eq. 4-10)
+    View ``[B, h, w*c]``; two ``Conv1d(w*c, w*c, kernel=h-H+1)`` over the height
+    give features (ReLU) and a sigmoid mask; their product has exactly H rows,
+    returned as ``[B, H, w, c]``: each row goes through the sequence stage and
+    its own CTC loss, averaged over rows and batch (Eq. 10). Eq. 6 prints
+    ``ReLU(x)``; we read it as ``ReLU(x')`` (the conv output), otherwise Eq. 5
+    would be unused.
+
+    ``variant="full"`` is the paper's convolution: ``2 * (w*c)^2 * k``
+    parameters (w=14, c=128, k=1 already gives 6.4 M), tied to one input width.
+    ``variant="column"`` shares one ``Conv1d(c, c, k)`` across all columns (a
+    ``(k, 1)`` 2-D convolution without padding): ``2 * c^2 * k`` parameters,
+    ``w`` times fewer, and it works for any input width. It is lighter because a
+    text row is the same whatever column it is read at; what it gives up is the
+    full variant's freedom to mix features across columns before the BiLSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ocrkit.errors import UsageError
+
+
+def text_row_of(feature_row: int, feature_rows: int, rows: int) -> int:
+    """Text row that feature row ``feature_row`` (of ``feature_rows``) belongs to."""
+    return min(rows - 1, int((feature_row + 0.5) * rows / feature_rows))
+
+
+def band_means(height: int, rows: int) -> torch.Tensor:
+    """``[rows, height]`` averaging weights of adaptive average pooling: row ``j``
+    averages feature rows ``floor(j*h/H) .. ceil((j+1)*h/H) - 1``."""
+    weights = torch.zeros(rows, height)
+    for j in range(rows):
+        start, end = (j * height) // rows, -((-(j + 1) * height) // rows)
+        weights[j, start:end] = 1.0 / (end - start)
+    return weights
+
+
+class MultiRowStretch(nn.Module):
+    """``[B, c, h, w] -> [B, h*w, c]``: feature rows concatenated in reading order."""
+
+    geometry = True  # wants feature_height / feature_width from a dry run
+
+    def __init__(self, *, in_channels: int, rows: int = 1, feature_height: int | None = None,
+                 feature_width: int | None = None, pool: str = "rows") -> None:
+        super().__init__()
+        if rows < 1:
+            raise UsageError(f"multirow-stretch: rows must be at least 1, not {rows}")
+        if pool not in ("rows", "none"):
+            raise UsageError(f"multirow-stretch: pool must be 'rows' or 'none', not {pool!r}")
+        self.out_channels = in_channels
+        self.rows, self.pool = rows, pool
+        self.feature_height = feature_height
+        self.feature_width = feature_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool == "rows" and x.shape[2] != self.rows:
+            # adaptive average pooling of the height as a matrix product (exports to ONNX)
+            x = torch.einsum("rh,bchw->bcrw", band_means(int(x.shape[2]), self.rows).to(x), x)
+        b, c, h, w = x.shape
+        return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+    def row_spans(self, frames: int) -> list[tuple[int, int]]:
+        """``[start, end)`` frame range of each text row in a stretched sequence."""
+        h = self.rows if self.pool == "rows" else (self.feature_height or 1)
+        if frames % h:
+            raise ValueError(f"{frames} frames are not {h} feature rows of equal width")
+        w = frames // h
+        spans = []
+        for j in range(self.rows):
+            mine = [r for r in range(h) if text_row_of(r, h, self.rows) == j]
+            spans.append((mine[0] * w, (mine[-1] + 1) * w) if mine else (0, 0))
+        return spans
+
+
+class RowAttention(nn.Module):
+    """ECA-style row attention: ``[B, c, h, w] -> [B, H, w, c]`` (exactly H rows)."""
+
+    geometry = True
+
+    def __init__(self, *, in_channels: int, rows: int, feature_height: int,
+                 feature_width: int, variant: str = "full") -> None:
+        super().__init__()
+        if variant not in ("full", "column"):
+            raise UsageError(f"row-attention: variant must be 'full' or 'column', not {variant!r}")
+        if rows < 1 or feature_height < rows:
+            raise UsageError(
+                f"row-attention: the feature map has {feature_height} rows, fewer than the "
+                f"{rows} text rows; use a larger --height or a backbone with less vertical stride")
+        self.out_channels = in_channels
+        self.rows, self.variant = rows, variant
+        self.feature_height, self.feature_width = feature_height, feature_width
+        k = feature_height - rows + 1
+        if variant == "full":
+            d = feature_width * in_channels
+            self.features = nn.Conv1d(d, d, k)
+            self.attention = nn.Conv1d(d, d, k)
+        else:
+            self.features = nn.Conv2d(in_channels, in_channels, (k, 1))
+            self.attention = nn.Conv2d(in_channels, in_channels, (k, 1))
+
+    def mask_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ReLU features, sigmoid mask), both ``[B, H, w, c]``."""
+        b, c, h, w = x.shape
+        if self.variant == "full":
+            if (h, w) != (self.feature_height, self.feature_width):
+                raise UsageError(
+                    f"row-attention (full) was built for a {self.feature_height}x"
+                    f"{self.feature_width} feature map, got {h}x{w}: feed images of the "
+                    "training input size")
+            seq = x.permute(0, 3, 1, 2).reshape(b, w * c, h)  # channels = (w, c), length = h
+            feats = torch.relu(self.features(seq))  # [B, w*c, H]
+            mask = torch.sigmoid(self.attention(seq))
+
+            def rows(t):
+                return t.reshape(b, w, c, self.rows).permute(0, 3, 1, 2)
+        else:
+            feats = torch.relu(self.features(x))  # [B, c, H, w]
+            mask = torch.sigmoid(self.attention(x))
+
+            def rows(t):
+                return t.permute(0, 2, 3, 1)
+        return rows(feats), rows(mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, mask = self.mask_and_features(x)
+        return feats * mask
+
+
+def multirow_stretch(*, in_channels: int, rows: int = 1, feature_height: int | None = None,
+                     feature_width: int | None = None, pool: str = "rows") -> MultiRowStretch:
+    return MultiRowStretch(in_channels=in_channels, rows=rows, feature_height=feature_height,
+                           feature_width=feature_width, pool=pool)
+
+
+def row_attention(*, in_channels: int, rows: int, feature_height: int, feature_width: int,
+                  variant: str = "full") -> RowAttention:
+    return RowAttention(in_channels=in_channels, rows=rows, feature_height=feature_height,
+                        feature_width=feature_width, variant=variant)
+
+
+multirow_stretch.geometry = True
+row_attention.geometry = True

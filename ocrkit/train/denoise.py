@@ -1,0 +1,166 @@
+"""Train Line-DDeCAE / DDeCAE on ``synth --box-lines`` pairs (Yu & Zhang §3.4, A.1).
+
+Runs in the same loop as recognizers (resume, DDP, AMP, best.pt, metrics.jsonl).
+Loss: mean squared error between the network output and its target (the box
+lines ``clean - input`` for ``line``, the clean image for ``plain``; both in
+``[-1, 1]``, so the two variants train at the same scale). The paper does not
+name its loss; MSE is the denoising-autoencoder default (Gondara 2016).
+Validation: PSNR of the cleaned image against the clean twin (``psnr``, the
+best.pt metric), next to the input's own PSNR (``input_psnr``) as a baseline.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from ocrkit.console import stderr_console
+from ocrkit.errors import UsageError
+
+
+class PairDataset:
+    """(input, clean twin) images of a synth --box-lines folder."""
+
+    def __init__(self, folder: str) -> None:
+        from data_tools.labels import read_pairs
+
+        self.folder = folder
+        self.pairs = read_pairs(folder)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int):
+        out = []
+        for path in self.pairs[index]:
+            try:
+                with open(path, "rb") as fh, Image.open(io.BytesIO(fh.read())) as im:
+                    out.append(im.convert("L"))
+            except Exception as exc:  # noqa: BLE001 - any read/decode failure
+                return None, None, f"{path}: {exc.__class__.__name__}"
+        return out[0], out[1], None
+
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the first image."""
+        with Image.open(self.pairs[0][0]) as im:
+            return im.height, im.width
+
+
+class PairCollate:
+    """Pairs -> {"images", "clean"} ``[B, 1, H, W]`` in [0, 1] (stretched to H x W)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.size = (width, height)
+
+    def _array(self, im: Image.Image) -> np.ndarray:
+        if im.size != self.size:
+            im = im.resize(self.size, Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.float32)[None] / 255.0
+
+    def __call__(self, samples) -> dict:
+        ins, cleans, broken = [], [], 0
+        for image, clean, error in samples:
+            if error is not None:
+                broken += 1
+                continue
+            ins.append(self._array(image))
+            cleans.append(self._array(clean))
+        w, h = self.size
+        if not ins:
+            empty = torch.empty(0, 1, h, w)
+            return {"images": empty, "clean": empty, "broken": broken}
+        return {"images": torch.from_numpy(np.stack(ins)),
+                "clean": torch.from_numpy(np.stack(cleans)), "broken": broken}
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def psnr(mse: float) -> float:
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+class DenoiseMethod:
+    metric = "psnr"
+
+    def loss(self, model, batch: dict, device: torch.device):
+        v = batch["images"].to(device, non_blocking=True)
+        clean = batch["clean"].to(device, non_blocking=True)
+        out = model(v)
+        return F.mse_loss(out.float(), _unwrap(model).target(v, clean)), v.shape[0]
+
+    @torch.no_grad()
+    def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:
+        model = _unwrap(model)
+        se_clean = se_input = pixels = samples = 0.0
+        for batch in loader:
+            if batch["images"].shape[0] == 0:
+                continue
+            v, clean = batch["images"].to(device), batch["clean"].to(device)
+            se_clean += float(((model.clean(v) - clean) ** 2).sum())
+            se_input += float(((v - clean) ** 2).sum())
+            pixels += clean.numel()
+            samples += v.shape[0]
+            if limit is not None and samples >= limit:
+                break
+        mse = se_clean / max(pixels, 1)
+        return {"samples": int(samples), "mse": mse, "psnr": psnr(mse),
+                "input_psnr": psnr(se_input / max(pixels, 1))}
+
+
+def run_denoiser_training(opts: dict) -> dict | None:
+    """Datasets, model and loop from `ocrkit train-denoiser`'s options."""
+    from ocrkit.models.denoise import Denoiser
+    from ocrkit.train.loop import Trainer, TrainConfig
+
+    console = stderr_console(opts["quiet"])
+    data = opts["data"]
+    train_dir, val_dir = data, opts.get("val")
+    if os.path.isdir(os.path.join(data, "train")) and not os.path.isfile(
+            os.path.join(data, "labels.jsonl")):  # a synth folder with --test-fraction
+        train_dir = os.path.join(data, "train")
+        if val_dir is None and os.path.isdir(os.path.join(data, "test")):
+            val_dir = os.path.join(data, "test")
+    train_set = PairDataset(train_dir)
+    val_set = PairDataset(val_dir) if val_dir else None
+    height, width = opts.get("height"), opts.get("width")
+    if not height or not width:
+        h0, w0 = train_set.size()
+        height, width = height or h0, width or w0
+    if height < 8 or width < 8:
+        raise UsageError("--height and --width must be at least 8")
+    torch.manual_seed(opts["seed"])
+    model = Denoiser(variant=opts["variant"], base=opts["base"], depth=opts["depth"])
+    cfg = TrainConfig.from_options(opts)
+    extra = {"kind": "denoiser", "denoiser": model.config(),
+             "input": {"size": [height, width]},
+             "train_data": os.path.abspath(train_dir)}
+    params = sum(p.numel() for p in model.parameters())
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(f"denoiser {opts['variant']} (base {opts['base']}, depth {opts['depth']}): "
+                      f"{params / 1e6:.2f} M parameters, {len(train_set)} training pairs at "
+                      f"{height}x{width}", highlight=False)
+    trainer = Trainer(model, DenoiseMethod(), train_set, val_set, PairCollate(height, width),
+                      cfg, extra, console_print=lambda m: console.print(m, highlight=False))
+    summary = trainer.fit()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    return {"out": opts["out"], "parameters": params, "variant": opts["variant"], **summary}
+
+
+@torch.no_grad()
+def denoise_images(model, images, device) -> list[Image.Image]:
+    """Clean PIL images at their own size; returns grayscale PIL images."""
+    out = []
+    for im in images:
+        v = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+        cleaned = model.clean(v[None, None].to(device))[0, 0]
+        out.append(Image.fromarray(cleaned.mul(255).round().byte().cpu().numpy()))
+    return out

@@ -1,0 +1,230 @@
+"""Faithfulness of MultiRow Stretching, row attention and (Line-)DDeCAE
+(Yu & Zhang Eq. 2-12; METHODS.md §1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ocrkit.charset import Charset
+from ocrkit.data.datasets import Sample
+from ocrkit.errors import UsageError
+from ocrkit.models.denoise import Denoiser
+from ocrkit.models.necks.multirow import MultiRowStretch, RowAttention
+from ocrkit.models.recognizer import Recognizer, make_spec
+from ocrkit.train.data import Collate, InputSpec
+from ocrkit.train.methods import SupervisedCTC
+
+SMALL = {"channels": (4, 8, 8, 8), "width_stride": 8}
+
+
+def test_stretch_concatenates_feature_rows_in_reading_order():
+    b, c, h, w = 2, 3, 3, 5
+    x = torch.zeros(b, c, h, w)
+    for r in range(h):
+        for col in range(w):
+            x[:, 0, r, col] = 100 * r + col  # channel 0 encodes (row, column)
+    x[:, 1] = torch.arange(b, dtype=torch.float)[:, None, None]  # channel 1 the sample
+    frames = MultiRowStretch(in_channels=c, rows=3, pool="none")(x)
+    assert frames.shape == (b, h * w, c)
+    for t in range(h * w):
+        assert frames[0, t, 0] == 100 * (t // w) + t % w
+    assert torch.equal(frames[:, :, 1], torch.tensor([[0.0] * 15, [1.0] * 15]))
+
+
+def test_stretch_pools_each_text_rows_band_when_asked():
+    x = torch.arange(24, dtype=torch.float).reshape(1, 1, 6, 4)  # 6 feature rows, 3 text rows
+    frames = MultiRowStretch(in_channels=1, rows=3)(x)[0, :, 0]  # pool="rows" (default)
+    assert frames.tolist() == [2, 3, 4, 5, 10, 11, 12, 13, 18, 19, 20, 21]  # band means
+    same = torch.randn(2, 5, 3, 4)  # h == H: pooling changes nothing (the paper's h = H = 7)
+    assert torch.equal(MultiRowStretch(in_channels=5, rows=3)(same),
+                       MultiRowStretch(in_channels=5, rows=3, pool="none")(same))
+    neck = MultiRowStretch(in_channels=1, rows=3, feature_height=6, feature_width=4)
+    assert neck.row_spans(12) == [(0, 4), (4, 8), (8, 12)]
+    for h, rows in ((4, 3), (7, 3), (5, 7)):  # uneven bands: torch's adaptive pooling
+        x = torch.randn(2, 3, h, 5)
+        pooled = nn.functional.adaptive_avg_pool2d(x, (rows, 5))
+        expect = pooled.permute(0, 2, 3, 1).reshape(2, rows * 5, 3)
+        assert torch.allclose(MultiRowStretch(in_channels=3, rows=rows)(x), expect, atol=1e-6)
+
+
+@pytest.mark.parametrize("h,rows,expect", [
+    (6, 3, [(0, 8), (8, 16), (16, 24)]),
+    (7, 7, [(i * 4, i * 4 + 4) for i in range(7)]),
+    (7, 3, [(0, 8), (8, 20), (20, 28)]),  # feature rows 0-1 | 2-4 | 5-6
+    (2, 3, [(0, 4), (0, 0), (4, 8)]),  # fewer feature rows than text rows: one row is empty
+])
+def test_stretch_row_spans(h, rows, expect):
+    neck = MultiRowStretch(in_channels=1, rows=rows, feature_height=h, feature_width=4,
+                           pool="none")
+    assert neck.row_spans(h * 4) == expect
+
+
+@pytest.mark.parametrize("variant", ["full", "column"])
+def test_row_attention_gives_exactly_h_rows_and_a_mask_in_0_1(variant):
+    torch.manual_seed(0)
+    neck = RowAttention(in_channels=6, rows=3, feature_height=7, feature_width=5, variant=variant)
+    x = torch.randn(2, 6, 7, 5) * 10
+    with torch.no_grad():
+        feats, mask = neck.mask_and_features(x)
+        out = neck(x)
+    assert out.shape == (2, 3, 5, 6) and mask.shape == feats.shape == out.shape
+    assert float(mask.min()) >= 0.0 and float(mask.max()) <= 1.0
+    assert float(feats.min()) >= 0.0  # ReLU features
+    assert torch.allclose(out, feats * mask)
+
+
+def test_row_attention_full_is_the_papers_conv1d_over_the_height():
+    neck = RowAttention(in_channels=4, rows=2, feature_height=5, feature_width=3)
+    d, k = 3 * 4, 5 - 2 + 1
+    assert isinstance(neck.features, nn.Conv1d)
+    assert neck.features.weight.shape == (d, d, k)  # (w*c)^2 * k weights
+    light = RowAttention(in_channels=4, rows=2, feature_height=5, feature_width=3,
+                         variant="column")
+    assert light.features.weight.numel() == 4 * 4 * k
+    # the column variant is width-agnostic; the full one names the size it was built for
+    assert light(torch.randn(1, 4, 5, 9)).shape == (1, 2, 9, 4)
+    with pytest.raises(UsageError, match="built for a 5x3 feature map"):
+        neck(torch.randn(1, 4, 5, 9))
+
+
+def test_row_attention_full_row_j_sees_feature_rows_j_to_j_plus_k():
+    """Output row j depends on input rows j..j+k-1 only (a valid conv over the height)."""
+    torch.manual_seed(0)
+    neck = RowAttention(in_channels=2, rows=3, feature_height=5, feature_width=2)
+    x = torch.randn(1, 2, 5, 2)
+    y = x.clone()
+    y[:, :, 4] += 5.0  # change the last feature row only
+    with torch.no_grad():
+        moved = (neck(y) - neck(x)).abs().sum(dim=(0, 2, 3))
+    assert moved[0] == 0 and moved[1] == 0 and moved[2] > 0  # k = 3: only row 2 sees row 4
+
+
+def test_row_attention_needs_enough_feature_rows():
+    with pytest.raises(UsageError, match="feature map has 2 rows, fewer than the 3 text rows"):
+        RowAttention(in_channels=4, rows=3, feature_height=2, feature_width=3)
+
+
+def _model(neck: str, rows: int = 3, size=(48, 48), classes: int = 6) -> Recognizer:
+    torch.manual_seed(0)
+    spec = make_spec("vgg-small", neck, "bilstm", backbone_args=SMALL, neck_args={"rows": rows},
+                     sequence_args={"hidden": 8, "layers": 1})
+    return Recognizer(spec, classes, input_size=size)
+
+
+def test_recognizer_measures_feature_geometry_into_the_spec():
+    model = _model("row-attention")
+    assert model.spec["neck"]["args"] == {"rows": 3, "feature_height": 3, "feature_width": 6}
+    logits = model(torch.zeros(2, 1, 48, 48))
+    assert logits.shape == (2, 3, 6, 6)  # [B, H, T, K]
+    again = Recognizer(model.spec, 6)  # a checkpoint's spec rebuilds without the input size
+    again.load_state_dict(model.state_dict())
+
+
+def test_stretch_decoding_splits_rows_and_keeps_a_repeat_across_the_boundary():
+    model = _model("multirow-stretch")  # 3 text rows x 6 columns -> 18 frames, 6 per row
+    logits = torch.full((1, 18, 6), -10.0)
+    logits[0, :, 0] = 10.0  # blank everywhere ...
+    for t, k in ((1, 2), (2, 2), (4, 3), (5, 2), (6, 2), (13, 5)):
+        logits[0, t, 0], logits[0, t, k] = -10.0, 10.0
+    (rows, confs), = model.decode(logits)
+    # row 0 ends with class 2 at frame 5, row 1 starts with it at frame 6: two characters
+    assert rows == [[2, 3, 2], [2], [5]] and len(confs) == 3
+    beam = model.decode(logits, beam_width=4)[0][0]
+    assert beam == rows
+
+
+def test_row_attention_loss_is_the_mean_of_per_row_ctc_losses():
+    """Eq. 10: 1/(BH) sum_i sum_j CTCLoss(x_j^(i), y_j^(i))."""
+    model = _model("row-attention", classes=8)
+    charset = Charset(list("abcdefg"))
+    collate = Collate(InputSpec(48, 48, "stretch", rows=3), charset)
+    from PIL import Image
+
+    im = Image.new("L", (48, 48), 255)
+    batch = collate([Sample(im, ["ab", "c", "defg"], "0"), Sample(im, ["g", "fe"], "1")])
+    assert batch["row_target_lengths"].tolist() == [2, 1, 4, 1, 2, 0]  # padded with an empty row
+    loss, n = SupervisedCTC(charset).loss(model, batch, torch.device("cpu"))
+    logits = model(batch["images"])  # [2, 3, T, K]
+    rows = [["ab", "c", "defg"], ["g", "fe", ""]]
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)  # torch's default reduction, one row at a time
+    terms = []
+    for i in range(2):
+        for j in range(3):
+            lp = logits[i, j].log_softmax(-1)[:, None]  # [T, 1, K]
+            target = torch.tensor([charset.encode(rows[i][j])], dtype=torch.long).reshape(1, -1)
+            terms.append(ctc(lp, target, torch.tensor([lp.shape[0]]),
+                             torch.tensor([len(rows[i][j])])))
+    assert n == 2
+    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
+
+
+def test_collate_drops_samples_with_more_rows_than_the_model_reads():
+    from PIL import Image
+
+    collate = Collate(InputSpec(48, 48, "stretch", rows=2), Charset(list("ab")))
+    im = Image.new("L", (48, 48), 255)
+    batch = collate([Sample(im, ["a", "b", "a"], "0"), Sample(im, ["ab"], "1")])
+    assert batch["broken"] == 1 and batch["labels"] == ["ab"]
+    assert batch["row_target_lengths"].tolist() == [2, 0]
+
+
+# ----------------------------------------------------------------------------- denoisers
+def test_denoiser_with_zero_output_is_the_identity():
+    den = Denoiser(variant="line", base=4, depth=3)
+    nn.init.zeros_(den.output_layer.weight)
+    nn.init.zeros_(den.output_layer.bias)
+    den.eval()
+    v = torch.rand(2, 1, 37, 50)  # not a multiple of 2^depth: padded and cropped back
+    assert torch.equal(den.clean(v), v)
+    assert den(v).shape == v.shape
+
+
+def test_line_ddecae_learns_a_positive_correction_on_a_black_line_over_white():
+    torch.manual_seed(0)
+    den = Denoiser(variant="line", base=8, depth=2)
+    v = torch.ones(4, 1, 32, 32)
+    v[:, :, 15:17, :] = 0.0  # a black line over white paper
+    clean = torch.ones_like(v)
+    opt = torch.optim.Adam(den.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.mse_loss(den(v), den.target(v, clean)).backward()
+        opt.step()
+    den.eval()
+    with torch.no_grad():
+        out = den(v)
+        cleaned = den.clean(v)
+    assert float(den.target(v, clean)[:, :, 15:17].min()) == 1.0  # target: +1 on the line
+    assert float(out[:, :, 15:17].mean()) > 0.5  # learned: positive there ...
+    assert float(out[:, :, :10].abs().mean()) < 0.1  # ... and about nothing on paper
+    assert float(cleaned[:, :, 15:17].mean()) > 0.5  # the line is mostly gone
+
+
+def test_plain_ddecae_outputs_the_clean_image_itself():
+    den = Denoiser(variant="plain", base=4, depth=2)
+    nn.init.zeros_(den.output_layer.weight)
+    nn.init.zeros_(den.output_layer.bias)
+    den.eval()
+    v = torch.zeros(1, 1, 16, 16)
+    assert torch.allclose(den.clean(v), torch.full_like(v, 0.5))  # (tanh(0) + 1) / 2
+    assert torch.equal(den.target(v, torch.ones_like(v)), torch.ones_like(v))
+
+
+def test_recognizer_keeps_an_attached_denoiser_frozen_and_in_eval_mode():
+    model = _model("multirow-stretch")
+    den = Denoiser(variant="line", base=4, depth=2)
+    nn.init.zeros_(den.output_layer.weight)
+    nn.init.zeros_(den.output_layer.bias)
+    x = torch.rand(1, 1, 48, 48) * 2 - 1
+    before = model.eval()(x)
+    model.set_denoiser({"net": den.config(), "mean": 0.5, "std": 0.5}, den.state_dict())
+    model.train()
+    assert not model.denoiser.training
+    assert all(not p.requires_grad for p in model.denoiser.parameters())
+    assert torch.allclose(model.clean(x), x, atol=1e-6)  # zero correction: unchanged input
+    assert torch.allclose(model.eval()(x), before, atol=1e-5)
+    assert any(k.startswith("denoiser.") for k in model.state_dict())
+    rebuilt = Recognizer(model.spec, 6)  # the spec carries the denoiser's configuration
+    rebuilt.load_state_dict(model.state_dict())
