@@ -24,12 +24,20 @@ def test_every_backbone_builds_and_runs(name):
     assert torch.isfinite(logits).all()
 
 
+GEOMETRY = {"rows": 2, "feature_height": 4, "feature_width": 10}
+EXPECT = {"cap": (2, 10, 12), "bilstm": (2, 10, None), "multirow-stretch": (2, 20, 12),
+          "row-attention": (2, 2, 10, 12)}
+
+
 @pytest.mark.parametrize("name", NECKS)
 def test_every_neck_builds_and_runs(name):
-    neck = registry.build("necks", name, in_channels=12)
-    x = torch.rand(2, 12, 4, 10) if name == "cap" else torch.rand(2, 10, 12)
-    y = neck(x)
-    assert y.shape == (2, 10, neck.out_channels) and torch.isfinite(y).all()
+    geometry = getattr(registry.get("necks", name).load(), "geometry", False)
+    neck = registry.build("necks", name, in_channels=12, **(GEOMETRY if geometry else {}))
+    x = torch.rand(2, 10, 12) if name == "bilstm" else torch.rand(2, 12, 4, 10)
+    with torch.no_grad():
+        y = neck(x)
+    expect = tuple(neck.out_channels if d is None else d for d in EXPECT[name])
+    assert y.shape == expect and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", sorted(registry.entries("classifiers")))
