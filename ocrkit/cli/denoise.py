@@ -27,10 +27,8 @@ def denoise(checkpoint, inputs, out, device) -> None:
     {"path", "error"}) per input goes to stdout. Unreadable inputs are
     reported and skipped; the exit status is then 1.
     """
-    from PIL import Image
-
     from ocrkit.checkpoint import load_checkpoint
-    from ocrkit.cli.infer import iter_inputs
+    from ocrkit.cli.infer import iter_inputs, open_input
     from ocrkit.errors import OcrkitError
     from ocrkit.models.denoise import build_denoiser
     from ocrkit.train.denoise import denoise_images
@@ -43,13 +41,9 @@ def denoise(checkpoint, inputs, out, device) -> None:
     failed = False
     used: set[str] = set()
     for path in iter_inputs(inputs):
-        try:
-            with Image.open(path) as im:
-                image = im.convert("L")
-        except (OSError, ValueError) as exc:
-            reason = "no such file" if isinstance(exc, FileNotFoundError) else \
-                f"cannot read image ({exc.__class__.__name__})"
-            sys.stdout.write(json.dumps({"path": path, "error": reason}) + "\n")
+        image, error = open_input(path)
+        if error:
+            sys.stdout.write(json.dumps({"path": path, "error": error}) + "\n")
             failed = True
             continue
         stem = os.path.splitext(os.path.basename(path))[0]

@@ -11,6 +11,19 @@ import click
 
 
 
+def open_input(path: str):
+    """(grayscale PIL image, None) or (None, one-line reason) for an input path."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("L"), None
+    except FileNotFoundError:
+        return None, "no such file"
+    except (OSError, ValueError) as exc:
+        return None, f"cannot read image ({exc.__class__.__name__})"
+
+
 def iter_inputs(inputs) -> Iterator[str]:
     """Paths from arguments: files as given, folders scanned (sorted), '-' = stdin lines."""
     from data_tools.labels import IMAGE_SUFFIXES
@@ -49,14 +62,12 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
     Records are {"path", "text", "confidence"}; multi-row models add "rows"
-    (the rows in reading order; "text" is them joined by newlines). An unreadable input gets {"path", "error"}; the run goes on and
-    exits 1 at the end.
+    (the rows in reading order; "text" is them joined by newlines). An
+    unreadable input gets {"path", "error"}; the run goes on and exits 1 at
+    the end.
     """
-    from PIL import Image
-
-    from ocrkit.predict import Predictor
-
     from ocrkit.cli._common import stderr_console
+    from ocrkit.predict import Predictor
 
     console = stderr_console(False)
     predictor = Predictor(checkpoint, device, beam_width, denoiser,
@@ -81,15 +92,9 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser) -> None:
         batch.clear()
 
     for path in iter_inputs(inputs):
-        try:
-            with Image.open(path) as im:
-                batch.append((path, im.convert("L")))
-        except FileNotFoundError:
-            batch.append((path, "no such file"))
-            failed = True
-        except (OSError, ValueError) as exc:
-            batch.append((path, f"cannot read image ({exc.__class__.__name__})"))
-            failed = True
+        image, error = open_input(path)
+        batch.append((path, error if error else image))
+        failed = failed or error is not None
         if len(batch) >= batch_size:
             flush()
     if batch:

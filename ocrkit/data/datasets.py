@@ -34,7 +34,7 @@ class Sample:
         return "\n".join(self.rows)
 
 
-def _decode(data: bytes, key: str, skip_broken: bool) -> tuple[Image.Image | None, str | None]:
+def decode_image(data: bytes, key: str, skip_broken: bool) -> tuple[Image.Image | None, str | None]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.convert("L"), None
@@ -79,7 +79,7 @@ class LmdbDataset(_Chained):
         reader = self.readers[which]
         data, label = reader.get(local)
         key = f"{reader.path}#{local + 1}"
-        image, error = _decode(data, key, self.skip_broken)
+        image, error = decode_image(data, key, self.skip_broken)
         return Sample(image, label.split("\n"), key, error)
 
     def labels(self) -> list[str]:
@@ -107,7 +107,7 @@ class FolderDataset:
             if not self.skip_broken:
                 raise OcrkitError(f"{item.path}: {exc.strerror}") from None
             return Sample(None, list(item.rows), item.path, exc.strerror)
-        image, error = _decode(data, item.path, self.skip_broken)
+        image, error = decode_image(data, item.path, self.skip_broken)
         return Sample(image, list(item.rows), item.path, error)
 
     def labels(self) -> list[str]:

@@ -11,7 +11,6 @@ best.pt metric), next to the input's own PSNR (``input_psnr``) as a baseline.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 
@@ -21,6 +20,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from ocrkit.console import stderr_console
+from ocrkit.data.datasets import decode_image
 from ocrkit.errors import UsageError
 
 
@@ -37,13 +37,18 @@ class PairDataset:
         return len(self.pairs)
 
     def __getitem__(self, index: int):
+        """(input, clean twin, None), or (None, None, reason) when either is unreadable."""
         out = []
         for path in self.pairs[index]:
             try:
-                with open(path, "rb") as fh, Image.open(io.BytesIO(fh.read())) as im:
-                    out.append(im.convert("L"))
-            except Exception as exc:  # noqa: BLE001 - any read/decode failure
-                return None, None, f"{path}: {exc.__class__.__name__}"
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                return None, None, f"{path}: {exc.strerror}"
+            image, error = decode_image(data, path, skip_broken=True)
+            if error:
+                return None, None, f"{path}: {error}"
+            out.append(image)
         return out[0], out[1], None
 
     def size(self) -> tuple[int, int]:
