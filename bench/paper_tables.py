@@ -157,14 +157,13 @@ class Bench:
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as fh:
                 result = json.load(fh)
-            self.stage_seconds += result.get("_seconds", 0)
-            return result
-        self.say(f"{name} ...")
-        result = make()
+        else:
+            self.say(f"{name} ...")
+            result = make()
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(result, fh, ensure_ascii=False, indent=1)
+            self.say(f"{name}: done in {result.get('_seconds', 0):.0f} s")
         self.stage_seconds += result.get("_seconds", 0)
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, ensure_ascii=False, indent=1)
-        self.say(f"{name}: done in {result.get('_seconds', 0):.0f} s")
         return result
 
     def synth(self, name: str, args: list, common: list) -> str:
