@@ -180,7 +180,7 @@ class Bench:
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train", "--train", os.path.join(data, "train"), "-o", run, "--rows", rows, *size,
             *args, *extra, "--device", self.device, "--seed", self.seed, "--save-every", 1000,
-            "-q"))
+            "--overwrite", "-q"))  # not cached: a stage cut short earlier starts over
         ev = self.cached(f"eval-{name}", lambda: self.ocrkit(
             "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
             self.device, "-q"))
@@ -191,7 +191,7 @@ class Bench:
         result = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train-denoiser", "--data", data, "-o", run, "--variant", variant, *args,
             "--device", self.device, "--seed", self.seed, "--save-every", 1000,
-            "--val-limit", 256, "-q"))
+            "--val-limit", 256, "--overwrite", "-q"))
         return os.path.join(run, "best.pt"), result
 
 

@@ -15,14 +15,21 @@ Formats, detected in this order when a folder is given:
 ``labels.txt``            TextRecognitionDataGenerator: ``filename label`` (first space)
 ========================  ===========================================================
 
-Image paths are resolved relative to the label file's folder.
+Image paths are resolved relative to the label file's folder. Every reader
+accepts a UTF-8 byte-order mark, reports text that is not UTF-8 with its line
+and column, skips malformed lines into :class:`LabelIssues` (``file:line:
+reason``) and notes empty or whitespace-only labels there (they are kept: an
+image without text can be a deliberate negative sample).
+
+A folder written by an interrupted ``ocrkit synth`` run is refused with the
+command that finishes it (:func:`check_complete`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from ocrkit.errors import UsageError
@@ -30,6 +37,82 @@ from ocrkit.errors import UsageError
 FORMATS = ("auto", "jsonl", "tsv", "text-renderer", "mmocr", "space")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 LABEL_FILES = ("labels.jsonl", "gt.txt", "labels.json", "labels.txt")
+
+
+class IncompleteDataset(UsageError):
+    """A dataset folder whose writer (``ocrkit synth``) did not finish."""
+
+
+@dataclass
+class LabelIssues:
+    """What was wrong with label files: lines skipped, labels without text."""
+
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason", not used
+    empty: list[str] = field(default_factory=list)  # "file:line", kept
+    incomplete: list[str] = field(default_factory=list)  # only with allow_incomplete
+
+    def __bool__(self) -> bool:
+        return bool(self.skipped or self.empty or self.incomplete)
+
+    def extend(self, other: "LabelIssues") -> None:
+        self.skipped += other.skipped
+        self.empty += other.empty
+        self.incomplete += other.incomplete
+
+    def warnings(self, shown: int = 3) -> list[str]:
+        """One line per kind of problem: the count and the first few."""
+        out = list(self.incomplete)
+        if self.skipped:
+            out.append(f"{len(self.skipped)} malformed label lines skipped: "
+                       + "; ".join(self.skipped[:shown])
+                       + (" ..." if len(self.skipped) > shown else ""))
+        if self.empty:
+            out.append(f"{len(self.empty)} labels are empty or whitespace only (kept): "
+                       + ", ".join(self.empty[:shown]) + (" ..." if len(self.empty) > shown else ""))
+        return out
+
+
+def check_complete(folder: str) -> str | None:
+    """Raise :class:`IncompleteDataset` if ``folder`` was written by an ``ocrkit synth``
+    run that did not finish (its ``meta.json`` says so, or is missing beside a
+    synth ``labels.jsonl``); the message says how to finish it. Returns None."""
+    meta_path = os.path.join(folder, "meta.json")
+    labels = os.path.join(folder, "labels.jsonl")
+    if os.path.isfile(meta_path):
+        try:
+            with open(meta_path, encoding="utf-8-sig") as fh:
+                meta = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        if not (isinstance(meta, dict) and str(meta.get("generator", "")).startswith("ocrkit synth")
+                and meta.get("complete") is False):
+            return None
+        split = meta.get("split") in ("train", "test")
+        top = os.path.dirname(os.path.normpath(folder)) if split else folder
+        lo, hi = (meta.get("counts", {}).get("shard_range") or [0, 0])[:2]
+        done = sum(_count_lines(os.path.join(top, sub, "labels.jsonl"))
+                   for sub in (("train", "test") if split else ("",)))
+        shown = os.path.relpath(top)
+        shown = top if shown.startswith("..") else shown
+        raise IncompleteDataset(
+            f"{folder}: incomplete: its `ocrkit synth` run was interrupted ({done} of "
+            f"{hi - lo} images written); finish it with `ocrkit synth --resume --out {shown}`")
+    if os.path.isfile(labels):
+        for _, rec in jsonl_records(labels):
+            if isinstance(rec, dict) and "font" in rec and "rows" in rec:
+                raise IncompleteDataset(
+                    f"{folder}: incomplete: written by an interrupted `ocrkit synth` run (no "
+                    "meta.json); rerun the command that made it with --overwrite")
+            break
+    return None
+
+
+def _count_lines(path: str) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.endswith(b"\n"))
+    except OSError:
+        return 0
 
 
 def has_label_file(folder: str) -> bool:
@@ -74,12 +157,8 @@ def detect(folder: str) -> tuple[str, str]:
     )
 
 
-def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
-                errors: list[str] | None = None) -> Iterator[LabelledImage]:
-    """Yield the labelled images of a folder (or of an explicit label file).
-
-    Malformed label lines are reported into ``errors`` (when given) and skipped.
-    """
+def label_file(source: str, labels: str | None = None, fmt: str = "auto") -> tuple[str, str]:
+    """(label file, format) that :func:`read_labels` reads for ``source``."""
     if labels is None:
         if os.path.isfile(source):
             labels = source
@@ -90,17 +169,58 @@ def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
             raise UsageError(f"{source}: no such file or folder")
     if fmt == "auto":
         fmt = _format_from_name(labels)
+    return labels, fmt
+
+
+def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
+                issues: LabelIssues | None = None, *, allow_incomplete: bool = False
+                ) -> Iterator[LabelledImage]:
+    """Yield the labelled images of a folder (or of an explicit label file).
+
+    Malformed label lines are skipped and reported into ``issues`` (when given),
+    as are labels without text. A folder left by an interrupted ``ocrkit synth``
+    raises :class:`IncompleteDataset`, or with ``allow_incomplete`` is read and
+    noted in ``issues.incomplete``.
+    """
+    labels, fmt = label_file(source, labels, fmt)
     root = os.path.dirname(os.path.abspath(labels))
+    issues = issues if issues is not None else LabelIssues()
+    try:
+        check_complete(root)
+    except IncompleteDataset as exc:
+        if not allow_incomplete:
+            raise
+        issues.incomplete.append(str(exc))
     reader = {"jsonl": _jsonl, "tsv": _tsv, "text-renderer": _text_renderer,
               "mmocr": _mmocr, "space": _space}[fmt]
-    errs = errors if errors is not None else []
     try:
-        for rel, rows in reader(labels, errs):
+        for rel, rows, where in reader(labels, issues.skipped):
+            if not "".join(rows).strip():
+                issues.empty.append(where)
             yield LabelledImage(os.path.normpath(os.path.join(root, rel)), tuple(rows))
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{labels}: not UTF-8 (offset {exc.start})") from None
+        raise UsageError(f"{labels}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); convert it, e.g. iconv -f GBK -t UTF-8") from None
     except OSError as exc:
         raise UsageError(f"{labels}: {exc.strerror or exc}") from None
+
+
+def text_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line ending) of a UTF-8 text file; a byte-order
+    mark is dropped; bytes that are not UTF-8 raise a UsageError naming the line and
+    column, and suggest a conversion."""
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                column = len(raw[:exc.start].decode("utf-8", "replace")) + 1
+                raise UsageError(
+                    f"{path}:{n}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); "
+                    "label files must be UTF-8: convert it, e.g. iconv -f GBK -t UTF-8") from None
+            yield n, text.rstrip("\r\n")
 
 
 def _format_from_name(path: str) -> str:
@@ -116,43 +236,52 @@ def _format_from_name(path: str) -> str:
 
 def jsonl_records(path: str):
     """(line number, parsed JSON or None when the line is not JSON) of non-blank lines."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield n, json.loads(line)
-                except ValueError:
-                    yield n, None
+    for n, line in text_lines(path):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except ValueError:
+                yield n, None
 
 
 def _jsonl(path: str, errors: list[str]):
     for n, rec in jsonl_records(path):
         try:
             if rec is None:
-                raise json.JSONDecodeError("not JSON", "", 0)
+                raise ValueError("not JSON")
             image = rec["image"] if "image" in rec else rec["path"]
             if "rows" in rec:
+                if not isinstance(rec["rows"], list):
+                    raise TypeError('"rows" is not a list')
                 rows = [str(r) for r in rec["rows"]]
             else:
                 rows = str(rec["label"] if "label" in rec else rec["text"]).split("\n")
-        except (ValueError, KeyError, TypeError) as exc:
-            errors.append(f"{path}:{n}: malformed line ({exc.__class__.__name__})")
+            if not isinstance(image, str) or not image:
+                raise TypeError("no image path")
+        except KeyError as exc:
+            errors.append(f"{path}:{n}: no {exc.args[0]!r} key")
             continue
-        yield image, rows
+        except (ValueError, TypeError) as exc:
+            errors.append(f"{path}:{n}: malformed record ({exc})")
+            continue
+        yield image, rows, f"{path}:{n}"
 
 
 def _delimited(path: str, errors: list[str], sep: str, what: str):
-    """``path<sep>label`` lines, split on the first separator."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            image, found, label = line.partition(sep)
-            if not found:
-                errors.append(f"{path}:{n}: no {what} between path and label")
-                continue
-            yield image, [label]
+    """``path<sep>label`` lines. With tabs a label holds no further tab (a second tab is
+    a malformed line, not part of the label); with spaces the label is everything
+    after the first space (TRDG labels contain spaces)."""
+    for n, line in text_lines(path):
+        if not line:
+            continue
+        image, found, label = line.partition(sep)
+        if not found or not image:
+            errors.append(f"{path}:{n}: no {what} between path and label")
+            continue
+        if sep == "\t" and "\t" in label:
+            errors.append(f"{path}:{n}: {line.count(chr(9))} tabs; expected path<TAB>label")
+            continue
+        yield image, [label], f"{path}:{n}"
 
 
 def _tsv(path: str, errors: list[str]):
@@ -164,26 +293,35 @@ def _space(path: str, errors: list[str]):
 
 
 def _text_renderer(path: str, errors: list[str]):
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = _json_file(path)
     root = os.path.dirname(os.path.abspath(path))
     for key, text in sorted(data.get("labels", {}).items()):
         for sub in ("", "images"):
             hit = next((os.path.join(sub, key + s) for s in IMAGE_SUFFIXES
                         if os.path.isfile(os.path.join(root, sub, key + s))), None)
             if hit:
-                yield hit, [text]
+                yield hit, [text], f"{path}: {key}"
                 break
         else:
             errors.append(f"{path}: no image file for label key {key!r}")
 
 
+def _json_file(path: str) -> dict:
+    text = "\n".join(line for _, line in text_lines(path))
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
+
+
 def _mmocr(path: str, errors: list[str]):
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = _json_file(path)
     for n, item in enumerate(data.get("data_list", [])):
         try:
-            yield item["img_path"], [item["instances"][0]["text"]]
+            yield item["img_path"], [item["instances"][0]["text"]], f"{path}: data_list[{n}]"
         except (KeyError, IndexError, TypeError):
             errors.append(f"{path}: data_list[{n}] has no img_path/instances[0].text")
 
@@ -198,6 +336,7 @@ def read_pairs(folder: str) -> list[tuple[str, str]]:
     if not os.path.isfile(path):
         raise UsageError(f"{folder}: no labels.jsonl (make image/clean pairs with "
                          "`ocrkit synth --box-lines`)")
+    check_complete(folder)
     pairs = []
     for n, rec in jsonl_records(path):
         if rec is None:

@@ -10,7 +10,7 @@ changes the standard keys.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import os
 import shutil
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import lmdb
-from PIL import Image
 
+from data_tools.images import ImageError, decode_image
 from ocrkit.errors import OcrkitError, UsageError
 
 INITIAL_MAP = 64 << 20
@@ -35,9 +35,94 @@ class BuildReport:
 
 
 def check_image(data: bytes) -> None:
-    """Decode the whole image; raise if it is truncated or not an image."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
+    """Decode the whole image; raise :class:`data_tools.images.ImageError` if it is
+    truncated, not an image or too large."""
+    decode_image(data)
+
+
+LMDB_FILES = {"data.mdb", "lock.mdb", "charset.txt"}
+
+
+def is_ocrkit_lmdb(path: str) -> bool:
+    """True if ``path`` is a folder holding only an LMDB that ``build-lmdb`` wrote."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    names = set(os.listdir(path))
+    if "data.mdb" not in names or not names <= LMDB_FILES:
+        return False
+    try:
+        reader = LmdbReader(path)
+    except (OcrkitError, lmdb.Error, ValueError):
+        return False
+    try:
+        return str(reader.meta.get("generator", "")).startswith("ocrkit build-lmdb")
+    finally:
+        reader.close()
+
+
+def _temp_name(out: str) -> tuple[str, str]:
+    parent = os.path.dirname(os.path.abspath(out)) or "."
+    return parent, f".{os.path.basename(os.path.abspath(out))}.tmp-"
+
+
+def remove_stale_temps(out: str) -> list[str]:
+    """Delete temporary databases of earlier builds of ``out`` whose process is gone
+    (killed by SIGKILL, or a power cut); a build still running holds the flock on
+    its temp folder's lock file and is left alone."""
+    from ocrkit.outputs import LOCK_NAME, lock_is_free
+
+    parent, prefix = _temp_name(out)
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(parent, name)
+        if not (name.startswith(prefix) and os.path.isdir(path)):
+            continue
+        lock = os.path.join(path, LOCK_NAME)
+        if os.path.isfile(lock):
+            stale = lock_is_free(lock)
+        else:  # a temp of an ocrkit without the lock file: stale if its pid is gone
+            pid = name[len(prefix):].split(".")[0]
+            stale = pid.isdigit() and not _alive(int(pid))
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def check_lmdb_target(out: str, *, overwrite: bool, inputs: Iterable[str] = ()) -> None:
+    """The output policy for an LMDB: never an input (or a folder holding one);
+    an existing OUT only with ``overwrite`` and only if it is a single file or an
+    LMDB that build-lmdb wrote."""
+    from ocrkit.outputs import check_writable, contains, refuse_inputs
+
+    inputs = list(inputs)
+    refuse_inputs(out, inputs, flag="OUT")
+    if os.path.lexists(out):
+        holder = next((i for i in inputs if os.path.isdir(i) and contains(i, out)), None)
+        if holder is not None and not is_ocrkit_lmdb(out):
+            raise UsageError(f"OUT {out} lies in the input folder {holder}; there ocrkit "
+                             "replaces only LMDBs it built: choose another OUT")
+        if not overwrite:
+            raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
+        if os.path.isdir(out) and not is_ocrkit_lmdb(out):
+            raise UsageError(f"{out}: is a folder but not an LMDB written by ocrkit build-lmdb; "
+                             "--overwrite replaces only those: remove it yourself or choose "
+                             "another OUT")
+    check_writable(out, flag="OUT")
 
 
 def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
@@ -49,35 +134,46 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
     is either the previous complete database or the new one. Unreadable or
     undecodable images are skipped and listed in the report. The map grows as
     needed instead of reserving a huge address range up front. With ``strict``,
-    the first bad image aborts the build and nothing is written.
+    the first bad image aborts the build and nothing is written. An interrupted
+    build (Ctrl-C, SIGTERM) removes its temporary database; one killed outright
+    leaves it behind, and the next build of the same ``out`` removes it.
+    See :func:`check_lmdb_target` for what may be replaced.
     """
-    if os.path.exists(out) and not overwrite:
-        raise UsageError(f"{out}: already exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(out)) or "."
+    from ocrkit.outputs import FolderLock
+
+    sources = list(sources)
+    check_lmdb_target(out, overwrite=overwrite, inputs=sources)
+    parent, prefix = _temp_name(out)
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.tmp-{os.getpid()}")
+    remove_stale_temps(out)
+    tmp = os.path.join(parent, f"{prefix}{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    lock = FolderLock(tmp, "build-lmdb").acquire()
     report = BuildReport()
     chars: Counter = Counter()
+    env = None
     try:
-        env = lmdb.open(tmp, map_size=INITIAL_MAP, subdir=True, meminit=False, map_async=True)
-    except lmdb.Error as exc:
-        raise UsageError(f"{out}: cannot create the database ({exc})") from None
-    try:
+        try:
+            env = lmdb.open(tmp, map_size=INITIAL_MAP, subdir=True, meminit=False,
+                            map_async=True)
+        except lmdb.Error as exc:
+            raise OcrkitError(f"{out}: cannot create the database ({exc})") from None
         batch: list[tuple[bytes, bytes]] = []
         for sample in samples:
             try:
                 with open(sample.path, "rb") as fh:
                     data = fh.read()
                 check_image(data)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure means "bad image"
+            except (OSError, ImageError) as exc:
+                why = (exc.strerror or "cannot read") if isinstance(exc, OSError) else str(exc)
                 if strict:
-                    raise OcrkitError(f"--strict: unreadable image {sample.path} "
-                                      f"({_reason(exc)}); {out} was not written") from None
-                report.skipped.append((sample.path, _reason(exc)))
+                    raise OcrkitError(f"--strict: unreadable image {sample.path} ({why}); "
+                                      f"{out} was not written") from None
+                report.skipped.append((sample.path, why))
                 if on_item:
                     on_item()
                 continue
@@ -91,8 +187,12 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
                 batch = []
             if on_item:
                 on_item()
+        if report.written == 0:
+            first = f" (e.g. {report.skipped[0][0]}: {report.skipped[0][1]})" if report.skipped else ""
+            raise OcrkitError(f"no readable image among {len(report.skipped)}{first}; "
+                              f"{out} was not written")
         report.charset = sorted(chars)
-        meta = {"generator": "ocrkit build-lmdb", "sources": list(sources),
+        meta = {"generator": "ocrkit build-lmdb", "sources": sources,
                 "num_samples": report.written, "skipped": len(report.skipped),
                 "charset": "".join(report.charset)}
         batch += [(b"num-samples", str(report.written).encode()),
@@ -100,30 +200,50 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
         _put(env, batch)
         env.sync(True)
         env.close()
+        env = None
         with open(os.path.join(tmp, "charset.txt"), "w", encoding="utf-8") as fh:
             fh.writelines(c + "\n" for c in report.charset)
-        if os.path.exists(out):
-            old = tmp + ".old"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except OSError as exc:
-        env.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OcrkitError(f"writing {out} failed ({exc.strerror or exc}); nothing was replaced"
-                          ) from None
-    except BaseException:
-        env.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _swap_in(tmp, out, overwrite)
+    except (OSError, lmdb.Error) as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) and exc.strerror else
+                  str(exc).split(": ", 1)[-1] or exc.__class__.__name__)
+        if _free_bytes(parent) < (1 << 20):  # LMDB reports a full disk as an I/O error
+            reason = "No space left on device"
+        raise OcrkitError(f"writing {out} failed ({reason}); nothing was replaced") from None
+    finally:
+        if env is not None:
+            env.close()
+        lock.release()
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
-def _reason(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-    return text[:120]
+def _free_bytes(folder: str) -> int:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def _swap_in(tmp: str, out: str, overwrite: bool) -> None:
+    """Rename the finished temp database to ``out`` (the old ``out`` moved aside first
+    and deleted only after the swap)."""
+    from ocrkit.outputs import LOCK_NAME
+
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(tmp, LOCK_NAME))
+    if os.path.lexists(out):
+        if not overwrite:
+            raise UsageError(f"{out}: appeared while this build ran (another build?); "
+                             "nothing was replaced")
+        old = tmp + ".old"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.remove(old)
+    else:
+        os.replace(tmp, out)
 
 
 def _put(env: lmdb.Environment, items: list[tuple[bytes, bytes]]) -> None:
@@ -182,6 +302,12 @@ class LmdbReader:
                 raise UsageError(f"{self.path}: cannot open LMDB ({exc})") from None
             self._pid = os.getpid()
         return self._env.begin(write=False, buffers=False)
+
+    def close(self) -> None:
+        if self._env is not None:
+            with contextlib.suppress(lmdb.Error):
+                self._env.close()
+            self._env = None
 
     def __len__(self) -> int:
         return self.num_samples

@@ -16,6 +16,23 @@ from ocrkit.errors import OcrkitError, UsageError
 UNKNOWN_POLICIES = ("error", "skip", "replace")
 
 
+class UnknownReport:
+    """Counts of labels with characters outside a charset."""
+
+    def __init__(self) -> None:
+        self.labels = 0  # labels looked at
+        self.affected = 0  # labels with at least one unknown character
+        self.emptied = 0  # labels made only of unknown characters
+        self.chars: Counter = Counter()
+        self.examples: list[str] = []
+
+    def describe(self, limit: int = 8) -> str:
+        shown = " ".join(repr(c) for c, _ in self.chars.most_common(limit))
+        more = f" and {len(self.chars) - limit} more" if len(self.chars) > limit else ""
+        return (f"{self.affected} of {self.labels} labels hold {sum(self.chars.values())} "
+                f"characters outside the charset ({len(self.chars)} distinct: {shown}{more})")
+
+
 class Charset:
     """Maps characters to class indices (blank = 0) and back."""
 
@@ -84,19 +101,41 @@ class Charset:
         ``error`` raises, ``skip`` drops the character, ``replace`` maps it to
         ``replacement`` (which must be in the charset).
         """
+
         out = []
         for ch in text:
             idx = self.index.get(ch)
             if idx is None:
                 if unknown == "skip":
                     continue
-                if unknown == "replace" and replacement in self.index:
+                if unknown == "replace":
+                    if replacement not in self.index:
+                        raise UsageError(f"--replacement {replacement!r} is not in the charset; "
+                                         "add it to the dictionary or name one of its characters")
                     idx = self.index[replacement]
                 else:
                     raise OcrkitError(f"character {ch!r} of {text!r} is not in the charset "
-                                      "(--unknown skip|replace to accept it)")
+                                      "(--unknown skip drops it, --unknown replace "
+                                      "--replacement C maps it to C)")
             out.append(idx)
         return out
+
+    def unknown_in(self, labels: Iterable[str]) -> "UnknownReport":
+        """Which labels hold characters outside this charset (newlines between rows
+        are not characters)."""
+        report = UnknownReport()
+        for label in labels:
+            report.labels += 1
+            text = label.replace("\n", "")
+            bad = [ch for ch in text if ch not in self.index]
+            if bad:
+                report.affected += 1
+                report.chars.update(bad)
+                if len(bad) == len(text):
+                    report.emptied += 1
+                if len(report.examples) < 3:
+                    report.examples.append(label)
+        return report
 
     def decode(self, indices: Iterable[int]) -> str:
         """Characters for class indices (blank and out-of-range indices dropped)."""

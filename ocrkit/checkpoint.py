@@ -17,8 +17,9 @@ Writes go to a temporary file in the same folder, fsynced, then renamed.
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import tempfile
+import warnings
 
 import torch
 
@@ -52,25 +53,75 @@ def save_checkpoint(path: str, payload: dict) -> None:
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:
-    """Load an ocrkit checkpoint without executing any code from it."""
+    """Load an ocrkit checkpoint without executing any code from it.
+
+    Every failure is one UsageError saying what the file is: empty, not a PyTorch
+    checkpoint, truncated or corrupt, a checkpoint that would need to run code (refused,
+    never run), or a PyTorch file that is not an ocrkit checkpoint.
+    """
     if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such checkpoint")
+        raise UsageError(f"{path}: no such checkpoint" if not os.path.exists(path)
+                         else f"{path}: is a folder, not a checkpoint")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise UsageError(
-            f"{path}: refused: the checkpoint contains pickled objects or code that a safe load "
-            f"does not run ({first[:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a readable checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on bad files
+        raise UsageError(f"{path}: {_why_unloadable(path, exc)}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UsageError(f"{path}: not an ocrkit checkpoint")
+        raise UsageError(f"{path}: a PyTorch file but not an ocrkit checkpoint (no "
+                         f"'format': '{FORMAT}')")
     if data.get("version", 0) > VERSION:
         raise UsageError(f"{path}: checkpoint format {data['version']} is newer than this "
                          f"ocrkit understands ({VERSION}); upgrade ocrkit")
     return data
+
+
+def _why_unloadable(path: str, exc: Exception) -> str:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        return f"cannot read ({err.strerror or err})"
+    text = str(exc)
+    wanted = re.search(r"GLOBAL ([\w.]+)", text)
+    if wanted:
+        return (f"refused: it asks to run code or rebuild Python objects ({wanted.group(1)}), "
+                "which a safe load never does; ocrkit checkpoints hold plain data only")
+    if not head:
+        return "empty file, not a checkpoint"
+    if head.startswith(b"PK"):
+        return "a truncated or corrupt checkpoint (its zip archive cannot be read)"
+    if head[:1] == b"\x80":  # a plain pickle: say whether it would have run code
+        names = _pickle_globals(path)
+        if names:
+            return (f"refused: a pickle that asks to run code or rebuild Python objects "
+                    f"({', '.join(names[:3])}), which a safe load never does; ocrkit "
+                    "checkpoints hold plain data only")
+        return "not a PyTorch checkpoint (a plain pickle)"
+    return "not a PyTorch checkpoint"
+
+
+def _pickle_globals(path: str) -> list[str]:
+    """Names of the callables a pickle file refers to, found by reading its opcodes
+    (``pickletools`` only parses: nothing is imported or run)."""
+    import pickletools
+
+    names, strings = [], []
+    try:
+        with open(path, "rb") as fh:
+            for op, arg, _ in pickletools.genops(fh):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name in ("REDUCE", "INST", "OBJ", "NEWOBJ") and not names:
+                    names.append(op.name.lower())
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - a broken pickle: whatever was seen so far
+        pass
+    return names
 
 
 def build_model(ckpt: dict):

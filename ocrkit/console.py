@@ -6,14 +6,55 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import sys
+import warnings
+from typing import Callable, Iterator
 
 
 def stderr_console(quiet: bool = False):
-    """A rich console on stderr; quiet with -q (NO_COLOR is honoured by rich)."""
+    """A rich console on stderr; quiet with -q (NO_COLOR is honoured by rich).
+
+    ``quiet`` also silences Python warnings from libraries (torch, onnx, Pillow):
+    ``-q`` means nothing on stderr but errors.
+    """
     from rich.console import Console
 
-    return Console(stderr=True, quiet=quiet)
+    if quiet:
+        warnings.simplefilter("ignore")
+    return Console(stderr=True, quiet=quiet, soft_wrap=True)  # a message stays one line
+
+
+def route_warnings() -> None:
+    """Show library warnings as one ``ocrkit: warning: ...`` line each (no file, line
+    or source excerpt); ``-q`` (see :func:`stderr_console`) drops them."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        try:
+            sys.stderr.write(f"ocrkit: warning: {text[:300]}\n")
+        except (OSError, ValueError):
+            pass
+
+    warnings.showwarning = show
+
+
+def resolve_workers(requested: int | None, default: int, warn: Callable[[str], None] | None = None,
+                    flag: str = "--workers") -> int:
+    """Worker processes to start: ``default`` when not given, never more than the CPU
+    cores this process may use (more only add memory and contention); a negative
+    count is a usage error."""
+    from ocrkit.errors import UsageError
+
+    if requested is None:
+        return max(0, default)
+    if requested < 0:
+        raise UsageError(f"{flag} {requested}: must be 0 or more")
+    cores = default_workers()
+    if requested > cores:
+        if warn:
+            warn(f"warning: {flag} {requested} capped at {cores}, the CPU cores available")
+        return cores
+    return requested
 
 
 @contextlib.contextmanager

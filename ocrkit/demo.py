@@ -68,14 +68,26 @@ def _names(args: list[str]) -> str:
     return ", ".join(parse_font_arg(a).name for a in args)
 
 
+DEMO_OUTPUTS = ("train", "test", "train.lmdb", "test.lmdb", "run", MARKER)
+
+
 def prepare_dir(out: str) -> None:
+    """An empty folder, or an earlier demo's: only what a demo writes is removed."""
+    from ocrkit.outputs import check_writable
+
     if os.path.exists(out):
         if not os.path.isdir(out):
             raise UsageError(f"--out {out}: exists and is not a directory")
         if os.listdir(out) and not os.path.isfile(os.path.join(out, MARKER)):
             raise UsageError(f"--out {out}: not empty and not an earlier demo; choose another --out")
-        shutil.rmtree(out)
-    os.makedirs(out)
+        for name in DEMO_OUTPUTS:
+            path = os.path.join(out, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
+    check_writable(out, flag="--out", folder=True)
+    os.makedirs(out, exist_ok=True)
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
@@ -133,10 +145,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
         start(cfg.test_images)
         result, _ = evaluate(predictor, open_dataset(sets["test"] + ".lmdb"), on_batch=advance)
     samples = list(read_labels(sets["test"]))[:5]
-    from PIL import Image
+    from data_tools.images import read_image
 
     examples = []
-    for item, (text, conf, _) in zip(samples, predictor([Image.open(s.path) for s in samples])):
+    for item, (text, conf, _) in zip(samples, predictor([read_image(s.path) for s in samples])):
         examples.append({"path": item.path, "label": item.label, "text": text,
                          "confidence": round(conf, 4)})
         say(f"  {os.path.basename(item.path)}: {text}  (label {item.label}, conf {conf:.2f})")

@@ -23,3 +23,14 @@ class UsageError(OcrkitError):
     """Bad input from the user: a flag, a file, a font, a corpus (exit 2)."""
 
     exit_code = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so cleanup code runs as for Ctrl-C (exit 143)."""
+
+
+class Interrupted(OcrkitError):
+    """Work stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) after saving what it
+    could; the message says how to continue."""
+
+    exit_code = 130

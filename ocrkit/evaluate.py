@@ -17,6 +17,9 @@ from ocrkit.predict import Predictor, predict_texts
 from ocrkit.train.data import Collate
 
 
+GALLERY_MARK = "<meta name='generator' content='ocrkit evaluate'>"
+
+
 @dataclass(order=True)
 class _Worst:
     score: tuple
@@ -43,8 +46,16 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
     multirow = False
     worst: list[_Worst] = []
     broken = 0
+    broken_items: list[tuple[str, str]] = []
+    mismatched: list[tuple[str, str]] = []
+    mismatched_count = 0
     for batch in loader:
+        mismatched_count += len(batch.get("mismatched", ()))
+        if len(mismatched) < 5:
+            mismatched += list(batch.get("mismatched", []))[:5 - len(mismatched)]
         broken += batch["broken"]
+        if len(broken_items) < 20:
+            broken_items += list(batch.get("broken_items", []))[:20 - len(broken_items)]
         if batch["images"].shape[0] == 0:
             continue
         with torch.no_grad():
@@ -72,6 +83,11 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
             break
     result = metrics.result()
     result["broken_samples"] = broken
+    if broken:
+        result["broken_examples"] = [f"{key} ({why})" for key, why in broken_items[:5]]
+    if mismatched_count:
+        result["unlike_training_input"] = mismatched_count
+        result["unlike_training_examples"] = [f"{key}: {why}" for key, why in mismatched]
     if multirow:
         result["row_level"] = row_metrics.result()
     return result, sorted(worst, reverse=True)
@@ -82,10 +98,15 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
     """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples.
 
     Labels are not encoded: characters outside the model's charset count as errors.
+    ``limit`` evaluates exactly the first ``limit`` samples.
     """
+    if limit is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
+        limit = None
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers,
-                                         collate_fn=Collate(predictor.input, None))
+                                         collate_fn=Collate(predictor.input, None,
+                                                            check_shapes=True))
     return evaluate_loader(predictor.model, predictor.charset, loader, predictor.device,
                            beam_width=predictor.beam_width, errors=errors, limit=limit,
                            input_spec=predictor.input, on_batch=on_batch)
@@ -107,10 +128,22 @@ def write_gallery(worst: list, path: str, title: str) -> None:
             f"<tr><td><img src='{src}'></td><td>{html.escape(w.gt).replace(chr(10), '<br>')}</td>"
             f"<td>{html.escape(w.pred).replace(chr(10), '<br>')}</td><td>{w.score[1]}</td>"
             f"<td>{w.conf:.3f}</td><td>{html.escape(w.key)}</td></tr>")
-    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    page = (f"<!doctype html><meta charset='utf-8'>{GALLERY_MARK}<title>{html.escape(title)}</title>"
             "<style>td{border-bottom:1px solid #ccc;padding:4px;font-size:18px}</style>"
             f"<h1>{html.escape(title)}</h1><table><tr><th>image</th><th>ground truth</th>"
             "<th>prediction</th><th>edit distance</th><th>confidence</th><th>sample</th></tr>"
             + "".join(rows) + "</table>")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(page)
+    from ocrkit.outputs import atomic_file
+
+    with atomic_file(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(page)
+
+
+def is_gallery(path: str) -> bool:
+    """True if ``path`` is a gallery an earlier ``ocrkit evaluate`` wrote (replaceable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return GALLERY_MARK in fh.read(300)
+    except OSError:
+        return False

@@ -17,7 +17,6 @@ dynamo exporter fails to decompose the LSTM graph here.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 
 import numpy as np
@@ -38,7 +37,8 @@ def _need(module: str):
 
 
 def export_onnx(checkpoint: str, out: str, *, opset: int = 17) -> dict:
-    """Write ``out``; returns the metadata written."""
+    """Write the ONNX file ``out`` (callers give a temporary name and rename it once
+    verified); returns the metadata written."""
     onnx = _need("onnx")
     ckpt = load_checkpoint(checkpoint)
     model, charset = build_model(ckpt)
@@ -48,19 +48,16 @@ def export_onnx(checkpoint: str, out: str, *, opset: int = 17) -> dict:
         axes = {"image": {0: "batch"}, "logits": {0: "batch"}}
     else:
         axes = {"image": {0: "batch", 3: "width"}, "logits": {0: "batch", 1: "frames"}}
-    tmp = out + ".tmp"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (dummy,), tmp, input_names=["image"],
+            torch.onnx.export(model, (dummy,), out, input_names=["image"],
                               output_names=["logits"], opset_version=opset, dynamo=False,
                               dynamic_axes=axes)
         except Exception as exc:  # noqa: BLE001 - exporter errors are many and deep
-            if os.path.exists(tmp):
-                os.remove(tmp)
             raise OcrkitError(f"ONNX export failed: {exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0][:200]}") from None
-    proto = onnx.load(tmp)
+    proto = onnx.load(out)
     meta = {"ocrkit_charset": json.dumps(charset.chars, ensure_ascii=False),
             "ocrkit_input": json.dumps(ckpt["input"]),
             "ocrkit_spec": json.dumps(ckpt["spec"]),
@@ -68,8 +65,7 @@ def export_onnx(checkpoint: str, out: str, *, opset: int = 17) -> dict:
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, tmp)
-    os.replace(tmp, out)
+    onnx.save(proto, out)
     return meta
 
 

@@ -43,6 +43,13 @@ class Predictor:
         self.model.to(self.device)
         self.beam_width = beam_width
 
+    def mismatch(self, image) -> str | None:
+        """Why ``image`` looks unlike this model's training input, or None."""
+        from ocrkit.data.transforms import input_mismatch
+
+        spec = self.input
+        return input_mismatch(image, spec.height, spec.width, spec.rows)
+
     def tensor(self, images) -> torch.Tensor:
         return self.input.to_tensor([self.resize(im)[0] for im in images])
 

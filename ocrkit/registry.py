@@ -113,13 +113,27 @@ def get(kind: str, name: str) -> Entry:
     return found[name]
 
 
+# What a factory raises for arguments it cannot use (wrong type, length, range).
+ARGUMENT_ERRORS = (TypeError, ValueError, IndexError, KeyError, AttributeError, RuntimeError,
+                   ZeroDivisionError, OverflowError)
+
+
 def build(kind: str, name: str, **kwargs):
-    """Instantiate component ``name`` of ``kind`` with keyword arguments."""
+    """Instantiate component ``name`` of ``kind`` with keyword arguments.
+
+    A factory that rejects its arguments becomes one usage error naming the
+    component, the arguments the user gave and the factory's reason."""
     factory = get(kind, name).load()
     try:
         return factory(**kwargs)
-    except TypeError as exc:
-        raise UsageError(f"{kind[:-1]} {name!r}: bad arguments {kwargs} ({exc})") from None
+    except OcrkitError:
+        raise
+    except ARGUMENT_ERRORS as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()
+                          if k not in ("in_channels", "num_classes")) or "defaults"
+        reason = " ".join(str(exc).split()) or exc.__class__.__name__
+        raise UsageError(f"{kind[:-1]} {name!r} cannot be built with {given}: {reason}"
+                         ) from None
 
 
 def status(entry: Entry) -> str:

@@ -122,8 +122,8 @@ def test_denoise_writes_cleaned_images(cli, denoiser, sets, tmp_path):
     res = cli("denoise", "-m", denoiser / "best.pt", *src, bad, "-o", tmp_path / "clean")
     assert res.exit_code == 1  # the unreadable input is reported, the others written
     records = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [r.get("error") for r in records] == [None, None, "cannot read image "
-                                                  "(UnidentifiedImageError)"]
+    assert [r.get("error") for r in records] == [None, None, "not an image (unknown or "
+                                                  "unsupported format)"]
     for rec, path in zip(records, src):
         with Image.open(rec["out"]) as im, Image.open(path) as orig:
             assert im.size == orig.size and im.mode == "L"

@@ -245,11 +245,15 @@ def test_synthesize_alias_and_embedded_charset_limit(cli, tmp_path, cjk_font):
     assert json.loads(res.stdout)["charset_size"] == len(chars)
 
 
-def test_full_disk_mid_run_keeps_a_valid_prefix(cli, tmp_path, cjk_font, monkeypatch):
+def test_full_disk_mid_run_keeps_a_valid_prefix_and_resume_finishes_it(cli, tmp_path, cjk_font,
+                                                                       monkeypatch):
     import errno
 
     import data_tools.synth.generate as gen
 
+    args = ("-n", 100, "--cols", 4, "--test-fraction", 0.2, "-w", 1, "--font", cjk_font, "-q")
+    monkeypatch.setattr(gen, "CHUNK", 8)
+    assert cli("synth", "--out", tmp_path / "ref", *args).exit_code == 0
     real_save, calls = gen._save, {"n": 0}
 
     def flaky_save(image, path, quality):
@@ -259,11 +263,27 @@ def test_full_disk_mid_run_keeps_a_valid_prefix(cli, tmp_path, cjk_font, monkeyp
         real_save(image, path, quality)
 
     monkeypatch.setattr(gen, "_save", flaky_save)
-    monkeypatch.setattr(gen, "CHUNK", 8)
     out = tmp_path / "full"
-    res = cli("synth", "-n", 100, "--out", out, "-w", 1, "--font", cjk_font)
-    one_line_error(res, 1, "No space left on device", "labels.jsonl")
-    labels = read_labels(out)
+    res = cli("synth", "--out", out, *args)
+    one_line_error(res, 1, "No space left on device", "synth --resume --out")
+    labels = read_labels(out / "train")
     assert 0 < len(labels) <= 40 and len(labels) % 8 == 0
-    assert all((out / rec["image"]).is_file() for rec in labels)  # never a label without image
-    assert not (out / "meta.json").exists()  # meta.json marks a complete run
+    assert all((out / "train" / rec["image"]).is_file() for rec in labels)  # no label without image
+    assert json.loads((out / "train" / "meta.json").read_text())["complete"] is False
+    # Every reader refuses the incomplete set and says how to finish it.
+    for cmd in (("build-lmdb", out / "train", tmp_path / "x.lmdb"), ("stats", out / "train")):
+        res = cli(*cmd)
+        if cmd[0] == "stats":
+            assert res.exit_code == 0 and json.loads(res.stdout)["incomplete"] is True
+            assert "synth --resume --out" in res.stderr
+        else:
+            one_line_error(res, 2, "incomplete", f"synth --resume --out {out}")
+    monkeypatch.setattr(gen, "_save", real_save)
+    assert cli("synth", "--resume", "--out", out, "-q").exit_code == 0
+    for split in ("train", "test"):
+        for name in ("labels.jsonl", "gt.txt", "meta.json", "charset.txt"):
+            assert (out / split / name).read_bytes() == (tmp_path / "ref" / split / name).read_bytes()
+        for rec in read_labels(out / split):
+            assert (out / split / rec["image"]).read_bytes() == \
+                (tmp_path / "ref" / split / rec["image"]).read_bytes()
+    one_line_error(cli("synth", "--resume", "--out", out), 2, "complete")

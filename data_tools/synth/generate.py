@@ -11,12 +11,17 @@ Output folder (one per split when ``test_fraction > 0``: ``OUT/train``, ``OUT/te
     meta.json                     corpus, fonts, seed, settings, counts, charset
 
 Images are written before their label line, so a label never names a missing
-image; an interrupted run leaves a valid dataset prefix (``meta.json`` is
-written last).
+image. ``meta.json`` is written first with ``"complete": false`` and the run's
+settings, and rewritten at the end; an interrupted run (Ctrl-C, SIGTERM, a full
+disk, kill -9) therefore leaves a dataset that every reader refuses as
+incomplete, and ``ocrkit synth --resume --out OUT`` finishes it: it keeps the
+images whose labels landed, renders the rest, and gives the same bytes as an
+uninterrupted run (generation is deterministic per image index).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -104,27 +109,60 @@ def _check_config(cfg: SynthConfig) -> None:
         raise UsageError(f"--replacement {cfg.replacement!r}: must be one character")
 
 
+def _is_synth_folder(folder: str) -> bool:
+    """True if ``folder`` holds a dataset ``ocrkit synth`` wrote (complete or not)."""
+    meta = os.path.join(folder, "meta.json")
+    if os.path.isfile(meta):
+        try:
+            with open(meta, encoding="utf-8") as fh:
+                return str(json.load(fh).get("generator", "")).startswith("ocrkit synth")
+        except (OSError, ValueError, AttributeError):
+            return False
+    labels = os.path.join(folder, "labels.jsonl")
+    if os.path.isfile(labels):
+        try:
+            with open(labels, encoding="utf-8") as fh:
+                first = json.loads(fh.readline() or "{}")
+            return isinstance(first, dict) and "font" in first and "rows" in first
+        except (OSError, ValueError):
+            return False
+    return False
+
+
 def prepare_out_dir(out: str, overwrite: bool) -> None:
-    """Create ``out`` (must be writable); refuse to clobber an earlier dataset."""
+    """Create ``out`` (must be writable); refuse to clobber an earlier dataset.
+
+    With ``overwrite`` only a dataset that synth itself wrote is replaced (its
+    ``images/``, label files, ``meta.json`` ..., and ``train/``/``test/`` splits);
+    files of the same names that synth did not write are refused, never deleted.
+    """
+    from ocrkit.outputs import check_writable
+
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out}: exists and is not a directory")
+    check_writable(out, flag="--out", folder=True)
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".ocrkit-write-test-{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    existing = [n for n in OUTPUT_NAMES if os.path.exists(os.path.join(out, n))]
+    existing = [n for n in OUTPUT_NAMES if os.path.lexists(os.path.join(out, n))]
     if existing and not overwrite:
         raise UsageError(
             f"--out {out}: already holds a dataset ({', '.join(existing[:3])}); "
             "pass --overwrite or another --out"
         )
+    if not existing:
+        return
+    splits = [n for n in ("train", "test") if n in existing]
+    ours = (_is_synth_folder(out) or bool(splits)) and all(
+        _is_synth_folder(os.path.join(out, n)) for n in splits)
+    if not ours:
+        raise UsageError(f"--out {out}: holds {', '.join(existing[:3])} that ocrkit synth did "
+                         "not write; --overwrite replaces only synth's own datasets: choose "
+                         "another --out")
     for name in existing:
         path = os.path.join(out, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
 def _fmt_chars(chars: Sequence[str], limit: int = 12) -> str:
@@ -223,6 +261,15 @@ def _build_plan(cfg: SynthConfig, layout: Layout, warnings: list[str]
 _STATE: dict = {}
 
 
+def _init_pool_worker(state: dict) -> None:
+    import signal
+
+    # Pool.terminate() sends SIGTERM: die quietly, not through the CLI's handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _init_worker(state)
+
+
 def _init_worker(state: dict) -> None:
     _STATE.clear()
     _STATE.update(state)
@@ -290,17 +337,150 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+RESUME_FIELDS = ("count", "rows", "seed", "width", "height", "cols", "min_cols", "box_lines",
+                 "corpus", "corpus_mode", "on_exhausted", "charset", "charset_size", "unknown",
+                 "replacement", "fonts", "font_dirs", "system_fonts", "appearance",
+                 "jpeg_quality", "test_fraction", "split_order", "shard", "preview")
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_resume_config(out: str, workers: int = 1) -> SynthConfig:
+    """The settings of the interrupted run in ``out`` (from its ``meta.json``)."""
+    for sub in ("", "train", "test"):
+        meta_path = os.path.join(out, sub, "meta.json")
+        if os.path.isfile(meta_path):
+            break
+    else:
+        raise UsageError(f"--resume: {out} has no meta.json; it was not written by this "
+                         "ocrkit's synth (rerun the command with --overwrite)")
+    try:
+        with open(meta_path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume: cannot read {meta_path} ({exc})") from None
+    if not str(meta.get("generator", "")).startswith("ocrkit synth"):
+        raise UsageError(f"--resume: {out} was not written by ocrkit synth")
+    if meta.get("complete"):
+        raise UsageError(f"--resume: {out} is complete; nothing to resume")
+    saved = meta.get("resume")
+    if not isinstance(saved, dict):
+        raise UsageError(f"--resume: {meta_path} holds no resumable settings; rerun the "
+                         "command with --overwrite")
+    args = {k: saved[k] for k in RESUME_FIELDS if k in saved}
+    look = Appearance(**{k: tuple(v) if isinstance(v, list) else v
+                         for k, v in args.pop("appearance").items()})
+    for key in ("fonts", "font_dirs"):
+        args[key] = tuple(args.get(key) or ())
+    for key in ("jpeg_quality", "shard"):
+        args[key] = tuple(args[key]) if args.get(key) else None
+    cfg = SynthConfig(out=out, workers=workers, appearance=look, **args)
+    if _file_digest(cfg.corpus) != saved.get("corpus_sha256"):
+        raise UsageError(f"--resume: the corpus {cfg.corpus} changed since the run started; "
+                         "the rest of the dataset would not continue it: rerun with --overwrite")
+    return cfg
+
+
+def _resume_point(split_dirs: list[str], splits: np.ndarray, lo: int, hi: int,
+                  single_row: bool) -> tuple[int, list[list[dict]]]:
+    """First index from which the interrupted run must render again, and the label
+    records it keeps (complete lines whose image exists, contiguous from ``lo``).
+    The label files are rewritten to hold exactly those records."""
+    kept_all, present = [], set()
+    for d in split_dirs:
+        records = []
+        path = os.path.join(d, "labels.jsonl")
+        if os.path.isfile(path):
+            with open(path, "rb") as fh:
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break
+                    try:
+                        rec = json.loads(raw)
+                        index = int(os.path.basename(rec["image"]).split(".")[0])
+                    except (ValueError, KeyError, TypeError):
+                        break
+                    if not os.path.isfile(os.path.join(d, rec["image"])):
+                        break
+                    records.append((index, rec))
+        kept_all.append(records)
+        present.update(i for i, _ in records)
+    k = lo
+    while k < hi and k in present:
+        k += 1
+    kept = [[rec for i, rec in records if i < k] for records in kept_all]
+    for d, records in zip(split_dirs, kept):
+        _write_lines(os.path.join(d, "labels.jsonl"),
+                     [json.dumps(r, ensure_ascii=False) for r in records])
+        if single_row:
+            _write_lines(os.path.join(d, "gt.txt"),
+                         [f"{r['image']}\t{r['rows'][0]}" for r in records])
+    return k, kept
+
+
+def _absolute_font(arg: str) -> str:
+    head, sep, tail = arg.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return f"{os.path.abspath(head)}:{tail}"
+    return os.path.abspath(arg)
+
+
+def _write_lines(path: str, lines: list[str]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
+
+
 def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = None,
-               on_progress: Callable[[int], None] | None = None) -> SynthResult:
-    """Generate the dataset described by ``cfg``; see the module docstring."""
+               on_progress: Callable[[int], None] | None = None,
+               resume: bool = False) -> SynthResult:
+    """Generate the dataset described by ``cfg``; see the module docstring.
+
+    ``resume``: finish the interrupted run in ``cfg.out`` (``cfg`` from
+    :func:`load_resume_config`)."""
+    from ocrkit.errors import Interrupted, Terminated
+    from ocrkit.outputs import FolderLock, check_writable
+
     _check_config(cfg)
     spacing_hi = max(cfg.appearance.spacing)
     layout = derive_layout(cfg.rows, cfg.width, cfg.height, cfg.cols, cfg.min_cols,
                            box_lines=cfg.box_lines, max_spacing=spacing_hi)
     warnings: list[str] = []
     plan, fonts, font_source, corpus_info = _build_plan(cfg, layout, warnings)
-    prepare_out_dir(cfg.out, cfg.overwrite)
+    font_list = [{"path": f.path, "index": f.index, "name": f.name} for f in fonts]
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise UsageError(f"--out {cfg.out}: exists and is not a directory")
+    if not resume:
+        check_writable(cfg.out, flag="--out", folder=True)
+        os.makedirs(cfg.out, exist_ok=True)
+    lock = FolderLock(cfg.out, "synth").acquire()  # before anything there is replaced
+    try:
+        if not resume:
+            prepare_out_dir(cfg.out, cfg.overwrite)
+        return _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list,
+                           warnings, on_start, on_progress, resume)
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        raise Interrupted(f"{'terminated' if code == 143 else 'interrupted'}: {cfg.out} is "
+                          f"incomplete; finish it with `ocrkit synth --resume --out {cfg.out}`",
+                          exit_code=code) from None
+    finally:
+        lock.release()
 
+
+def _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list, warnings,
+                on_start, on_progress, resume) -> SynthResult:
     n = len(plan)
     splits = _split_assignment(n, cfg)
     lo, hi = 0, n
@@ -311,25 +491,57 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
     split_dirs = [os.path.join(cfg.out, s) if s else cfg.out for s in names]
     for d in split_dirs:
         os.makedirs(d, exist_ok=True)
+    settings = {k: v for k, v in asdict(cfg).items()
+                if k not in ("out", "workers", "overwrite", "preview", "fonts", "font_dirs",
+                             "corpus", "count")}
+    counts_base = {"requested": cfg.count, "planned": n, "shard_range": [lo, hi]}
+    start = lo
+    kept: list[list[dict]] = [[] for _ in split_dirs]
+    if resume:
+        with open(os.path.join(split_dirs[0], "meta.json"), encoding="utf-8") as fh:
+            saved_fonts = json.load(fh).get("fonts")
+        if saved_fonts != font_list:
+            raise UsageError(f"--resume: the fonts found now differ from the run's "
+                             f"({', '.join(f['name'] for f in saved_fonts or [])}); the rest "
+                             "would not match: rerun with --overwrite")
+        start, kept = _resume_point(split_dirs, splits, lo, hi, cfg.rows == 1)
+    else:
+        resume_state = {k: getattr(cfg, k) for k in RESUME_FIELDS}
+        resume_state["appearance"] = asdict(cfg.appearance)
+        resume_state["corpus"] = os.path.abspath(cfg.corpus) if cfg.corpus else None
+        resume_state["corpus_sha256"] = _file_digest(cfg.corpus)
+        resume_state["charset"] = os.path.abspath(cfg.charset) if cfg.charset else None
+        resume_state["fonts"] = [_absolute_font(f) for f in cfg.fonts]
+        resume_state["font_dirs"] = [os.path.abspath(d) for d in cfg.font_dirs]
+        for d, name in zip(split_dirs, names):
+            _write_json(os.path.join(d, "meta.json"), {
+                "generator": f"ocrkit synth {__version__}", "complete": False,
+                "split": name or "all", "fonts": font_list, "font_source": font_source,
+                "counts": counts_base, "resume": resume_state})
     checkers = [GlyphChecker(f) for f in fonts]
     reference = "".join(c for c in REFERENCE_CHARS if all(ck.draws(c) for ck in checkers))
     state = {"fonts": fonts, "layout": layout, "look": cfg.appearance, "seed": cfg.seed,
              "reference": reference, "plan": plan, "splits": splits, "split_dirs": split_dirs,
              "jpeg": cfg.jpeg_quality}
-    tasks = [(s, min(s + CHUNK, hi)) for s in range(lo, hi, CHUNK)]
+    tasks = [(s, min(s + CHUNK, hi)) for s in range(start, hi, CHUNK)]
 
-    label_fhs = [open(os.path.join(d, "labels.jsonl"), "w", encoding="utf-8") for d in split_dirs]
-    gt_fhs = ([open(os.path.join(d, "gt.txt"), "w", encoding="utf-8") for d in split_dirs]
+    mode = "a" if resume else "w"
+    label_fhs = [open(os.path.join(d, "labels.jsonl"), mode, encoding="utf-8") for d in split_dirs]
+    gt_fhs = ([open(os.path.join(d, "gt.txt"), mode, encoding="utf-8") for d in split_dirs]
               if cfg.rows == 1 else [])
-    counts = [0] * len(split_dirs)
+    counts = [len(records) for records in kept]
     chars: list[Counter] = [Counter() for _ in split_dirs]
+    for counter, records in zip(chars, kept):
+        for rec in records:
+            for row in rec["rows"]:
+                counter.update(row)
     if on_start:
-        on_start(hi - lo)
+        on_start(hi - start)
     pool = None
     try:
         if cfg.workers > 1 and len(tasks) > 1:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            pool = mp.get_context(method).Pool(min(cfg.workers, len(tasks)), _init_worker, (state,))
+            pool = mp.get_context(method).Pool(min(cfg.workers, len(tasks)), _init_pool_worker, (state,))
             results = pool.imap(_render_range, tasks)
         else:
             _init_worker(state)
@@ -350,19 +562,17 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
         done = sum(counts)
         raise OcrkitError(
             f"writing to {cfg.out} failed ({exc.strerror or exc}) after {done} images; "
-            "labels.jsonl lists those written"
+            f"finish it with `ocrkit synth --resume --out {cfg.out}` once that is fixed"
         ) from None
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
         for fh in label_fhs + gt_fhs:
-            fh.close()
+            with contextlib.suppress(OSError):
+                fh.close()
         _STATE.clear()
 
-    settings = {k: v for k, v in asdict(cfg).items()
-                if k not in ("out", "workers", "overwrite", "preview", "fonts", "font_dirs",
-                             "corpus", "count")}
     for d, name, cnt, ch in zip(split_dirs, names, counts, chars):
         charset = sorted(ch)
         with open(os.path.join(d, "charset.txt"), "w", encoding="utf-8") as fh:
@@ -372,13 +582,12 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
             "complete": True,
             "split": name or "all",
             "corpus": corpus_info,
-            "fonts": [{"path": f.path, "index": f.index, "name": f.name} for f in fonts],
+            "fonts": font_list,
             "font_source": font_source,
             "seed": cfg.seed,
             "settings": settings,
             "layout": asdict(layout),
-            "counts": {"images": cnt, "requested": cfg.count, "planned": n,
-                       "shard_range": [lo, hi]},
+            "counts": {"images": cnt, **counts_base},
             "charset": "".join(charset),
         })
     if cfg.preview:

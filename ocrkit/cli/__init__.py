@@ -83,18 +83,52 @@ class LazyGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
-        from ocrkit.errors import OcrkitError
+        """The one error boundary: whatever goes wrong is one line on stderr.
 
+        OcrkitError -> its message and exit code; Ctrl-C -> 130, SIGTERM -> 143;
+        an OSError (full disk, read-only target) -> its reason and path, exit 1;
+        anything else -> one line naming the failure and --debug (exit 1).
+        ``--debug`` (or OCRKIT_DEBUG=1) shows the traceback instead.
+        """
+        from ocrkit.errors import OcrkitError, Terminated
+
+        from ocrkit.console import route_warnings
+
+        debug = bool(ctx.obj and ctx.obj.get("debug"))
+        route_warnings()
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+            raise
         except OcrkitError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if debug:
                 raise
-            click.echo(f"ocrkit: error: {exc}", err=True)
+            click.echo(f"ocrkit: error: {_one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("ocrkit: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            terminated = isinstance(exc, Terminated)
+            click.echo(f"ocrkit: {'terminated' if terminated else 'interrupted'}", err=True)
+            ctx.exit(143 if terminated else 130)
+        except OSError as exc:
+            if debug:
+                raise
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            reason = exc.strerror or _one_line(str(exc)) or exc.__class__.__name__
+            click.echo(f"ocrkit: error: {where}{reason}", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback by default
+            if debug:
+                raise
+            click.echo(f"ocrkit: error: unexpected {exc.__class__.__name__}: "
+                       f"{_one_line(str(exc))[:300]} (rerun with --debug for the traceback "
+                       "and report it)", err=True)
+            ctx.exit(1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 @click.group("ocrkit", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
@@ -117,6 +151,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _sigterm_raises()
     try:
         cli.main(prog_name="ocrkit")
     except BrokenPipeError:
@@ -124,3 +159,27 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+
+
+def _sigterm_raises() -> None:
+    """SIGTERM raises :class:`ocrkit.errors.Terminated` in this process, so the same
+    cleanup as for Ctrl-C runs (temporary files removed, training saves last.pt).
+    A forked child (data-loader or synth worker) that inherited the handler dies
+    the default way instead."""
+    import signal
+
+    main_pid = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main_pid:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        from ocrkit.errors import Terminated
+
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -22,7 +23,9 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "tsv", "text-renderer",
               "mmocr", "space"]), default="auto", show_default=True,
               help="Label file format.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (atomically).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace OUT if it exists (atomically): only a single file or an LMDB "
+                   "that build-lmdb wrote, never an input.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 and keep OUT unwritten if any image is unreadable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or report on stderr.")
@@ -36,23 +39,35 @@ def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
     joined by a newline. Every image is decoded first: bad ones are skipped and
     listed on stderr while the rest land. Prints a JSON summary on stdout.
     """
-    from data_tools.labels import read_labels
-    from data_tools.lmdb import write_lmdb
+    from data_tools.labels import LabelIssues, label_file, read_labels
+    from data_tools.lmdb import check_lmdb_target, write_lmdb
     from ocrkit.errors import UsageError
+    from ocrkit.outputs import refuse_inputs
 
     if labels and len(inputs) > 1:
         raise UsageError("--labels names one label file; give a single INPUT with it")
     console = stderr_console(quiet)
-    label_errors: list[str] = []
-    samples = [s for source in inputs
-               for s in read_labels(source, labels, fmt, label_errors)]
-    for err in label_errors[:20]:
+    # The output is checked before any label is read: an OUT that cannot be written,
+    # or that holds an input, is known at once.
+    check_lmdb_target(out, overwrite=overwrite, inputs=list(inputs) + ([labels] if labels else []))
+    issues = LabelIssues()
+    samples = [s for source in inputs for s in read_labels(source, labels, fmt, issues)]
+    for err in issues.skipped[:20]:
         console.print(f"[yellow]warning:[/] {err}", highlight=False)
+    if len(issues.skipped) > 20:
+        console.print(f"[yellow]warning:[/] ... {len(issues.skipped) - 20} more malformed lines",
+                      highlight=False)
+    for line in issues.warnings()[-1:] if issues.empty else []:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False)
     if not samples:
         raise UsageError(f"{', '.join(inputs)}: no labelled images found")
+    if os.path.lexists(out):  # an existing OUT may not be one of the files read
+        refuse_inputs(out, [label_file(src, labels, fmt)[0] for src in inputs]
+                      + [s.path for s in samples], flag="OUT")
     with progress_bar("build-lmdb", quiet) as (start, advance):
         start(len(samples))
-        report = write_lmdb(samples, out, overwrite=overwrite, sources=list(inputs),
+        report = write_lmdb(samples, out, overwrite=overwrite,
+                            sources=list(inputs) + ([labels] if labels else []),
                             on_item=lambda: advance(1), strict=strict)
     if report.skipped:
         names = ", ".join(f"{p} ({why})" for p, why in report.skipped[:10])
@@ -63,4 +78,5 @@ def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
     click.echo(json.dumps({"out": out, "num_samples": report.written,
                            "skipped": [p for p, _ in report.skipped],
                            "charset_size": len(report.charset),
-                           "malformed_label_lines": len(label_errors)}, ensure_ascii=False))
+                           "malformed_label_lines": len(issues.skipped),
+                           "empty_labels": len(issues.empty)}, ensure_ascii=False))

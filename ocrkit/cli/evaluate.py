@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import sys
 
 import click
 
-from ocrkit.cli._common import default_workers, progress_bar, stderr_console
+from ocrkit.cli._common import (default_workers, json_line, progress_bar, resolve_workers,
+                                stderr_console)
 
 DEFINITIONS = {
     "clp": "character-level precision, Eq. 18 (position-wise)",
@@ -26,19 +27,22 @@ Examples:
 """)
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("-b", "--batch-size", type=int, default=64, show_default=True)
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--beam-width", type=int, default=1, show_default=True,
+@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True,
               help="CTC beam width (1 = greedy).")
 @click.option("--errors", type=click.IntRange(min=0), default=0,
               help="Write a gallery of the K worst predictions.")
 @click.option("--errors-out", type=click.Path(dir_okay=False), default="errors.html",
-              show_default=True, help="Gallery file (HTML).")
-@click.option("--limit", type=int, default=None, help="Evaluate at most this many samples.")
-@click.option("-w", "--workers", type=int, default=None, help="Data-loading workers.")
+              show_default=True, help="Gallery file (HTML); an earlier gallery is replaced, "
+                                      "any other existing file is refused.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Evaluate the first N samples only.")
+@click.option("-w", "--workers", type=int, default=None,
+              help="Data-loading workers (default: up to 2; at most the CPU cores).")
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No table or warnings on stderr.")
 def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_out, limit,
              workers, denoiser, quiet) -> None:
     """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders).
@@ -53,23 +57,45 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
       ed1_accuracy   share of samples with ED <= 1
     Newlines between rows of multi-row labels are not counted as characters.
     Multi-row data also gets "row_level": the same metrics over text rows.
+    Samples that cannot be used (undecodable images, malformed label lines) are
+    not in the metrics: stderr says how many and which, the JSON counts them.
     """
     from ocrkit.data import open_dataset
     from ocrkit.evaluate import evaluate as run_eval
-    from ocrkit.evaluate import write_gallery
+    from ocrkit.evaluate import is_gallery, write_gallery
+    from ocrkit.outputs import check_output_file
     from ocrkit.predict import Predictor
 
     console = stderr_console(quiet)
-    predictor = Predictor(checkpoint, device, beam_width, denoiser,
-                          warn=lambda m: console.print(m, highlight=False))
+
+    def warn(msg: str) -> None:
+        console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+
+    if errors:  # checked before the work: a gallery that cannot be written is known now
+        check_output_file(errors_out, inputs=[checkpoint, *data], flag="--errors-out",
+                          replaceable=is_gallery,
+                          hint="it is not an ocrkit gallery: choose another --errors-out")
+    n_workers = resolve_workers(workers, min(2, default_workers() - 1), warn)
+    predictor = Predictor(checkpoint, device, beam_width, denoiser, warn=warn)
     dataset = open_dataset(list(data))
-    n_workers = workers if workers is not None else max(0, min(2, default_workers() - 1))
+    for line in dataset.issues.warnings():
+        warn(line)
+    labels = dataset.labels()[:limit] if limit else dataset.labels()
+    unknown = predictor.charset.unknown_in(labels)
+    if unknown.affected:
+        warn(f"{unknown.describe()}; the model cannot output them, so they count as errors")
     with progress_bar("evaluate", quiet) as (start, advance):
         start(min(len(dataset), limit) if limit else len(dataset))
         result, worst = run_eval(predictor, dataset, batch_size=batch_size, workers=n_workers,
                                  errors=errors, limit=limit, on_batch=advance)
-    if errors:
-        write_gallery(worst, errors_out, f"{checkpoint}: {len(worst)} worst predictions")
+    if result["broken_samples"]:
+        warn(f"{result['broken_samples']} samples could not be used and are not in the "
+             f"metrics: {', '.join(result['broken_examples'][:3])}"
+             + (" ..." if result["broken_samples"] > 3 else ""))
+    if result.get("unlike_training_input"):
+        warn(f"{result['unlike_training_input']} inputs look unlike what the model was trained "
+             f"on: {'; '.join(result['unlike_training_examples'][:2])}")
+    result["malformed_label_lines"] = len(dataset.issues.skipped)
     if not quiet:
         from rich.table import Table
 
@@ -86,5 +112,8 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
         table.add_row("samples", str(result["samples"]), *([str(rows["samples"])] if rows else []),
                       "")
         console.print(table)
-    click.echo(json.dumps({"checkpoint": checkpoint, "data": list(data), **result},
-                          ensure_ascii=False))
+    # Results first: the metrics are on stdout before the gallery is written.
+    click.echo(json_line({"checkpoint": checkpoint, "data": list(data), **result}))
+    sys.stdout.flush()
+    if errors:
+        write_gallery(worst, errors_out, f"{checkpoint}: {len(worst)} worst predictions")

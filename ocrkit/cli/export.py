@@ -22,33 +22,46 @@ Examples:
               help="Dataset or image folder for --verify (default: 8 synthetic noise images).")
 @click.option("--tolerance", type=float, default=1e-3, show_default=True,
               help="Largest allowed logit difference for --verify.")
-def export(checkpoint, fmt, out, opset, verify, samples, tolerance) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT (once verified).")
+def export(checkpoint, fmt, out, opset, verify, samples, tolerance, overwrite) -> None:
     """Export CHECKPOINT to ONNX with a dynamic batch and width.
 
-    Charset, input spec and model spec are stored in the ONNX metadata. With
-    --verify, exits 1 unless logits agree within --tolerance and decoded texts
-    are identical.
+    Charset, input spec and model spec are stored in the ONNX metadata. The
+    file is written under a temporary name and renamed when complete; with
+    --verify it is renamed only if onnxruntime agrees with torch (logits within
+    --tolerance, identical texts): otherwise exit 1 and OUT stays as it was.
     """
     from ocrkit.errors import OcrkitError
     from ocrkit.export import export_onnx, verify_onnx
+    from ocrkit.outputs import atomic_file, check_output_file
 
-    export_onnx(checkpoint, out, opset=opset)
+    check_output_file(out, overwrite=overwrite,
+                      inputs=[checkpoint] + ([samples] if samples else []))
+    images = _sample_images(checkpoint, samples) if verify else None
     result = {"out": out, "format": fmt}
-    if verify:
-        images = _sample_images(checkpoint, samples)
-        check = verify_onnx(checkpoint, out, images)
-        result["verify"] = check
-        if check["max_abs_diff"] > tolerance or not check["texts_match"]:
-            click.echo(json.dumps(result, ensure_ascii=False))
-            raise OcrkitError(f"--verify: onnxruntime differs from torch (max |diff| "
-                              f"{check['max_abs_diff']:.2e}, {check['same_text']}/"
-                              f"{check['images']} texts equal)")
+    with atomic_file(out) as tmp:
+        export_onnx(checkpoint, tmp, opset=opset)
+        if verify:
+            check = verify_onnx(checkpoint, tmp, images)
+            result["verify"] = check
+            if check["max_abs_diff"] > tolerance or not check["texts_match"]:
+                click.echo(json.dumps(result, ensure_ascii=False))
+                raise OcrkitError(f"--verify: onnxruntime differs from torch (max |diff| "
+                                  f"{check['max_abs_diff']:.2e}, {check['same_text']}/"
+                                  f"{check['images']} texts equal); {out} was not written")
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
 def _sample_images(checkpoint: str, samples: str | None, count: int = 8):
+    """Up to ``count`` images for --verify: decodable ones from ``samples`` (a dataset
+    or an image folder; bad images are skipped with a warning), or noise images."""
+    import os
+
     import numpy as np
     from PIL import Image
+
+    from data_tools.labels import IMAGE_SUFFIXES, has_label_file
+    from ocrkit.errors import UsageError
 
     if samples is None:
         from ocrkit.checkpoint import load_checkpoint
@@ -57,17 +70,30 @@ def _sample_images(checkpoint: str, samples: str | None, count: int = 8):
         rng = np.random.default_rng(0)
         return [Image.fromarray(rng.integers(0, 256, (spec["height"], spec["width"]),
                                              dtype=np.uint8)) for _ in range(count)]
-    import os
-
-    from ocrkit.cli.infer import iter_inputs
-
-    from data_tools.labels import has_label_file
-
+    images, bad = [], []
     if (os.path.isdir(samples) and not has_label_file(samples)
-            and not os.path.exists(os.path.join(samples, "data.mdb"))):
-        paths = list(iter_inputs([samples]))[:count]
-        return [Image.open(p).convert("L") for p in paths]
-    from ocrkit.data import open_dataset
+            and not os.path.exists(os.path.join(samples, "data.mdb"))) or (
+            os.path.isfile(samples) and samples.lower().endswith(IMAGE_SUFFIXES)):
+        from ocrkit.cli.infer import iter_inputs, open_input
 
-    dataset = open_dataset(samples)
-    return [dataset[i].image for i in range(min(count, len(dataset))) if dataset[i].image]
+        for path in iter_inputs([samples]):
+            image, error = open_input(path)
+            (bad.append(f"{path} ({error})") if error else images.append(image))
+            if len(images) >= count:
+                break
+    else:
+        from ocrkit.data import open_dataset
+
+        dataset = open_dataset(samples)
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            (images.append(sample.image) if sample.image is not None
+             else bad.append(f"{sample.key} ({sample.error})"))
+            if len(images) >= count:
+                break
+    if bad:
+        click.echo(f"ocrkit: warning: --samples: skipped {len(bad)} unreadable images: "
+                   f"{', '.join(bad[:3])}", err=True)
+    if not images:
+        raise UsageError(f"--samples {samples}: no readable image to verify with")
+    return images

@@ -11,23 +11,20 @@ import click
 
 
 
-def open_input(path: str):
-    """(grayscale PIL image, None) or (None, one-line reason) for an input path."""
-    from PIL import Image
+def open_input(path: str, mode: str = "L"):
+    """(PIL image, None) or (None, one-line reason) for an input path."""
+    from data_tools.images import open_image
 
-    try:
-        with Image.open(path) as im:
-            return im.convert("L"), None
-    except FileNotFoundError:
-        return None, "no such file"
-    except (OSError, ValueError) as exc:
-        return None, f"cannot read image ({exc.__class__.__name__})"
+    return open_image(path, mode)
 
 
-def iter_inputs(inputs) -> Iterator[str]:
-    """Paths from arguments: files as given, folders scanned (sorted), '-' = stdin lines."""
+def iter_inputs(inputs, exclude: str | None = None) -> Iterator[str]:
+    """Paths from arguments: files as given, folders scanned (sorted), '-' = stdin lines.
+
+    ``exclude``: a folder never descended into (a command's own output folder)."""
     from data_tools.labels import IMAGE_SUFFIXES
 
+    skip = os.path.realpath(exclude) if exclude else None
     for item in inputs:
         if item == "-":
             for line in sys.stdin:
@@ -36,7 +33,8 @@ def iter_inputs(inputs) -> Iterator[str]:
                     yield line
         elif os.path.isdir(item):
             for root, dirs, files in os.walk(item):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs
+                                 if os.path.realpath(os.path.join(root, d)) != skip)
                 for name in sorted(files):
                     if name.lower().endswith(IMAGE_SUFFIXES):
                         yield os.path.join(root, name)
@@ -53,51 +51,87 @@ Examples:
 @click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
               help="Checkpoint (.pt) from ocrkit train.")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-b", "--batch-size", type=int, default=32, show_default=True)
+@click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-@click.option("--beam-width", type=int, default=1, show_default=True)
+@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
-def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
+def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, quiet) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
     Records are {"path", "text", "confidence"}; multi-row models add "rows"
-    (the rows in reading order; "text" is them joined by newlines). An
-    unreadable input gets {"path", "error"}; the run goes on and exits 1 at
-    the end.
+    (the rows in reading order; "text" is them joined by newlines). An input
+    unlike what the model was trained on (a page given to a line model) gets
+    a "warning". An unreadable input gets {"path", "error"}; the run goes on
+    and exits 1 at the end.
     """
     from ocrkit.cli._common import stderr_console
     from ocrkit.predict import Predictor
 
-    console = stderr_console(False)
+    console = stderr_console(quiet)
     predictor = Predictor(checkpoint, device, beam_width, denoiser,
                           warn=lambda m: console.print(m, highlight=False))
     multirow = predictor.input.rows > 1
     failed = False
+    odd = 0
     batch: list[tuple[str, object]] = []
 
+    def emit(rec: dict) -> None:
+        sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+    def predict(images):
+        """Predictions for a batch; if the batch fails, image by image, so one bad
+        input costs one error record, never the batch."""
+        try:
+            return predictor(images)
+        except Exception:  # noqa: BLE001
+            out = []
+            for im in images:
+                try:
+                    out.append(predictor([im])[0])
+                except Exception as exc:  # noqa: BLE001
+                    out.append(exc)
+            return out
+
     def flush() -> None:
-        images = [im for _, im in batch if not isinstance(im, str)]
-        results = iter(predictor(images))
+        nonlocal failed, odd
+        good = [im for _, im in batch if not isinstance(im, str)]
+        results = iter(predict(good))
         for path, im in batch:
             if isinstance(im, str):
-                rec = {"path": path, "error": im}
-            else:
-                text, conf, rows = next(results)
-                rec = {"path": path, "text": text, "confidence": round(conf, 5)}
-                if multirow:
-                    rec["rows"] = rows
-            sys.stdout.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+                emit({"path": path, "error": im})
+                continue
+            res = next(results)
+            if isinstance(res, Exception):
+                failed = True
+                emit({"path": path, "error": f"recognition failed ({res.__class__.__name__}: "
+                                             f"{str(res).splitlines()[0][:120] if str(res) else ''})"})
+                continue
+            text, conf, rows = res
+            rec = {"path": path, "text": text, "confidence": round(conf, 5)}
+            if multirow:
+                rec["rows"] = rows
+            why = predictor.mismatch(im)
+            if why:
+                rec["warning"] = why
+                odd += 1
+            emit(rec)
         batch.clear()
 
-    for path in iter_inputs(inputs):
-        image, error = open_input(path)
-        batch.append((path, error if error else image))
-        failed = failed or error is not None
-        if len(batch) >= batch_size:
+    try:
+        for path in iter_inputs(inputs):
+            image, error = open_input(path)
+            batch.append((path, error if error else image))
+            failed = failed or error is not None
+            if len(batch) >= batch_size:
+                flush()
+    finally:
+        if batch:  # whatever stops the loop, the pending batch still gets its records
             flush()
-    if batch:
-        flush()
+    if odd:
+        console.print(f"[yellow]warning:[/] {odd} inputs look unlike what the model was trained "
+                      "on (see \"warning\" in their records)", highlight=False)
     if failed:
         sys.exit(1)

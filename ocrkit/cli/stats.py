@@ -25,13 +25,14 @@ def stats(paths, charset, quiet) -> None:
 
     One JSON object on stdout; a readable table on stderr.
     """
-    from data_tools.labels import has_label_file, read_labels
+    from data_tools.labels import LabelIssues, has_label_file, read_labels
     from data_tools.lmdb import LmdbReader, find_lmdbs
     from data_tools.stats import label_stats
 
     from ocrkit.charset import Charset
 
     allowed = set(Charset.load(charset).chars) if charset else None
+    issues = LabelIssues()
 
     def labels():
         for path in paths:
@@ -39,12 +40,17 @@ def stats(paths, charset, quiet) -> None:
                 for db in find_lmdbs(path):
                     yield from LmdbReader(db).labels()
             else:
-                for item in read_labels(path):
+                for item in read_labels(path, issues=issues, allow_incomplete=True):
                     yield item.label
 
     result = label_stats(labels(), allowed)
     result["sources"] = list(paths)
+    result["malformed_label_lines"] = len(issues.skipped)
+    if issues.incomplete:
+        result["incomplete"] = True
     console = stderr_console(quiet)
+    for line in issues.warnings():
+        console.print(f"[yellow]warning:[/] {line}", highlight=False)
     if not quiet:
         from rich.table import Table
 

@@ -7,7 +7,8 @@ import time
 
 import click
 
-from ocrkit.cli._common import RangeType, default_workers, progress_bar, stderr_console
+from ocrkit.cli._common import (RangeType, default_workers, progress_bar, resolve_workers,
+                                stderr_console)
 
 
 def _shard(ctx, param, value):
@@ -119,7 +120,11 @@ Examples:
 @click.option("--shard", callback=_shard, default=None, metavar="K/N",
               help="Render only the K-th of N disjoint parts (1-based) of this dataset.")
 @click.option("--preview", is_flag=True, help="Also write OUT/preview.png, a contact sheet.")
-@click.option("--overwrite", is_flag=True, help="Replace a dataset already in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a dataset synth wrote earlier in --out (nothing else).")
+@click.option("--resume", is_flag=True,
+              help="Finish the interrupted run in --out with its own settings (other options "
+                   "but --workers and -q are ignored); same bytes as an uninterrupted run.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary on stderr.")
 def synth(**opts) -> None:
     """Generate SanTi-style Chinese text images: single-row, multi-row, box-line tables.
@@ -129,21 +134,29 @@ def synth(**opts) -> None:
     stdout.
     """
     from data_tools.synth import SynthConfig, synthesize
+    from data_tools.synth.generate import load_resume_config
     from data_tools.synth.render import Appearance
 
     quiet = opts.pop("quiet")
+    resume = opts.pop("resume")
+    console = stderr_console(quiet)
     look = Appearance(
         size_jitter=opts.pop("size_jitter"), spacing=opts.pop("spacing"),
         background=opts.pop("background"), ink=opts.pop("ink"), rotate=opts.pop("rotate"),
         skew=opts.pop("skew"), blur=opts.pop("blur"), noise=opts.pop("noise"),
         line_width=opts.pop("line_width"), line_ink=opts.pop("line_ink"))
-    if opts["workers"] is None:
-        opts["workers"] = default_workers()
-    cfg = SynthConfig(appearance=look, **opts)
-    console = stderr_console(quiet)
+    opts["workers"] = max(1, resolve_workers(
+        opts["workers"], default_workers(),
+        lambda m: console.print(m, highlight=False)))
+    if resume:
+        if opts["overwrite"]:
+            raise click.UsageError("give --resume or --overwrite, not both")
+        cfg = load_resume_config(opts["out"], opts["workers"])
+    else:
+        cfg = SynthConfig(appearance=look, **opts)
     started = time.perf_counter()
     with progress_bar("synth", quiet) as (start, advance):
-        result = synthesize(cfg, on_start=start, on_progress=advance)
+        result = synthesize(cfg, on_start=start, on_progress=advance, resume=resume)
     seconds = time.perf_counter() - started
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import ast
-import json
 
 import click
 
-from ocrkit.cli._common import default_workers, stderr_console
+from ocrkit.cli._common import FiniteFloat, json_line
 
 
 def parse_kv(ctx, param, values) -> dict:
@@ -66,34 +65,44 @@ def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float 
                      help="Train this many optimizer steps..."),
         click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="... or this many epochs."),
-        click.option("-b", "--batch-size", type=int, default=batch_size, show_default=True),
+        click.option("-b", "--batch-size", type=click.IntRange(min=1), default=batch_size,
+                     show_default=True),
         click.option("--optimizer", type=click.Choice(["adam", "amsgrad", "adamw", "sgd"]),
                      default="adam", show_default=True,
                      help="amsgrad and sgd (Nesterov) are the paper's (Appendix A.1)."),
-        click.option("--lr", type=float, default=lr, show_default=True,
+        click.option("--lr", type=FiniteFloat(0, open_min=True), default=lr, show_default=True,
                      help="Peak learning rate."),
-        click.option("--weight-decay", type=float, default=weight_decay, show_default=True),
+        click.option("--weight-decay", type=FiniteFloat(0), default=weight_decay,
+                     show_default=True),
         click.option("--schedule", type=click.Choice(["onecycle", "cosine", "paper", "constant"]),
                      default=schedule, show_default=True,
                      help="paper = halve every --decay-epochs epochs."),
         click.option("--warmup", type=click.FloatRange(0, 0.9), default=warmup, show_default=True,
                      help="Warm-up fraction of the steps (onecycle, cosine)."),
-        click.option("--decay-epochs", type=float, default=decay_epochs, show_default=True),
-        click.option("--grad-clip", type=float, default=5.0, show_default=True),
+        click.option("--decay-epochs", type=FiniteFloat(0, open_min=True), default=decay_epochs,
+                     show_default=True),
+        click.option("--grad-clip", type=FiniteFloat(0), default=5.0, show_default=True,
+                     help="Clip the gradient norm to this (0: no clipping)."),
         click.option("--device", default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA)."),
         click.option("-w", "--workers", type=int, default=None,
-                     help="Data-loading worker processes (default: cores - 1)."),
+                     help="Data-loading worker processes (default: cores - 1; at most the "
+                          "cores)."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--val-every", type=int, default=200, show_default=True),
-        click.option("--save-every", type=int, default=200, show_default=True,
-                     help="Write last.pt every N steps (and at the end)."),
-        click.option("--log-every", type=int, default=10, show_default=True,
+        click.option("--val-every", type=click.IntRange(min=1), default=200, show_default=True),
+        click.option("--save-every", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Write last.pt every N steps (and at the end, and on Ctrl-C)."),
+        click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True,
                      help="Write a metrics.jsonl record every N steps."),
-        click.option("--val-limit", type=int, default=None,
+        click.option("--val-limit", type=click.IntRange(min=1), default=None,
                      help="Validate on at most this many samples."),
-        click.option("--resume", is_flag=True, help="Continue from OUT/last.pt if it exists."),
+        click.option("--resume", is_flag=True,
+                     help="Continue the run in OUT from its last.pt (same options)."),
+        click.option("--overwrite", is_flag=True,
+                     help="Start over in OUT, an earlier run's folder: its run files "
+                          "(last.pt, best.pt, metrics.jsonl, config.json, curve.png) are "
+                          "deleted first."),
         click.option("-q", "--quiet", is_flag=True),
     ]
     return lambda f: _apply(f, options)
@@ -123,7 +132,12 @@ def train_options(f):
         click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Dictionary file (default: the training labels' characters)."),
         click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
-                     show_default=True, help="Label characters outside the charset."),
+                     show_default=True,
+                     help="Label characters outside the charset (--charset or a resumed "
+                          "run's): drop them, refuse the data, or map them to --replacement. "
+                          "How many labels change is reported before training."),
+        click.option("--replacement", default=None, metavar="CHAR",
+                     help="The charset character --unknown replace maps unknown ones to."),
     ]
     return _apply(loop_options()(f), options)
 
@@ -151,4 +165,4 @@ def train(**opts) -> None:
 
     result = run_training(opts)
     if result is not None:
-        click.echo(json.dumps(result, ensure_ascii=False))
+        click.echo(json_line(result))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from ocrkit.cli._common import json_line
 from ocrkit.cli.train import loop_options
 
 
@@ -45,4 +44,4 @@ def train_denoiser(**opts) -> None:
 
     result = run_denoiser_training(opts)
     if result is not None:
-        click.echo(json.dumps(result, ensure_ascii=False))
+        click.echo(json_line(result))

@@ -1,23 +1,29 @@
 """Map-style datasets (usable by ``torch.utils.data.DataLoader`` as they are).
 
-Each item is a :class:`Sample`: the grayscale PIL image and its rows. A sample
-whose image cannot be decoded is returned with ``image=None`` and an ``error``
-when ``skip_broken`` is on (the collate function drops it and the loop counts
+Each item is a :class:`Sample`: the PIL image (greyscale ``L`` by default, ``RGB``
+on request; every file mode decoded by :mod:`data_tools.images`) and its rows. A
+sample whose image cannot be decoded is returned with ``image=None`` and an
+``error`` when ``skip_broken`` is on (the collate function drops it and reports
 it), and raises otherwise - so one corrupt record never kills a long run
 silently or loudly without a choice.
+
+Label-file problems met while opening (malformed lines skipped, empty labels)
+are kept in the dataset's ``issues`` (:class:`data_tools.labels.LabelIssues`)
+for the command to report.
 """
 
 from __future__ import annotations
 
 import bisect
-import io
 import os
 from dataclasses import dataclass
 from typing import Sequence
 
 from PIL import Image
 
-from data_tools.labels import has_label_file, read_labels
+from data_tools.images import ImageError
+from data_tools.images import decode_image as _decode
+from data_tools.labels import LabelIssues, has_label_file, read_labels
 from data_tools.lmdb import LmdbReader, find_lmdbs
 from ocrkit.errors import OcrkitError, UsageError
 
@@ -34,21 +40,28 @@ class Sample:
         return "\n".join(self.rows)
 
 
-def decode_image(data: bytes, key: str, skip_broken: bool) -> tuple[Image.Image | None, str | None]:
+def decode_image(data: bytes, key: str, skip_broken: bool, mode: str = "L"
+                 ) -> tuple[Image.Image | None, str | None]:
+    """(image, None), or (None, reason) for undecodable bytes (raises unless skip_broken)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.convert("L"), None
-    except Exception as exc:  # noqa: BLE001 - any decoder failure
+        return _decode(data, mode), None
+    except ImageError as exc:
         if not skip_broken:
-            raise OcrkitError(f"{key}: cannot decode image ({exc})") from None
-        return None, f"cannot decode image ({exc.__class__.__name__})"
+            raise OcrkitError(f"{key}: {exc}") from None
+        return None, str(exc)
 
 
 class _Chained:
     """Index arithmetic for a dataset made of consecutive parts."""
 
+    issues: LabelIssues
+
     def __init__(self, parts: Sequence) -> None:
         self.parts = list(parts)
+        self.issues = LabelIssues()
+        for part in self.parts:
+            if getattr(part, "issues", None):
+                self.issues.extend(part.issues)
         self._ends, total = [], 0
         for part in self.parts:
             total += len(part)
@@ -68,18 +81,19 @@ class _Chained:
 class LmdbDataset(_Chained):
     """One or more LMDBs (or folders scanned for them) read as one dataset."""
 
-    def __init__(self, paths: str | Sequence[str], *, skip_broken: bool = True) -> None:
+    def __init__(self, paths: str | Sequence[str], *, skip_broken: bool = True,
+                 mode: str = "L") -> None:
         paths = [paths] if isinstance(paths, str) else list(paths)
         super().__init__([LmdbReader(db) for p in paths for db in find_lmdbs(p)])
         self.readers = self.parts
-        self.skip_broken = skip_broken
+        self.skip_broken, self.mode = skip_broken, mode
 
     def __getitem__(self, index: int) -> Sample:
         which, local = self._locate(index)
         reader = self.readers[which]
         data, label = reader.get(local)
         key = f"{reader.path}#{local + 1}"
-        image, error = decode_image(data, key, self.skip_broken)
+        image, error = decode_image(data, key, self.skip_broken, self.mode)
         return Sample(image, label.split("\n"), key, error)
 
     def labels(self) -> list[str]:
@@ -89,11 +103,13 @@ class LmdbDataset(_Chained):
 class FolderDataset:
     """A labelled image folder (labels.jsonl, gt.txt, ... see data_tools.labels)."""
 
-    def __init__(self, path: str, *, skip_broken: bool = True) -> None:
-        self.items = list(read_labels(path))
+    def __init__(self, path: str, *, skip_broken: bool = True, mode: str = "L") -> None:
+        self.issues = LabelIssues()
+        self.items = list(read_labels(path, issues=self.issues))
         if not self.items:
-            raise UsageError(f"{path}: no labelled images")
-        self.skip_broken = skip_broken
+            raise UsageError(f"{path}: no labelled images"
+                             + (f" ({self.issues.skipped[0]})" if self.issues.skipped else ""))
+        self.skip_broken, self.mode = skip_broken, mode
 
     def __len__(self) -> int:
         return len(self.items)
@@ -104,10 +120,12 @@ class FolderDataset:
             with open(item.path, "rb") as fh:
                 data = fh.read()
         except OSError as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else (
+                f"cannot read ({exc.strerror or exc.__class__.__name__})")
             if not self.skip_broken:
-                raise OcrkitError(f"{item.path}: {exc.strerror}") from None
-            return Sample(None, list(item.rows), item.path, exc.strerror)
-        image, error = decode_image(data, item.path, self.skip_broken)
+                raise OcrkitError(f"{item.path}: {reason}") from None
+            return Sample(None, list(item.rows), item.path, reason)
+        image, error = decode_image(data, item.path, self.skip_broken, self.mode)
         return Sample(image, list(item.rows), item.path, error)
 
     def labels(self) -> list[str]:
@@ -131,15 +149,23 @@ def _is_lmdb_tree(path: str) -> bool:
     return os.path.isdir(path) and not has_label_file(path)
 
 
-def open_dataset(paths: str | Sequence[str], *, skip_broken: bool = True):
-    """LMDBs, folders of LMDBs or labelled folders, concatenated in the given order."""
+def open_dataset(paths: str | Sequence[str], *, skip_broken: bool = True, mode: str = "L"):
+    """LMDBs, folders of LMDBs or labelled folders, concatenated in the given order.
+
+    The result has ``issues``: label-file problems met while opening (see
+    :class:`data_tools.labels.LabelIssues`)."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     parts = []
     for path in paths:
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such dataset")
         if os.path.isdir(path) and _is_lmdb_tree(path):
-            parts.append(LmdbDataset(path, skip_broken=skip_broken))
+            part = LmdbDataset(path, skip_broken=skip_broken, mode=mode)
         else:
-            parts.append(FolderDataset(path, skip_broken=skip_broken))
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+            part = FolderDataset(path, skip_broken=skip_broken, mode=mode)
+        if len(part) == 0:
+            raise UsageError(f"{path}: the dataset is empty")
+        parts.append(part)
+    if len(parts) == 1:
+        return parts[0]
+    return ConcatDataset(parts)

@@ -56,3 +56,65 @@ class ResizePad:
         out = np.full((self.height, self.width), float(np.median(border)), dtype=np.float32)
         out[:new_h, :new_w] = arr
         return out[None], new_w
+
+
+def text_bands(image: Image.Image, min_share: float = 0.04) -> int:
+    """Horizontal bands of ink in a greyscale image (text rows, roughly).
+
+    Ink is what is darker than the midpoint between the paper (median) and the
+    darkest pixels; a pixel row holds ink when over 1 % of it is ink. Bands
+    thinner than ``min_share`` of the height (rules, box lines, noise) are
+    ignored, and gaps thinner than that are bridged.
+    """
+    small = image.convert("L")
+    if small.height > 256:
+        small = small.resize((max(1, round(small.width * 256 / small.height)), 256))
+    arr = np.asarray(small, dtype=np.float32)
+    paper, dark = float(np.median(arr)), float(np.percentile(arr, 1))
+    if paper - dark < 24:  # no contrast: nothing that looks like text
+        return 0
+    inked = (arr < (paper + dark) / 2).mean(axis=1) > 0.01
+    h = len(inked)
+    min_rows = max(1, int(round(min_share * h)))
+    bands, run, gap = [], 0, h
+    for flag in list(inked) + [False]:
+        if flag:
+            if run == 0 and bands and gap < min_rows:
+                run = bands.pop() + gap  # bridge a thin gap
+            run += 1
+            gap = 0
+        else:
+            if run:
+                bands.append(run)
+                run = 0
+            gap += 1
+    return sum(1 for b in bands if b >= min_rows)
+
+
+def input_mismatch(image: Image.Image, height: int, width: int, rows: int) -> str | None:
+    """Why ``image`` looks unlike what a model with this input spec reads, or None.
+
+    Models answer confidently on inputs they were never trained for (an empty
+    string at 0.98 for a page given to a line model), so callers warn:
+
+    * a single-row model given an image taller than wide (vertical text?), or a
+      square-ish image with several bands of text (several rows);
+    * a multi-row model (fixed input size) given an image whose aspect ratio is
+      more than 2.5x off its training size (a single line, say).
+    """
+    w, h = image.size
+    aspect = w / max(h, 1)
+    if rows <= 1:
+        if aspect >= 1.5:
+            return None
+        bands = text_bands(image)
+        if bands >= 2:
+            return (f"{w}x{h} image with about {bands} rows of text; this model reads one row "
+                    "(train with --rows for multi-row images)")
+        if aspect < 0.5:
+            return f"{w}x{h} image is taller than wide; this model reads horizontal rows"
+        return None
+    trained = width / max(height, 1)
+    if aspect > 2.5 * trained or aspect < trained / 2.5:
+        return (f"{w}x{h} image; this model reads {width}x{height} images of {rows} rows")
+    return None

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ocrkit import registry
+from ocrkit.errors import UsageError
 
 DEFAULT_SPEC = {
     "backbone": {"name": "vgg-small", "args": {}},
@@ -92,8 +93,13 @@ class Recognizer(nn.Module):
                 raise ValueError(f"neck {spec['neck']['name']!r} needs the input size")
             was_training = self.backbone.training
             self.backbone.eval()
-            with torch.no_grad():
-                fmap = self.backbone(torch.zeros(1, in_channels, *input_size))
+            try:
+                with torch.no_grad():
+                    fmap = self.backbone(torch.zeros(1, in_channels, *input_size))
+            except registry.ARGUMENT_ERRORS as exc:
+                raise UsageError(f"backbone {spec['backbone']['name']!r} cannot read "
+                                 f"{input_size[0]}x{input_size[1]} images: "
+                                 f"{' '.join(str(exc).split())[:200]}") from None
             self.backbone.train(was_training)
             neck_args["feature_height"], neck_args["feature_width"] = map(int, fmap.shape[-2:])
         self.neck = registry.build("necks", spec["neck"]["name"], in_channels=channels,
@@ -184,6 +190,27 @@ class Recognizer(nn.Module):
         if spans is None or getattr(self.neck, "rows", 1) <= 1:
             return None
         return spans(frames)
+
+
+def check_forward(model: "Recognizer", height: int, width: int, channels: int = 1) -> int:
+    """Run the assembled model once on a blank ``height`` x ``width`` image before any
+    work, so component arguments or an input size it cannot use are one usage error
+    now rather than a traceback at the first batch. Returns the frames per row."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(1, channels, height, width))
+    except (UsageError, *registry.ARGUMENT_ERRORS) as exc:
+        reason = " ".join(str(exc).split())[:200] or exc.__class__.__name__
+        raise UsageError(f"the model cannot read {height}x{width} images: {reason} (check "
+                         "--height/--width and the component arguments)") from None
+    finally:
+        model.train(was_training)
+    frames = int(logits.shape[-2])
+    if frames < 1:
+        raise UsageError(f"the model gives no frames for {height}x{width} images")
+    return frames
 
 
 def _out_channels(module: nn.Module, what: str) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ocrkit.charset import Charset
-from ocrkit.data.transforms import ResizePad
+from ocrkit.data.transforms import ResizePad, input_mismatch
 
 
 @dataclass(frozen=True)
@@ -37,50 +37,69 @@ class InputSpec:
 
 
 class Collate:
-    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken"}.
+    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken",
+    "broken_items"}.
 
     ``targets`` are the label's rows joined in reading order (concatenated over
     the batch). For a multi-row input spec (``rows`` = H > 1) there is also
     ``row_target_lengths`` ``[B * H]``: the same targets cut per row, a sample
     with fewer rows padded with empty ones. A sample with more than H rows
     cannot be learnt by a model with H rows and is dropped like a broken one.
+    ``broken_items`` lists ``(key, reason)`` of every sample dropped.
+
+    Without a charset (evaluation) labels are not encoded: characters a model
+    cannot output simply count as its errors. With one, characters outside it
+    follow ``unknown`` (``skip``, ``replace`` with ``replacement``, ``error``);
+    the training command checks every label once beforehand and reports how
+    many the policy alters, so nothing here changes a label silently.
     """
 
-    def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip") -> None:
+    def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip",
+                 replacement: str | None = None, check_shapes: bool = False) -> None:
         self.spec = spec
         self.resize = spec.transform()
         self.charset = charset
         self.unknown = unknown
+        self.replacement = replacement
+        self.check_shapes = check_shapes  # evaluation: "mismatched" lists odd inputs
 
     def __call__(self, samples) -> dict:
         arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
-        broken = 0
+        dropped: list[tuple[str, str]] = []
+        mismatched: list[tuple[str, str]] = []
+        enc = (lambda text: self.charset.encode(text, self.unknown, self.replacement))
         for s in samples:
             if s.image is None:
-                broken += 1
+                dropped.append((s.key, s.error or "unreadable"))
                 continue
             if self.charset is not None:
                 if self.spec.rows > 1:
                     if len(s.rows) > self.spec.rows:
-                        broken += 1
+                        dropped.append((s.key, f"{len(s.rows)} rows; the model reads "
+                                                f"{self.spec.rows}"))
                         continue
-                    per_row = [self.charset.encode(r, self.unknown) for r in s.rows]
+                    per_row = [enc(r) for r in s.rows]
                     per_row += [[]] * (self.spec.rows - len(per_row))
                     ids = [i for r in per_row for i in r]
                 else:
-                    ids = self.charset.encode("".join(s.rows), self.unknown)
+                    ids = enc("".join(s.rows))
                 if not ids:  # nothing learnable left (e.g. all characters unknown)
-                    broken += 1
+                    dropped.append((s.key, "no known character in the label"))
                     continue
                 targets.extend(ids)
                 lengths.append(len(ids))
                 if self.spec.rows > 1:
                     row_lengths.extend(len(r) for r in per_row)
+            if self.check_shapes:
+                why = input_mismatch(s.image, self.spec.height, self.spec.width, self.spec.rows)
+                if why:
+                    mismatched.append((s.key, why))
             arr, _ = self.resize(s.image)
             arrays.append(arr)
             labels.append(s.label)
             keys.append(s.key)
-        out = {"labels": labels, "keys": keys, "broken": broken}
+        out = {"labels": labels, "keys": keys, "broken": len(dropped), "broken_items": dropped,
+               "mismatched": mismatched}
         out["images"] = (self.spec.to_tensor(arrays) if arrays
                          else torch.empty(0, 1, self.spec.height, self.spec.width))
         if self.charset is not None:

@@ -52,9 +52,14 @@ class PairDataset:
         return out[0], out[1], None
 
     def size(self) -> tuple[int, int]:
-        """(height, width) of the first image."""
-        with Image.open(self.pairs[0][0]) as im:
-            return im.height, im.width
+        """(height, width) of the first readable image."""
+        from data_tools.images import open_image
+
+        for path, _ in self.pairs:
+            image, _ = open_image(path)
+            if image is not None:
+                return image.height, image.width
+        raise UsageError(f"{self.folder}: no readable image")
 
 
 class PairCollate:
@@ -123,39 +128,46 @@ class DenoiseMethod:
 def run_denoiser_training(opts: dict) -> dict | None:
     """Datasets, model and loop from `ocrkit train-denoiser`'s options."""
     from ocrkit.models.denoise import Denoiser
+    from ocrkit.outputs import main_process
     from ocrkit.train.loop import Trainer, TrainConfig
+    from ocrkit.train.run import run_folder
 
     console = stderr_console(opts["quiet"])
+
+    def say(msg: str) -> None:
+        if main_process():
+            console.print(msg, highlight=False)
+
+    cfg = TrainConfig.from_options(opts, warn=say)
     data = opts["data"]
-    train_dir, val_dir = data, opts.get("val")
-    if os.path.isdir(os.path.join(data, "train")) and not os.path.isfile(
-            os.path.join(data, "labels.jsonl")):  # a synth folder with --test-fraction
-        train_dir = os.path.join(data, "train")
-        if val_dir is None and os.path.isdir(os.path.join(data, "test")):
-            val_dir = os.path.join(data, "test")
-    train_set = PairDataset(train_dir)
-    val_set = PairDataset(val_dir) if val_dir else None
-    height, width = opts.get("height"), opts.get("width")
-    if not height or not width:
-        h0, w0 = train_set.size()
-        height, width = height or h0, width or w0
-    if height < 8 or width < 8:
-        raise UsageError("--height and --width must be at least 8")
-    torch.manual_seed(opts["seed"])
-    model = Denoiser(variant=opts["variant"], base=opts["base"], depth=opts["depth"])
-    cfg = TrainConfig.from_options(opts)
-    extra = {"kind": "denoiser", "denoiser": model.config(),
-             "input": {"size": [height, width]},
-             "train_data": os.path.abspath(train_dir)}
-    params = sum(p.numel() for p in model.parameters())
-    if int(os.environ.get("RANK", "0")) == 0:
-        console.print(f"denoiser {opts['variant']} (base {opts['base']}, depth {opts['depth']}): "
-                      f"{params / 1e6:.2f} M parameters, {len(train_set)} training pairs at "
-                      f"{height}x{width}", highlight=False)
-    trainer = Trainer(model, DenoiseMethod(), train_set, val_set, PairCollate(height, width),
-                      cfg, extra, console_print=lambda m: console.print(m, highlight=False))
-    summary = trainer.fit()
-    if int(os.environ.get("RANK", "0")) != 0:
+    with run_folder(opts, "train-denoiser", [data] + ([opts["val"]] if opts.get("val") else [])):
+        train_dir, val_dir = data, opts.get("val")
+        if os.path.isdir(os.path.join(data, "train")) and not os.path.isfile(
+                os.path.join(data, "labels.jsonl")):  # a synth folder with --test-fraction
+            train_dir = os.path.join(data, "train")
+            if val_dir is None and os.path.isdir(os.path.join(data, "test")):
+                val_dir = os.path.join(data, "test")
+        train_set = PairDataset(train_dir)
+        val_set = PairDataset(val_dir) if val_dir else None
+        height, width = opts.get("height"), opts.get("width")
+        if not height or not width:
+            h0, w0 = train_set.size()
+            height, width = height or h0, width or w0
+        if height < 8 or width < 8:
+            raise UsageError("--height and --width must be at least 8")
+        torch.manual_seed(opts["seed"])
+        model = Denoiser(variant=opts["variant"], base=opts["base"], depth=opts["depth"])
+        extra = {"kind": "denoiser", "denoiser": model.config(),
+                 "input": {"size": [height, width]},
+                 "train_data": os.path.abspath(train_dir)}
+        params = sum(p.numel() for p in model.parameters())
+        say(f"denoiser {opts['variant']} (base {opts['base']}, depth {opts['depth']}): "
+            f"{params / 1e6:.2f} M parameters, {len(train_set)} training pairs at "
+            f"{height}x{width}")
+        trainer = Trainer(model, DenoiseMethod(), train_set, val_set, PairCollate(height, width),
+                          cfg, extra, console_print=say)
+        summary = trainer.fit()
+    if not main_process():
         return None
     return {"out": opts["out"], "parameters": params, "variant": opts["variant"], **summary}
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
-from ocrkit.errors import OcrkitError, UsageError
+from ocrkit.errors import Interrupted, OcrkitError, UsageError
 from ocrkit.train.data import StepSampler
 
 OPTIMIZERS = ("adam", "amsgrad", "adamw", "sgd")
@@ -56,15 +56,50 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)  # recorded in checkpoints as-is
 
     @classmethod
-    def from_options(cls, opts: dict) -> "TrainConfig":
-        """From a command's option dict (the names of ``ocrkit.cli.train.loop_options``)."""
-        from ocrkit.console import default_workers
+    def from_options(cls, opts: dict, warn: Callable[[str], None] | None = None
+                     ) -> "TrainConfig":
+        """From a command's option dict (the names of ``ocrkit.cli.train.loop_options``),
+        checked (:meth:`validate`); ``--workers`` is capped at the CPU cores."""
+        from ocrkit.console import default_workers, resolve_workers
 
         names = {f for f in cls.__dataclass_fields__ if f not in ("extra", "workers")}
         cfg = cls(**{k: opts[k] for k in names if k in opts})
-        cfg.workers = (opts["workers"] if opts.get("workers") is not None
-                       else max(0, default_workers() - 1))
+        cfg.workers = resolve_workers(opts.get("workers"), default_workers() - 1, warn)
+        cfg.validate()
         return cfg
+
+    def validate(self) -> None:
+        """One-line usage errors for values no run can use (checked before any work)."""
+        def bad(flag: str, value, why: str):
+            raise UsageError(f"{flag} {value}: {why}")
+
+        if (self.max_steps is None) == (self.epochs is None):
+            raise UsageError("give exactly one of --max-steps and --epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            bad("--max-steps", self.max_steps, "must be at least 1")
+        if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
+            bad("--epochs", self.epochs, "must be a positive number")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            bad("--lr", self.lr, "must be a positive number")
+        for flag, value in (("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip)):
+            if not (math.isfinite(value) and value >= 0):
+                bad(flag, value, "must be a number >= 0")
+        if not (math.isfinite(self.warmup) and 0 <= self.warmup <= 0.9):
+            bad("--warmup", self.warmup, "must lie in [0, 0.9]")
+        if not (math.isfinite(self.decay_epochs) and self.decay_epochs > 0):
+            bad("--decay-epochs", self.decay_epochs, "must be a positive number")
+        for flag, value in (("--batch-size", self.batch_size), ("--val-every", self.val_every),
+                            ("--save-every", self.save_every), ("--log-every", self.log_every)):
+            if value < 1:
+                bad(flag, value, "must be at least 1")
+        if self.val_limit is not None and self.val_limit < 1:
+            bad("--val-limit", self.val_limit, "must be at least 1")
+        if self.workers < 0:
+            bad("--workers", self.workers, "must be 0 or more")
+        if self.optimizer not in OPTIMIZERS:
+            bad("--optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            bad("--schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
 
 
 # ----------------------------------------------------------------------------- setup
@@ -106,11 +141,13 @@ class Distributed:
         if self.enabled:
             torch.distributed.barrier()
 
-    def broadcast_flag(self, flag: bool) -> bool:
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any (one tiny all-reduce)."""
         if not self.enabled:
             return flag
-        t = torch.tensor([int(flag)])
-        torch.distributed.broadcast(t, 0)
+        t = torch.tensor([int(flag)], device="cuda" if torch.distributed.get_backend() == "nccl"
+                         else "cpu")
+        torch.distributed.all_reduce(t)
         return bool(t.item())
 
     def close(self) -> None:
@@ -172,6 +209,119 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((3, tuple(state["python"]), None))
 
 
+# ----------------------------------------------------------------------------- stopping
+class StopRequest:
+    """Ctrl-C or SIGTERM during training: stop at the next step boundary and save.
+
+    The first signal only sets :attr:`signum`; the loop finishes the step it is in,
+    writes ``last.pt`` and ends with :class:`Interrupted`. A second signal
+    interrupts at once. Forked data-loader workers that inherit the handler
+    behave as without it.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        pid = os.getpid()
+
+        def handler(signum, frame):
+            from ocrkit.errors import Terminated
+
+            if os.getpid() != pid or self.signum is not None:
+                if signum == signal.SIGTERM:
+                    if os.getpid() != pid:
+                        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        return
+                    raise Terminated()
+                raise KeyboardInterrupt()
+            self.signum = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+# ----------------------------------------------------------------------------- resume
+# Checkpoint entries that describe the model and its input: a resumed run must match them.
+_IDENTITY = ("kind", "spec", "input", "denoiser")
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "source"}
+    return value
+
+
+def _difference(old, new, path: str = "") -> tuple[str, object, object] | None:
+    """First (dotted path, old, new) where two plain structures differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = _difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _as_flag(path: str) -> str:
+    """``spec.backbone.args.channels`` -> ``--backbone-arg channels``; ``input.height``
+    -> ``--height``; other paths as they are."""
+    parts = path.split(".")
+    if parts[0] == "spec" and len(parts) >= 3 and parts[2] == "args":
+        return f"--{parts[1]}-arg {'.'.join(parts[3:])}"
+    if parts[0] == "spec" and len(parts) == 3 and parts[2] == "name":
+        return f"--{parts[1]}"
+    if parts[0] == "input" and len(parts) == 2:
+        return {"policy": "--resize"}.get(parts[1], f"--{parts[1]}")
+    return path
+
+
+def check_resumable(path: str, ckpt: dict, extra: dict) -> None:
+    """Refuse (one line) to resume a checkpoint of another kind, model or input."""
+    kind_old, kind_new = ckpt.get("kind", "recognizer"), extra.get("kind", "recognizer")
+    if kind_old != kind_new:
+        raise UsageError(f"--resume: {path} is a {kind_old} checkpoint, not a {kind_new} run; "
+                         "choose another -o")
+    if "train_state" not in ckpt:
+        raise UsageError(f"{path}: not a resumable checkpoint (no optimizer state)")
+    for key in _IDENTITY[1:]:
+        if key not in ckpt and key not in extra:
+            continue
+        found = _difference(_plain(ckpt.get(key)), _plain(extra.get(key)), key)
+        if found:
+            where, old, new = found
+            raise UsageError(
+                f"--resume: {path} was trained with {_as_flag(where)} = {old!r}, this command "
+                f"gives {new!r}; resume with the run's own options, or start a new run "
+                "(another -o, or --overwrite)")
+
+
+def json_number(value: float) -> float | None:
+    """A float for JSON output: None instead of inf/nan (which JSON cannot hold)."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 # ----------------------------------------------------------------------------- loop
 class Trainer:
     """Runs ``method`` on ``model`` over ``train_set``; validates on ``val_set``.
@@ -184,20 +334,21 @@ class Trainer:
         train_set / val_set: map-style datasets.
         collate: batch builder (runs in loader workers).
         checkpoint_extra: plain data stored in every checkpoint (spec, charset,
-            input spec ...).
+            input spec ...); on ``--resume`` its kind, spec, input and denoiser
+            must equal the checkpoint's.
+        val_collate: batch builder for validation (default: ``collate``).
     """
 
     def __init__(self, model: nn.Module, method, train_set, val_set, collate: Callable,
                  cfg: TrainConfig, checkpoint_extra: dict,
-                 console_print: Callable[[str], None] | None = None) -> None:
+                 console_print: Callable[[str], None] | None = None,
+                 val_collate: Callable | None = None) -> None:
         self.model, self.method = model, method
         self.train_set, self.val_set, self.collate = train_set, val_set, collate
+        self.val_collate = val_collate or collate
         self.cfg, self.extra = cfg, checkpoint_extra
         self.say = console_print or (lambda msg: None)
-        if (cfg.max_steps is None) == (cfg.epochs is None):
-            raise UsageError("give exactly one of --max-steps and --epochs")
-        if cfg.batch_size < 1:
-            raise UsageError(f"--batch-size {cfg.batch_size}: must be at least 1")
+        cfg.validate()
 
     def _loader(self, sampler: StepSampler):
         return torch.utils.data.DataLoader(
@@ -209,7 +360,29 @@ class Trainer:
     def val_loader(self):
         return torch.utils.data.DataLoader(
             self.val_set, batch_size=self.cfg.batch_size, shuffle=False,
-            num_workers=self.cfg.workers, collate_fn=self.collate)
+            num_workers=self.cfg.workers, collate_fn=self.val_collate)
+
+    def _batches(self, sampler: StepSampler, step: int, total: int, stop: StopRequest):
+        """Training batches from ``step`` on, epoch after epoch, until ``total`` (a loader
+        whose workers died of the Ctrl-C that asked the loop to stop ends quietly)."""
+        per_epoch = sampler.batches_per_epoch
+        while step < total:
+            sampler.set_position(step // per_epoch, step % per_epoch)
+            it = iter(self._loader(sampler))
+            while True:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                except Exception:
+                    if stop.requested:
+                        return
+                    raise
+                yield batch
+                if batch["images"].shape[0]:
+                    step += 1
+                if step >= total:
+                    return
 
     def fit(self) -> dict:
         cfg = self.cfg
@@ -235,8 +408,7 @@ class Trainer:
         last_path = os.path.join(cfg.out, "last.pt")
         if cfg.resume and os.path.isfile(last_path):
             ckpt = load_checkpoint(last_path)
-            if "train_state" not in ckpt:
-                raise UsageError(f"{last_path}: not a resumable checkpoint")
+            check_resumable(last_path, ckpt, self.extra)
             model.load_state_dict(ckpt["state_dict"])
             ts = ckpt["train_state"]
             opt.load_state_dict(ts["optimizer"])
@@ -277,70 +449,84 @@ class Trainer:
         history: list[dict] = []
         result: dict = {}
         broken = 0
-        with progress_bar("train", cfg.quiet or not dist.main, unit="img") as (start, advance):
+        stopped = False
+        with progress_bar("train", cfg.quiet or not dist.main, unit="img") as (start, advance), \
+                StopRequest() as stop:
             start(total)
             advance(step)
             t_last, seen, data_time, step_time = time.perf_counter(), 0, 0.0, 0.0
             model.train()
-            while step < total:
-                sampler.set_position(step // per_epoch, step % per_epoch)
-                t_wait = time.perf_counter()
-                for batch in self._loader(sampler):
-                    t_got = time.perf_counter()
-                    data_time += t_got - t_wait
-                    broken += batch["broken"]
-                    if batch["images"].shape[0] == 0:
-                        t_wait = time.perf_counter()
-                        continue
-                    with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
-                        loss, n = self.method.loss(model, batch, self.device)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip:
-                        scaler.unscale_(opt)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    scaler.step(opt)
-                    scaler.update()
-                    sched.step()
-                    step += 1
-                    seen += n
-                    step_time += time.perf_counter() - t_got
-                    advance(1)
-                    if not math.isfinite(loss.item()):
-                        raise OcrkitError(f"loss became {loss.item()} at step {step}; "
-                                          "lower --lr or check the data")
-                    if dist.main and (step % cfg.log_every == 0 or step == total):
-                        now = time.perf_counter()
-                        rec = {"step": step, "epoch": round(step / per_epoch, 4),
-                               "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
-                               "img_s": round(seen * dist.world / max(now - t_last, 1e-9), 1),
-                               "data_share": round(data_time / max(data_time + step_time, 1e-9), 3)}
-                        if broken:
-                            rec["broken_samples"] = broken
+            t_wait = time.perf_counter()
+            for batch in self._batches(sampler, step, total, stop):
+                t_got = time.perf_counter()
+                data_time += t_got - t_wait
+                broken += batch["broken"]
+                if batch["images"].shape[0] == 0:
+                    t_wait = time.perf_counter()
+                    continue
+                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
+                    loss, n = self.method.loss(model, batch, self.device)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                seen += n
+                step_time += time.perf_counter() - t_got
+                advance(1)
+                if not math.isfinite(loss.item()):
+                    raise OcrkitError(f"loss became {loss.item()} at step {step}; "
+                                      "lower --lr or check the data")
+                if dist.main and (step % cfg.log_every == 0 or step == total):
+                    now = time.perf_counter()
+                    rec = {"step": step, "epoch": round(step / per_epoch, 4),
+                           "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+                           "img_s": round(seen * dist.world / max(now - t_last, 1e-9), 1),
+                           "data_share": round(data_time / max(data_time + step_time, 1e-9), 3)}
+                    if broken:
+                        rec["broken_samples"] = broken
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    history.append(rec)
+                    t_last, seen, data_time, step_time = now, 0, 0.0, 0.0
+                if step % cfg.val_every == 0 or step == total:
+                    if dist.main and self.val_set is not None:
+                        model.eval()
+                        result = self.method.validate(core, self.val_loader(), self.device,
+                                                      limit=cfg.val_limit)
+                        model.train()
+                        value = result[self.method.metric]
+                        rec = {"step": step, "val": result}
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
                         history.append(rec)
-                        t_last, seen, data_time, step_time = now, 0, 0.0, 0.0
-                    if step % cfg.val_every == 0 or step == total:
-                        if dist.main and self.val_set is not None:
-                            model.eval()
-                            result = self.method.validate(core, self.val_loader(), self.device,
-                                                          limit=cfg.val_limit)
-                            model.train()
-                            value = result[self.method.metric]
-                            rec = {"step": step, "val": result}
-                            log.write(json.dumps(rec) + "\n")
-                            log.flush()
-                            history.append(rec)
-                            if value > best:
-                                best, best_step = value, step
-                                save(os.path.join(cfg.out, "best.pt"), with_state=False)
-                        dist.barrier()
-                    if dist.main and (step % cfg.save_every == 0 or step == total):
-                        save(last_path, with_state=True)
-                    if step >= total:
-                        break
-                    t_wait = time.perf_counter()
+                        if value > best:
+                            best, best_step = value, step
+                            save(os.path.join(cfg.out, "best.pt"), with_state=False)
+                    dist.barrier()
+                if dist.main and (step % cfg.save_every == 0 or step == total):
+                    save(last_path, with_state=True)
+                if dist.any(stop.requested):
+                    stopped = True
+                    break
+                t_wait = time.perf_counter()
+            stopped = stopped or (stop.requested and step < total)
+            interrupted = stop.signum
+        if stopped and step < total:
+            if dist.main:
+                save(last_path, with_state=True)
+                log.close()
+            dist.close()
+            import signal
+
+            raise Interrupted(
+                f"{'terminated' if interrupted == signal.SIGTERM else 'interrupted'} at step "
+                f"{step}: saved {last_path}; continue with the same command and --resume",
+                exit_code=143 if interrupted == signal.SIGTERM else 130)
         if dist.main:
             if self.val_set is None:
                 save(os.path.join(cfg.out, "best.pt"), with_state=False)
@@ -354,5 +540,5 @@ class Trainer:
                 self.say(f"warning: could not draw the training curve ({exc})")
         dist.barrier()
         dist.close()
-        return {"steps": step, "best_metric": best, "best_step": best_step, "last_val": result,
-                "broken_samples": broken}
+        return {"steps": step, "best_metric": json_number(best), "best_step": best_step,
+                "last_val": result, "broken_samples": broken}

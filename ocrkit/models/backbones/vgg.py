@@ -56,6 +56,16 @@ class VGG(nn.Module):
         return self.features(x)
 
 
+def _channels(channels, count: int) -> tuple[int, ...]:
+    """``channels`` as ``count`` positive ints, or a ValueError saying what is expected."""
+    ok = (isinstance(channels, (tuple, list)) and len(channels) == count
+          and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels))
+    if not ok:
+        raise ValueError(f"channels must be {count} positive integers like "
+                         f"{(32, 64, 128, 256)[:count]}, not {channels!r}")
+    return tuple(channels)
+
+
 def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
               batch_norm: bool = True) -> VGG:
     """The paper's VGG16 with only its first ``cut`` conv layers and a final
@@ -86,7 +96,7 @@ def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), width_stride
     """
     if width_stride not in (4, 8):
         raise ValueError(f"width_stride must be 4 or 8, not {width_stride}")
-    c1, c2, c3, c4 = channels
+    c1, c2, c3, c4 = _channels(channels, 4)
     third = "M" if width_stride == 8 else (2, 1, 2, 1)
     config = [c1, "M", c2, "M", c3, c3, third, c4, c4, (last_pool_height, 1, 2, 1)]
     return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)
