@@ -1,4 +1,4 @@
-"""Regenerate Yu & Zhang's Tables 2-4 with ocrkit's own synthetic data, from the CLI.
+"""Regenerate Yu & Zhang's Tables 2-5 with ocrkit's own synthetic data, from the CLI.
 
     python bench/paper_tables.py --scale cpu  --out bench-out/paper-cpu   # ~1 h, 2 cores
     python bench/paper_tables.py --scale paper --out bench-out/paper --device cuda
@@ -20,6 +20,13 @@ Tables (paper §4.4, data: §4.1 / Table 1, recipes: Appendix A.1):
 * Table 4, multi-row images with box lines: MultiRow Stretching alone, after a
   DDeCAE, after a Line-DDeCAE (both denoisers trained first on the same
   training images and their clean twins).
+* Table 5, distillation (single rows, and 7-row images read by MultiRow
+  Stretching): the teacher; the half-width student (``--student-preset half``:
+  half the CNN widths, one BiLSTM layer) trained alone; the same student
+  distilled offline from the trained teacher and online (teacher trained from
+  scratch alongside, the paper's setting); and the two peers' options, DML and
+  ctc-mean-kl. Parameters, recognition ms per image (``evaluate``'s
+  ``ms_per_image``, batch 64) and training seconds next to CLP / ILP.
 
 ``--scale paper`` is the paper's setting: 5k single-row images at 64x128, 30k
 224x224 7-row and 10-row images (80/20 split), VGG16 cut, 2x BiLSTM-256,
@@ -50,7 +57,9 @@ import subprocess
 import sys
 import time
 
-PAPER = {  # CLP, ILP in %
+PAPER = {  # CLP, ILP in % (Table 5's "CRNN" rows are the teachers)
+    ("5", "single: teacher"): (89.29, 71.17), ("5", "single: distilled online"): (91.74, 78.20),
+    ("5", "multi: teacher"): (80.52, 60.17), ("5", "multi: distilled online"): (80.74, 60.40),
     ("2", "CRNN"): (97.31, 91.33), ("2", "CAP"): (97.20, 91.25),
     ("3", "MultiRow Stretching"): (80.52, 60.17), ("3", "Attention"): (81.31, 60.04),
     ("4", "CRNN"): (50.77, 35.98), ("4", "DDeCAE+CRNN"): (70.38, 50.14),
@@ -65,6 +74,10 @@ CPU_RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "
 PAPER_RECIPE = ["--optimizer", "amsgrad", "--lr", "1e-4", "--schedule", "paper",
                 "--decay-epochs", "60", "--weight-decay", "1e-6", "--epochs", "200"]
 VGG16 = ["--backbone", "vgg16-cut", "--sequence-arg", "hidden=256", "--sequence-arg", "layers=2"]
+# Table 5's teacher at cpu scale: the small VGG with the paper's two BiLSTM layers.
+TEACHER_VGG = ["--backbone", "vgg-small", "--backbone-arg", "channels=(32,64,128,128)",
+               "--backbone-arg", "width_stride=8", "--sequence-arg", "hidden=128",
+               "--sequence-arg", "layers=2"]
 
 SCALES = {
     "cpu": {
@@ -73,6 +86,9 @@ SCALES = {
             "m7": ["--rows", 7, "--width", 112, "--height", 112, "--cols", 5, "-n", 5000],
             "m7box": ["--rows", 7, "--width", 112, "--height", 112, "--cols", 5, "-n", 5000,
                       "--box-lines"],
+            # Table 1's S_data2: twice S_data1's images; here also a larger alphabet, so
+            # that a half-width student has something to learn from its teacher.
+            "s5": ["--rows", 1, "--cols", 8, "-n", 10000, "--charset-size", 300],
         },
         "synth_common": ["--charset-size", 100],
         "t2": {"data": "s1", "size": ["--height", 32, "--width", 256],
@@ -88,12 +104,18 @@ SCALES = {
                "recognizer": [*SMALL_VGG, "--neck", "multirow-stretch", *CPU_RECIPE],
                "denoiser": ["--base", 16, "--depth", 3, "-b", 32, "--max-steps", 3000,
                             "--lr", "2e-3"]},
+        "t5": {"single": {"data": "s5", "rows": 1, "size": ["--height", 32, "--width", 256],
+                          "teacher": [*TEACHER_VGG, *CPU_RECIPE]},
+               "multi": {"data": "m7", "rows": 7, "size": ["--height", 112, "--width", 112],
+                         "teacher": [*TEACHER_VGG, "--neck", "multirow-stretch", *CPU_RECIPE]},
+               "recipe": CPU_RECIPE},
     },
     "paper": {
         "synth": {
             "s1": ["--rows", 1, "--cols", 10, "-n", 5000],
             "m7": ["--rows", 7, "-n", 30000],
             "m10box": ["--rows", 10, "-n", 30000, "--box-lines"],
+            "s5": ["--rows", 1, "--cols", 10, "-n", 10000],
         },
         "synth_common": [],
         "t2": {"data": "s1", "size": ["--height", 64, "--width", 128, "--resize", "stretch"],
@@ -109,6 +131,14 @@ SCALES = {
                "recognizer": [*VGG16, "--neck", "multirow-stretch", *PAPER_RECIPE, "-b", 16],
                "denoiser": ["--base", 64, "--depth", 4, "-b", 64, "--epochs", 100, "--lr", "1e-3",
                             "--schedule", "paper", "--decay-epochs", 60]},
+        "t5": {"single": {"data": "s5", "rows": 1,
+                          "size": ["--height", 64, "--width", 128, "--resize", "stretch"],
+                          "teacher": [*VGG16, *PAPER_RECIPE, "--optimizer", "sgd", "-b", 20]},
+               "multi": {"data": "m7", "rows": 7, "size": ["--height", 224, "--width", 224],
+                         "teacher": [*VGG16, "--neck", "multirow-stretch", *PAPER_RECIPE,
+                                     "-b", 20]},
+               # Table 6: KD 300 epochs, batch 16, Nesterov (single) / AMSGrad (multi)
+               "recipe": [*PAPER_RECIPE, "--epochs", 300, "-b", 16]},
     },
 }
 
@@ -186,6 +216,17 @@ class Bench:
             self.device, "-q"))
         return {"train": train, "eval": ev}
 
+    def distilled(self, name: str, data: str, args: list) -> dict:
+        run = os.path.join(self.out, "runs", name)
+        train = self.cached(f"train-{name}", lambda: self.ocrkit(
+            "distill", "--train", os.path.join(data, "train"), "-o", run, *args,
+            "--device", self.device, "--seed", self.seed, "--save-every", 1000,
+            "--overwrite", "-q"))
+        ev = self.cached(f"eval-{name}", lambda: self.ocrkit(
+            "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
+            self.device, "-q"))
+        return {"train": train, "eval": ev}
+
     def denoiser(self, name: str, data: str, variant: str, args: list) -> tuple[str, dict]:
         run = os.path.join(self.out, "runs", name)
         result = self.cached(f"train-{name}", lambda: self.ocrkit(
@@ -203,6 +244,78 @@ def row(table: str, method: str, result: dict, note: str = "") -> dict:
             "ilp": round(100 * ev["ilp"], 2),
             "row_ilp": round(100 * ev["row_level"]["ilp"], 2) if "row_level" in ev else None,
             "train_s": result["train"]["_seconds"], "note": note}
+
+
+def table5(bench: "Bench", cfg: dict) -> list[dict]:
+    """Table 5: teacher, student alone, distilled offline / online, DML, ctc-mean-kl."""
+    t5, out = cfg["t5"], []
+    recipe = t5["recipe"]
+    for kind in ("single", "multi"):
+        t = t5[kind]
+        data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
+        rows = ["--rows", t["rows"]] if t["rows"] > 1 else []
+        teacher = bench.recognizer(f"t5-{kind}-teacher", data, t["rows"], t["size"],
+                                   t["teacher"])
+        t_run = os.path.join(bench.out, "runs", f"t5-{kind}-teacher")
+        # The student alone: the half preset's architecture, trained like the teacher.
+        alone_spec = _half_args(t["teacher"])
+        results = {"teacher": teacher,
+                   "student alone": bench.recognizer(f"t5-{kind}-student", data, t["rows"],
+                                                     t["size"], alone_spec)}
+        kd = [*recipe, "--val", os.path.join(data, "test"), "--val-limit", 512]
+        for label, args in (
+                ("distilled offline", ["--teacher", os.path.join(t_run, "best.pt")]),
+                ("distilled online", ["--teacher", os.path.join(t_run, "config.json"),
+                                      "--online"]),
+                # two half-width peers learning from each other (no teacher)
+                ("dml", ["--kd-mode", "dml", *rows, *t["size"], "--student-preset", "none",
+                         *alone_spec]),
+                ("ctc-mean-kl", ["--teacher", os.path.join(t_run, "best.pt"), "--kd-mode",
+                                 "ctc-mean-kl"])):
+            name = f"t5-{kind}-{label.replace(' ', '-')}"
+            results[label] = bench.distilled(name, data, [*args, *kd])
+        for label, result in results.items():
+            ev, train = result["eval"], result["train"]
+            paper = PAPER.get(("5", f"{kind}: {label}"), (None, None))
+            out.append({"data": kind, "method": label, "paper_clp": paper[0],
+                        "paper_ilp": paper[1], "parameters": train.get("parameters"),
+                        "clp": round(100 * ev["clp"], 2), "ilp": round(100 * ev["ilp"], 2),
+                        "row_ilp": round(100 * ev["row_level"]["ilp"], 2)
+                        if "row_level" in ev else None,
+                        "ms_per_image": ev.get("ms_per_image"),
+                        "train_s": train["_seconds"]})
+    return out
+
+
+def _half_args(teacher: list) -> list:
+    """The model options of --student-preset half for a teacher given as options:
+    half the widths and one BiLSTM layer (the student trained alone)."""
+    args = list(teacher)
+    for i, item in enumerate(args[:-1]):
+        value = str(args[i + 1])
+        if item == "--backbone-arg" and value.startswith("channels="):
+            widths = [int(v) // 2 for v in value[len("channels=("):-1].split(",")]
+            args[i + 1] = f"channels=({','.join(map(str, widths))})"
+        elif item == "--sequence-arg" and value.startswith("layers="):
+            args[i + 1] = "layers=1"
+    if "--backbone" in args and args[args.index("--backbone") + 1] == "vgg16-cut":
+        args += ["--backbone-arg", "width=0.5"]
+    return args
+
+
+def markdown5(rows: list[dict]) -> str:
+    out = ["Table 5 (distillation): paper CLP / ILP are its teacher (\"CRNN\") and online "
+           "distilled student", "",
+           "| data | method | parameters | paper CLP | paper ILP | CLP | ILP | row ILP "
+           "| ms / image | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        def f(v):
+            return "" if v is None else f"{v:.2f}"
+        params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else ""
+        out.append(f"| {r['data']} | {r['method']} | {params} | {f(r['paper_clp'])} "
+                   f"| {f(r['paper_ilp'])} | {f(r['clp'])} | {f(r['ilp'])} | {f(r['row_ilp'])} "
+                   f"| {f(r['ms_per_image'])} | {r['train_s']:.0f} |")
+    return "\n".join(out)
 
 
 def markdown(rows: list[dict], scale: str, seconds: float, stage_seconds: float) -> str:
@@ -224,7 +337,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--out", default=None, help="work folder [bench-out/paper-SCALE]")
-    parser.add_argument("--tables", default="2,3,4", help="comma-separated subset of 2,3,4")
+    parser.add_argument("--tables", default="2,3,4,5", help="comma-separated subset of 2,3,4,5")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -259,10 +372,13 @@ def main() -> None:
                     if "psnr" in val else "")
             rows.append(row("4", method, bench.recognizer(
                 f"t4-{variant}-crnn", data, t["rows"], t["size"], t["recognizer"], path), note))
+    rows5 = table5(bench, cfg) if "5" in tables else []
     seconds = time.perf_counter() - bench.t0
     text = markdown(rows, args.scale, seconds, bench.stage_seconds)
+    if rows5:
+        text += "\n\n" + markdown5(rows5)
     with open(os.path.join(bench.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump(rows, fh, indent=1)
+        json.dump(rows + rows5, fh, indent=1)
     with open(os.path.join(bench.out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     print(text)

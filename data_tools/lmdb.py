@@ -270,8 +270,47 @@ def find_lmdbs(path: str) -> list[str]:
     return found
 
 
+_SHARED: dict[str, list] = {}  # real path -> [environment, pid, readers using it]
+
+
+def _shared_env(path: str):
+    """One read-only environment per database and process, shared by every reader.
+
+    py-lmdb refuses to open the same database twice in one process (``train
+    --train X --val X``); a handle inherited through ``fork`` (a DataLoader worker)
+    must not be used, so the child opens its own.
+    """
+    key = os.path.realpath(path)
+    entry = _SHARED.get(key)
+    if entry is not None and entry[1] != os.getpid():
+        with contextlib.suppress(lmdb.Error):
+            entry[0].close()
+        entry = None
+    if entry is None:
+        try:
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
+                            max_readers=512)
+        except lmdb.Error as exc:
+            raise UsageError(f"{path}: cannot open LMDB ({exc})") from None
+        entry = _SHARED[key] = [env, os.getpid(), 0]
+    entry[2] += 1
+    return entry[0]
+
+
+def _release_env(path: str) -> None:
+    key = os.path.realpath(path)
+    entry = _SHARED.get(key)
+    if entry is not None and entry[1] == os.getpid():
+        entry[2] -= 1
+        if entry[2] <= 0:
+            with contextlib.suppress(lmdb.Error):
+                entry[0].close()
+            del _SHARED[key]
+
+
 class LmdbReader:
-    """Read-only access to one LMDB; safe to use after ``fork`` (reopens per process)."""
+    """Read-only access to one LMDB; safe to use after ``fork`` (reopens per process),
+    and any number of readers of one database may coexist in a process."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -286,28 +325,15 @@ class LmdbReader:
         self.meta = json.loads(meta) if meta else {}
 
     def _txn(self):
-        if self._env is not None and self._pid != os.getpid():
-            # Forked child (a DataLoader worker): the inherited handle must not be used,
-            # and py-lmdb refuses a second open of the same path until it is closed.
-            try:
-                self._env.close()
-            except lmdb.Error:
-                pass
-            self._env = None
-        if self._env is None:
-            try:
-                self._env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
-                                      meminit=False, max_readers=512)
-            except lmdb.Error as exc:
-                raise UsageError(f"{self.path}: cannot open LMDB ({exc})") from None
+        if self._env is None or self._pid != os.getpid():
+            self._env = _shared_env(self.path)
             self._pid = os.getpid()
         return self._env.begin(write=False, buffers=False)
 
     def close(self) -> None:
-        if self._env is not None:
-            with contextlib.suppress(lmdb.Error):
-                self._env.close()
-            self._env = None
+        if self._env is not None and self._pid == os.getpid():
+            _release_env(self.path)
+        self._env = None
 
     def __len__(self) -> int:
         return self.num_samples

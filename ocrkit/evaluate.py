@@ -6,6 +6,7 @@ import base64
 import heapq
 import html
 import io
+import time
 from dataclasses import dataclass, field
 
 import editdistance
@@ -47,6 +48,7 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
     worst: list[_Worst] = []
     broken = 0
     broken_items: list[tuple[str, str]] = []
+    model_seconds = 0.0
     mismatched: list[tuple[str, str]] = []
     mismatched_count = 0
     for batch in loader:
@@ -58,9 +60,11 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
             broken_items += list(batch.get("broken_items", []))[:20 - len(broken_items)]
         if batch["images"].shape[0] == 0:
             continue
+        started = time.perf_counter()
         with torch.no_grad():
             preds, confs, pred_rows = predict_texts(model, batch["images"].to(device), charset,
                                                     beam_width)
+        model_seconds += time.perf_counter() - started
         metrics.update(preds, batch["labels"])
         for rows, label in zip(pred_rows, batch["labels"]):
             gt_rows = label.split("\n")
@@ -82,6 +86,8 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
         if limit is not None and metrics.samples >= limit:
             break
     result = metrics.result()
+    # Recognition time alone (forward and decoding; no image reading), per image.
+    result["ms_per_image"] = round(1000 * model_seconds / max(metrics.samples, 1), 3)
     result["broken_samples"] = broken
     if broken:
         result["broken_examples"] = [f"{key} ({why})" for key, why in broken_items[:5]]

@@ -61,3 +61,16 @@ def multirow_set(tmp_path_factory, cjk_font) -> str:
                                       "--font", cjk_font, "--out", str(out), "-w", "1", "-q"])
     assert result.exit_code == 0, result.output
     return str(out)
+
+
+def one_line_error(res, code: int, *needles: str) -> str:
+    """Assert exit ``code``, no traceback, and that stderr ends with a single
+    ``ocrkit: error: ...`` line holding every needle; returns that line."""
+    stderr = res.stderr
+    assert res.exit_code == code, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("ocrkit: error:")]
+    assert len(errors) == 1 and stderr.rstrip("\n").endswith(errors[0]), stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import one_line_error
 from ocrkit.checkpoint import load_checkpoint
 
 TINY = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
@@ -41,18 +42,6 @@ def snapshot(*roots) -> dict[str, str]:
                 if os.path.isfile(path):
                     out[path] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     return out
-
-
-def one_line(res, code: int, *needles: str) -> str:
-    """Assert exit ``code`` and a single ``ocrkit: error:`` line holding ``needles``."""
-    stderr = res.stderr if hasattr(res, "stderr") else ""
-    assert res.exit_code == code if hasattr(res, "exit_code") else res.returncode == code, stderr
-    assert "Traceback" not in stderr, stderr
-    errors = [ln for ln in stderr.splitlines() if ln.startswith("ocrkit: error:")]
-    assert len(errors) == 1 and stderr.rstrip("\n").endswith(errors[0]), stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def ocrkit(*args, check: bool = False, **kw):
@@ -117,16 +106,16 @@ def test_build_lmdb_overwrite_replaces_only_its_own_lmdb_and_never_an_input(cli,
     mine.mkdir()
     (mine / "chapter1.tex").write_text("precious")
     before = snapshot(data, mine)
-    one_line(cli("build-lmdb", data, mine, "--overwrite"), 2, "not an LMDB written by")
-    one_line(cli("build-lmdb", data, data, "--overwrite"), 2, "is the input")
-    one_line(cli("build-lmdb", data, tmp_path, "--overwrite"), 2, "contains the input")
-    one_line(cli("build-lmdb", data, data / "gt.txt", "--overwrite"), 2, "lies in the input")
-    one_line(cli("build-lmdb", data, data / "labels.jsonl", "--overwrite"), 2, "lies in the input")
+    one_line_error(cli("build-lmdb", data, mine, "--overwrite"), 2, "not an LMDB written by")
+    one_line_error(cli("build-lmdb", data, data, "--overwrite"), 2, "is the input")
+    one_line_error(cli("build-lmdb", data, tmp_path, "--overwrite"), 2, "contains the input")
+    one_line_error(cli("build-lmdb", data, data / "gt.txt", "--overwrite"), 2, "lies in the input")
+    one_line_error(cli("build-lmdb", data, data / "labels.jsonl", "--overwrite"), 2, "lies in the input")
     assert snapshot(data, mine) == before
     # What it may replace: its own LMDB and a single file.
     out = tmp_path / "ok.lmdb"
     assert cli("build-lmdb", data, out, "-q").exit_code == 0
-    one_line(cli("build-lmdb", data, out), 2, "already exists", "--overwrite")
+    one_line_error(cli("build-lmdb", data, out), 2, "already exists", "--overwrite")
     assert cli("build-lmdb", data, out, "--overwrite", "-q").exit_code == 0
     single = tmp_path / "old.lmdb"
     single.write_text("a file")
@@ -139,14 +128,14 @@ def test_train_refuses_an_existing_run_without_resume_or_overwrite(cli, world, c
     run = cp("run")
     before = snapshot(run)
     args = ["train", "--train", world / "set.lmdb", "-o", run, "--max-steps", 1, "-q", *TINY]
-    one_line(cli(*args), 2, "already holds a run", "last.pt at step 2", "--resume", "--overwrite")
+    one_line_error(cli(*args), 2, "already holds a run", "last.pt at step 2", "--resume", "--overwrite")
     assert snapshot(run) == before
-    one_line(cli(*args, "--resume", "--overwrite"), 2, "not both")
+    one_line_error(cli(*args, "--resume", "--overwrite"), 2, "not both")
     # A folder that is not a run folder is never written, even with --overwrite.
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    one_line(cli(*args[:4], mine, *args[5:], "--overwrite"), 2, "not an ocrkit run folder")
+    one_line_error(cli(*args[:4], mine, *args[5:], "--overwrite"), 2, "not an ocrkit run folder")
     assert (mine / "notes.txt").read_text() == "keep" and len(os.listdir(mine)) == 1
     # --overwrite starts over: the run files are replaced, anything else is kept.
     (run / "notes.txt").write_text("mine")
@@ -163,10 +152,10 @@ def test_a_run_folder_being_written_is_locked(cli, world, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     with FolderLock(str(out), "train").acquire():
-        line = one_line(cli("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 1,
+        line = one_line_error(cli("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 1,
                             *TINY), 2, "is being written by", "ocrkit train")
         assert f"pid {os.getpid()}" in line
-        one_line(cli("synth", "-n", 2, "--out", out), 2, "is being written by")
+        one_line_error(cli("synth", "-n", 2, "--out", out), 2, "is being written by")
     assert os.listdir(out) == []  # the lock file goes with its holder
 
 
@@ -180,26 +169,26 @@ def test_denoise_never_writes_over_its_inputs(cli, world, cp, tmp_path):
                                "input": {"size": [32, 96]}, "state_dict": net.state_dict()})
     data = cp("set")
     before = snapshot(data)
-    one_line(cli("denoise", "-m", den, data / "images", "-o", data / "images"), 2, "is the input")
-    one_line(cli("denoise", "-m", den, data / "images", "-o", data), 2, "contains the input")
+    one_line_error(cli("denoise", "-m", den, data / "images", "-o", data / "images"), 2, "is the input")
+    one_line_error(cli("denoise", "-m", den, data / "images", "-o", data), 2, "contains the input")
     assert snapshot(data) == before
     # An output folder inside an input folder is written, and not read back as input.
     res = cli("denoise", "-m", den, data / "images", "-o", data / "images" / "clean")
     assert res.exit_code == 0, res.output
     assert len(res.stdout.splitlines()) == 24
     assert {k: v for k, v in snapshot(data).items() if "/clean/" not in k} == before
-    one_line(cli("denoise", "-m", den, data / "images", "-o", data / "images" / "clean"), 2,
+    one_line_error(cli("denoise", "-m", den, data / "images", "-o", data / "images" / "clean"), 2,
              "already holds files", "--overwrite")
 
 
 def test_export_keeps_an_existing_file_and_a_failed_verify_replaces_nothing(cli, world, tmp_path):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"a good, verified model")
-    one_line(cli("export", world / "run/best.pt", "-o", target), 2, "already exists",
+    one_line_error(cli("export", world / "run/best.pt", "-o", target), 2, "already exists",
              "--overwrite")
     res = cli("export", world / "run/best.pt", "-o", target, "--overwrite", "--verify",
               "--tolerance", "-1")
-    one_line(res, 1, "--verify", "was not written")
+    one_line_error(res, 1, "--verify", "was not written")
     assert target.read_bytes() == b"a good, verified model"
     assert sorted(os.listdir(tmp_path)) == ["model.onnx"]  # no temporary file left
     assert cli("export", world / "run/best.pt", "-o", target, "--overwrite", "--verify"
@@ -233,7 +222,7 @@ def test_evaluate_checks_its_gallery_before_and_prints_results_first(cli, world,
     notes.write_text("mine")
     res = cli("evaluate", world / "run/best.pt", world / "set.lmdb", "--errors", 3,
               "--errors-out", notes)
-    one_line(res, 2, "--errors-out", "not an ocrkit gallery")
+    one_line_error(res, 2, "--errors-out", "not an ocrkit gallery")
     assert res.stdout == "" and notes.read_text() == "mine"  # refused before the work
 
 
@@ -252,7 +241,7 @@ def test_training_saves_last_pt_when_stopped_by_a_signal(world, tmp_path, sig, c
         time.sleep(0.1)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    one_line(Proc(subprocess.CompletedProcess(args, proc.returncode, "", stderr)), code,
+    one_line_error(Proc(subprocess.CompletedProcess(args, proc.returncode, "", stderr)), code,
              "saved", "last.pt", "--resume")
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert load_checkpoint(str(out / "last.pt"))["meta"]["step"] == steps[-1] >= 5
@@ -300,10 +289,10 @@ def test_an_interrupted_synth_folder_is_refused_with_how_to_finish_it(cli, world
     for args in (("build-lmdb", data, tmp_path / "x.lmdb"),
                  ("evaluate", world / "run/best.pt", data),
                  ("train", "--train", data, "-o", tmp_path / "r", "--max-steps", 1, *TINY)):
-        one_line(cli(*args), 2, "incomplete", "synth --resume --out")
+        one_line_error(cli(*args), 2, "incomplete", "synth --resume --out")
     assert not (tmp_path / "r").exists() and not (tmp_path / "x.lmdb").exists()
     (data / "meta.json").unlink()  # interrupted before this version wrote meta.json first
-    one_line(cli("build-lmdb", data, tmp_path / "x.lmdb"), 2, "interrupted", "--overwrite")
+    one_line_error(cli("build-lmdb", data, tmp_path / "x.lmdb"), 2, "interrupted", "--overwrite")
 
 
 # ====================================================================== silent wrong answers
@@ -338,9 +327,9 @@ def test_unknown_label_characters_follow_a_stated_policy(cli, world, tmp_path):
             *TINY]
     res = cli(*base, "-o", tmp_path / "skip")
     assert res.exit_code == 0 and "--unknown skip" in res.stderr and "labels hold" in res.stderr
-    one_line(cli(*base, "-o", tmp_path / "err", "--unknown", "error"), 2, "outside the charset",
+    one_line_error(cli(*base, "-o", tmp_path / "err", "--unknown", "error"), 2, "outside the charset",
              "--unknown skip", "--replacement")
-    one_line(cli(*base, "-o", tmp_path / "rep", "--unknown", "replace"), 2, "--replacement")
+    one_line_error(cli(*base, "-o", tmp_path / "rep", "--unknown", "replace"), 2, "--replacement")
     res = cli(*base, "-o", tmp_path / "rep2", "--unknown", "replace", "--replacement", chars[0])
     assert res.exit_code == 0 and "trained as" in res.stderr
     assert not (tmp_path / "err").exists() and not (tmp_path / "rep").exists()
@@ -381,7 +370,7 @@ def test_gt_txt_bom_tabs_encoding_and_empty_labels(cli, world, tmp_path):
 
     assert list(LmdbReader(str(tmp_path / "a.lmdb")).labels()) == ["天地", " ", "宇"]
     (data / "gt.txt").write_bytes("0.png\t天\n1.png\t".encode() + "地".encode("gbk") + b"\n")
-    one_line(cli("build-lmdb", data, tmp_path / "b.lmdb"), 2, "gt.txt:2: not UTF-8",
+    one_line_error(cli("build-lmdb", data, tmp_path / "b.lmdb"), 2, "gt.txt:2: not UTF-8",
              "column 7", "iconv")
 
 
@@ -403,10 +392,10 @@ def test_resume_refuses_another_model_input_or_kind(cli, world, cp, tmp_path):
     before = snapshot(run)
     base = ["train", "--train", world / "set.lmdb", "-o", run, "--max-steps", 3, "--resume"]
     tiny = list(TINY)
-    one_line(cli(*base, *tiny[:1], "channels=(8,16,16,16)", *tiny[2:]), 2,
+    one_line_error(cli(*base, *tiny[:1], "channels=(8,16,16,16)", *tiny[2:]), 2,
              "--backbone-arg channels", "[8, 16, 16, 32]", "[8, 16, 16, 16]")
     h = tiny.index("--height")
-    one_line(cli(*base, *tiny[:h + 1], "48", *tiny[h + 2:]), 2, "--height = 32", "48")
+    one_line_error(cli(*base, *tiny[:h + 1], "48", *tiny[h + 2:]), 2, "--height = 32", "48")
     assert snapshot(run) == before
 
 
@@ -440,16 +429,16 @@ def test_full_disk_is_one_line_and_loses_nothing(world, tiny_disk, cjk_font):
     before = snapshot(world)
     res = Proc(ocrkit("synth", "-n", 400, "--rows", 5, "--font", cjk_font, "--out",
                       tiny_disk / "s", "-w", 1, "-q"))
-    one_line(res, 1, "No space left on device", "synth --resume")
+    one_line_error(res, 1, "No space left on device", "synth --resume")
     subprocess.run(["rm", "-rf", str(tiny_disk / "s")], check=True)
     _fill(tiny_disk, 24 << 10)
     res = Proc(ocrkit("build-lmdb", world / "set", tiny_disk / "a.lmdb", "-q"))
-    one_line(res, 1, "No space left on device", "nothing was replaced")
+    one_line_error(res, 1, "No space left on device", "nothing was replaced")
     assert os.listdir(tiny_disk) == ["filler"]  # no temporary database left
     _fill(tiny_disk, 0)
     res = Proc(ocrkit("train", "--train", world / "set.lmdb", "-o", tiny_disk / "run",
                       "--max-steps", 2, "-q", *TINY))
-    one_line(res, 1, "No space left on device")
+    one_line_error(res, 1, "No space left on device")
     assert snapshot(world) == before
 
 
@@ -464,7 +453,7 @@ def test_read_only_targets_are_refused_before_the_work(world, tmp_path):
                      ("export", world / "run/best.pt", "-o", ro / "m.onnx"),
                      ("evaluate", world / "run/best.pt", world / "set.lmdb", "--errors", 1,
                       "--errors-out", ro / "e.html")):
-            one_line(Proc(ocrkit(*args)), 2, "cannot write there", "read-only")
+            one_line_error(Proc(ocrkit(*args)), 2, "cannot write there", "read-only")
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
 
@@ -483,16 +472,16 @@ def test_read_only_targets_are_refused_before_the_work(world, tmp_path):
 ])
 def test_bad_training_options_are_one_line_usage_errors(cli, world, tmp_path, arg, needle):
     out = tmp_path / "r"
-    one_line(cli("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 1, *TINY,
+    one_line_error(cli("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 1, *TINY,
                  *arg), 2, needle)
     assert not out.exists()
 
 
 def test_bad_evaluate_options_and_exact_limit(cli, world):
     ck, data = world / "run/best.pt", world / "set.lmdb"
-    one_line(cli("evaluate", ck, data, "-b", 0), 2, "--batch-size")
-    one_line(cli("evaluate", ck, data, "-w", -1), 2, "--workers -1")
-    one_line(cli("evaluate", ck, data, "--limit", 0), 2, "--limit")
+    one_line_error(cli("evaluate", ck, data, "-b", 0), 2, "--batch-size")
+    one_line_error(cli("evaluate", ck, data, "-w", -1), 2, "--workers -1")
+    one_line_error(cli("evaluate", ck, data, "--limit", 0), 2, "--limit")
     res = cli("evaluate", ck, data, "--limit", 5, "-b", 4, "-q")
     assert json.loads(res.stdout)["samples"] == 5
     res = cli("evaluate", ck, data, "-w", 1000, "--limit", 4)
@@ -515,7 +504,7 @@ def test_train_without_validation_prints_strict_json(cli, world, tmp_path):
 def test_garbage_checkpoints_are_named_for_what_they_are(cli, world, tmp_path, content, message):
     path = tmp_path / "model.pt"
     path.write_bytes(content)
-    line = one_line(cli("evaluate", path, world / "set.lmdb"), 2)
+    line = one_line_error(cli("evaluate", path, world / "set.lmdb"), 2)
     assert line == f"ocrkit: error: {path}: {message}"  # whole, not cut mid-word
 
 
@@ -531,7 +520,7 @@ def test_a_recognizer_resume_of_a_denoiser_run_and_wrong_kinds(cli, world, tmp_p
     save_checkpoint(str(run / "last.pt"), {
         "kind": "denoiser", "denoiser": net.config(), "input": {"size": [32, 96]},
         "state_dict": net.state_dict(), "train_state": {"step": torch.tensor(1)}})
-    one_line(cli("train", "--train", world / "set.lmdb", "-o", run, "--resume", "--max-steps", 2,
+    one_line_error(cli("train", "--train", world / "set.lmdb", "-o", run, "--resume", "--max-steps", 2,
                  *TINY), 2, "denoiser checkpoint")
 
 
@@ -570,7 +559,7 @@ def test_export_verify_with_a_bad_sample_image(cli, world, tmp_path):
     samples = tmp_path / "imgs"
     samples.mkdir()
     (samples / "bad.png").write_bytes(b"nope")
-    one_line(cli("export", world / "run/best.pt", "-o", tmp_path / "m.onnx", "--verify",
+    one_line_error(cli("export", world / "run/best.pt", "-o", tmp_path / "m.onnx", "--verify",
                  "--samples", samples), 2, "no readable image")
     assert not (tmp_path / "m.onnx").exists()
     import shutil

@@ -62,11 +62,16 @@ def test_cap_is_the_column_mean():
     assert torch.equal(y, x.mean(2).transpose(1, 2))
 
 
-def test_bilstm_exposes_last_h_and_c():
+def test_bilstm_state_is_the_top_layers_h_n_and_c_n():
     rnn = registry.build("necks", "bilstm", in_channels=8, hidden=6, layers=2)
-    rnn(torch.rand(3, 9, 8))
-    h, c = rnn.last_state
-    assert h.shape == c.shape == (4, 3, 6)
+    x = torch.rand(3, 9, 8)
+    out, (h, c) = rnn.forward_with_state(x)
+    assert torch.equal(out, rnn(x)) and h.shape == c.shape == (3, 12)
+    _, (h_n, c_n) = rnn.rnn(x)
+    assert torch.equal(h, torch.cat([h_n[2], h_n[3]], 1))  # layer 2: forward, backward
+    assert torch.equal(c, torch.cat([c_n[2], c_n[3]], 1))
+    # The forward half is the output at the last frame, the backward half at the first.
+    assert torch.allclose(h[:, :6], out[:, -1, :6]) and torch.allclose(h[:, 6:], out[:, 0, 6:])
 
 
 def test_ctc_greedy_and_beam_decoding():

@@ -145,7 +145,8 @@ def test_row_attention_loss_is_the_mean_of_per_row_ctc_losses():
     im = Image.new("L", (48, 48), 255)
     batch = collate([Sample(im, ["ab", "c", "defg"], "0"), Sample(im, ["g", "fe"], "1")])
     assert batch["row_target_lengths"].tolist() == [2, 1, 4, 1, 2, 0]  # padded with an empty row
-    loss, n = SupervisedCTC(charset).loss(model, batch, torch.device("cpu"))
+    loss, terms_logged, n = SupervisedCTC(charset).loss(model, batch, torch.device("cpu"))
+    assert set(terms_logged) == {"ctc"}
     logits = model(batch["images"])  # [2, 3, T, K]
     rows = [["ab", "c", "defg"], ["g", "fe", ""]]
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)  # torch's default reduction, one row at a time

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import read_labels
+from conftest import one_line_error, read_labels
 from data_tools.synth.corpus import normalise_running
 
 RARE = "\U0002A6A5"  # 𪚥: a CJK Extension B character Noto Sans CJK does not draw
@@ -120,15 +120,6 @@ def test_unknown_character_policies(cli, tmp_path, cjk_font, policy, expect):
     assert res.exit_code == 0, res.output
     assert RARE in res.stderr  # the warning names the character
     assert read_labels(tmp_path / policy)[0]["rows"][0] == (expect * 2)[:5]  # wraps
-
-
-def one_line_error(res, code: int, *needles: str) -> None:
-    assert res.exit_code == code, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ocrkit: error:"), res.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in res.output
 
 
 def test_font_lacking_glyphs_is_an_error_before_rendering(cli, tmp_path, cjk_font, latin_font):

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "List the fonts synth would use and what they cannot draw."),
     "train": ("ocrkit.cli.train", "train",
               "Train a recognizer (CAP-CRNN by default) with CTC; torchrun for DDP."),
+    "distill": ("ocrkit.cli.distill", "distill",
+                "Distil a teacher recognizer into a smaller student (offline, online, DML)."),
     "train-denoiser": ("ocrkit.cli.train_denoiser", "train_denoiser",
                        "Train Line-DDeCAE / DDeCAE to remove table box lines."),
     "denoise": ("ocrkit.cli.denoise", "denoise",

@@ -108,7 +108,8 @@ def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float 
     return lambda f: _apply(f, options)
 
 
-def train_options(f):
+def data_options(*, denoiser: bool = True, input_help: str = ""):
+    """Data, input size and charset options shared by train and distill."""
     options = [
         click.option("--train", "train_paths", multiple=True, required=True,
                      type=click.Path(exists=True),
@@ -116,8 +117,8 @@ def train_options(f):
         click.option("--val", "val_paths", multiple=True, type=click.Path(exists=True),
                      help="Validation data (repeatable); best.pt is chosen on it."),
         click.option("--height", type=int, default=None,
-                     help="Input height [default: 32; 224 with --rows > 1] "
-                          "(paper: 64 single-row, 224 multi-row)."),
+                     help=input_help or "Input height [default: 32; 224 with --rows > 1] "
+                                        "(paper: 64 single-row, 224 multi-row)."),
         click.option("--width", type=int, default=None,
                      help="Input width after resize/pad [default: 256; 224 with --rows > 1]."),
         click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
@@ -126,9 +127,6 @@ def train_options(f):
         click.option("--rows", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Text rows per image (multi-row necks: multirow-stretch, "
                           "row-attention); stored in the checkpoint."),
-        click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="A train-denoiser checkpoint: images are cleaned by it (frozen) "
-                          "before recognition; it is stored in the recognizer's checkpoint."),
         click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Dictionary file (default: the training labels' characters)."),
         click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
@@ -139,7 +137,16 @@ def train_options(f):
         click.option("--replacement", default=None, metavar="CHAR",
                      help="The charset character --unknown replace maps unknown ones to."),
     ]
-    return _apply(loop_options()(f), options)
+    if denoiser:
+        options.insert(6, click.option(
+            "--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
+            help="A train-denoiser checkpoint: images are cleaned by it (frozen) before "
+                 "recognition; it is stored in the recognizer's checkpoint."))
+    return lambda f: _apply(f, options)
+
+
+def train_options(f):
+    return data_options()(loop_options()(f))
 
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b

@@ -55,9 +55,14 @@ class Collate:
     """
 
     def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip",
-                 replacement: str | None = None, check_shapes: bool = False) -> None:
+                 replacement: str | None = None, check_shapes: bool = False,
+                 teacher_spec: InputSpec | None = None) -> None:
         self.spec = spec
         self.resize = spec.transform()
+        # A teacher reading another input size (distill --kd-mode ctc-mean-kl) gets
+        # its own tensor of the same images: "teacher_images".
+        self.teacher_spec = teacher_spec if teacher_spec != spec else None
+        self.teacher_resize = teacher_spec.transform() if self.teacher_spec else None
         self.charset = charset
         self.unknown = unknown
         self.replacement = replacement
@@ -65,6 +70,7 @@ class Collate:
 
     def __call__(self, samples) -> dict:
         arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
+        teacher_arrays = []
         dropped: list[tuple[str, str]] = []
         mismatched: list[tuple[str, str]] = []
         enc = (lambda text: self.charset.encode(text, self.unknown, self.replacement))
@@ -96,12 +102,18 @@ class Collate:
                     mismatched.append((s.key, why))
             arr, _ = self.resize(s.image)
             arrays.append(arr)
+            if self.teacher_resize is not None:
+                teacher_arrays.append(self.teacher_resize(s.image)[0])
             labels.append(s.label)
             keys.append(s.key)
         out = {"labels": labels, "keys": keys, "broken": len(dropped), "broken_items": dropped,
                "mismatched": mismatched}
         out["images"] = (self.spec.to_tensor(arrays) if arrays
                          else torch.empty(0, 1, self.spec.height, self.spec.width))
+        if self.teacher_spec is not None:
+            t = self.teacher_spec
+            out["teacher_images"] = (t.to_tensor(teacher_arrays) if teacher_arrays
+                                     else torch.empty(0, 1, t.height, t.width))
         if self.charset is not None:
             out["targets"] = torch.tensor(targets, dtype=torch.long)
             out["target_lengths"] = torch.tensor(lengths, dtype=torch.long)

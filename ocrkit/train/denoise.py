@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from ocrkit.console import stderr_console
 from ocrkit.data.datasets import decode_image
 from ocrkit.errors import UsageError
+from ocrkit.train.methods import Loss, Method
 
 
 class PairDataset:
@@ -97,14 +98,15 @@ def psnr(mse: float) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-10))
 
 
-class DenoiseMethod:
+class DenoiseMethod(Method):
     metric = "psnr"
 
-    def loss(self, model, batch: dict, device: torch.device):
+    def loss(self, model, batch: dict, device: torch.device) -> Loss:
         v = batch["images"].to(device, non_blocking=True)
         clean = batch["clean"].to(device, non_blocking=True)
         out = model(v)
-        return F.mse_loss(out.float(), _unwrap(model).target(v, clean)), v.shape[0]
+        loss = F.mse_loss(out.float(), _unwrap(model).target(v, clean))
+        return Loss(loss, {"mse": loss.detach()}, v.shape[0])
 
     @torch.no_grad()
     def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:

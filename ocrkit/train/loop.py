@@ -1,11 +1,27 @@
-"""The training loop every ocrkit method uses (supervised CTC now; distillation,
-SeqCLR and EMU plug in as methods with ``loss`` and ``validate``).
+"""The one training loop every ocrkit method runs in (supervised CTC, denoisers,
+distillation; SeqCLR and EMU next). A method is an object the loop asks
+(see :mod:`ocrkit.train.methods` for the protocol):
+
+* ``loss(net, batch, device)`` -> :class:`ocrkit.train.methods.Loss`: the total
+  and its **named terms**, each logged in ``metrics.jsonl`` and drawn in
+  ``curve.png``;
+* ``validate(core, loader, device, limit)`` -> metrics; ``metric`` picks best.pt;
+* optionally ``param_groups(core)`` (each group with its own lr scale and its
+  **own gradient clipping**, so one part's large gradients never shrink
+  another's), ``deployable(core)`` (what ``best.pt``/``last.pt`` hold as their
+  model: a distilled student alone, a finalised EMU model ...; the whole trained
+  network goes into ``last.pt``'s training state for ``--resume``), and
+  ``after_step(core, step)``.
+
+Parts a method uses but does not train are wrapped in
+:class:`ocrkit.train.frozen.Frozen`, which ``net.train()`` cannot flip back to
+training mode.
 
 Features: optimizers and schedules (the paper's and faster ones), AMP on CUDA,
 DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on GPU),
-full-state ``last.pt`` written atomically, ``best.pt`` by a validation metric,
-``--resume`` that replays the exact data order, ``metrics.jsonl``, a rich
-progress bar on stderr and a training-curve PNG.
+full-state ``last.pt`` written atomically (and on Ctrl-C), ``best.pt`` by a
+validation metric, ``--resume`` that replays the exact data order and checks
+the checkpoint matches, ``metrics.jsonl``, a progress bar and a curve PNG.
 """
 
 from __future__ import annotations
@@ -26,8 +42,8 @@ from ocrkit.checkpoint import load_checkpoint, save_checkpoint
 from ocrkit.errors import Interrupted, OcrkitError, UsageError
 from ocrkit.train.data import StepSampler
 
-OPTIMIZERS = ("adam", "amsgrad", "adamw", "sgd")
-SCHEDULES = ("onecycle", "cosine", "paper", "constant")
+from ocrkit.train.setup import (OPTIMIZERS, SCHEDULES, Distributed, make_optimizer,  # noqa: F401
+                                make_schedule, resolve_device, rng_state, set_rng_state)
 
 
 @dataclass
@@ -100,113 +116,6 @@ class TrainConfig:
             bad("--optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             bad("--schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
-
-
-# ----------------------------------------------------------------------------- setup
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps") from None
-
-
-class Distributed:
-    """Rank/world from torchrun's environment; a no-op for single-process runs."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.enabled = self.world > 1
-        if self.enabled and not torch.distributed.is_initialized():
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            if device.type == "cuda":
-                torch.cuda.set_device(device)
-            torch.distributed.init_process_group(backend=backend)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank if ``flag`` is true on any (one tiny all-reduce)."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([int(flag)], device="cuda" if torch.distributed.get_backend() == "nccl"
-                         else "cpu")
-        torch.distributed.all_reduce(t)
-        return bool(t.item())
-
-    def close(self) -> None:
-        if self.enabled and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "amsgrad":  # paper: Adam, AMSGrad mode, betas (0.9, 0.99)
-        return torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99), amsgrad=True,
-                                weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":  # paper: SGD, Nesterov, momentum 0.9
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
-                               weight_decay=cfg.weight_decay)
-    raise UsageError(f"--optimizer {cfg.optimizer}: one of {', '.join(OPTIMIZERS)}")
-
-
-def make_schedule(cfg: TrainConfig, opt, total: int, steps_per_epoch: int):
-    """A per-step LambdaLR: its state is plain data, so checkpoints stay safe."""
-    warm = max(1, int(total * cfg.warmup))
-    if cfg.schedule == "constant":
-        def f(step):
-            return 1.0
-    elif cfg.schedule == "paper":  # lr halved every `decay_epochs` epochs (Appendix A.1)
-        period = max(1, int(cfg.decay_epochs * steps_per_epoch))
-
-        def f(step):
-            return 0.5 ** (step // period)
-    elif cfg.schedule == "cosine":
-        def f(step):
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-    elif cfg.schedule == "onecycle":  # linear warm-up from lr/25, cosine down to lr/1e4
-        def f(step):
-            if step < warm:
-                return 0.04 + 0.96 * step / warm
-            p = min(1.0, (step - warm) / max(1, total - warm))
-            return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * p))
-    else:
-        raise UsageError(f"--schedule {cfg.schedule}: one of {', '.join(SCHEDULES)}")
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
-
-
-def _rng_state() -> dict:
-    # Plain tensors and lists only: a weights_only load must accept them.
-    return {"torch": torch.get_rng_state(),
-            "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-            "python": list(random.getstate()[1])}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
-    random.setstate((3, tuple(state["python"]), None))
 
 
 # ----------------------------------------------------------------------------- stopping
@@ -317,6 +226,41 @@ def check_resumable(path: str, ckpt: dict, extra: dict) -> None:
                 "(another -o, or --overwrite)")
 
 
+def param_groups(method, model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: the method's (``name``, ``params`` and
+    optionally ``lr_scale`` and ``clip``) or one group of every trainable parameter.
+    A parameter may be in one group only."""
+    core = model.module if hasattr(model, "module") else model
+    wanted = getattr(method, "param_groups", None)
+    groups = wanted(core) if wanted else [
+        {"name": "model", "params": [p for p in core.parameters() if p.requires_grad]}]
+    seen: set[int] = set()
+    out = []
+    for g in groups:
+        params = [p for p in g["params"] if p.requires_grad]
+        if any(id(p) in seen for p in params):
+            raise ValueError(f"parameter group {g['name']!r} repeats a parameter")
+        seen.update(id(p) for p in params)
+        if params:
+            out.append({"params": params, "name": g["name"],
+                        "lr": cfg.lr * g.get("lr_scale", 1.0),
+                        "clip": g.get("clip", cfg.grad_clip)})
+    if not out:
+        raise UsageError("nothing to train: every parameter is frozen")
+    return out
+
+
+def as_loss(value):
+    """A method's loss result as :class:`ocrkit.train.methods.Loss` (a plain
+    ``(total, images)`` pair is a single term named ``loss``)."""
+    from ocrkit.train.methods import Loss
+
+    if isinstance(value, Loss):
+        return value
+    total, images = value
+    return Loss(total, {"loss": total.detach()}, images)
+
+
 def json_number(value: float) -> float | None:
     """A float for JSON output: None instead of inf/nan (which JSON cannot hold)."""
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -397,8 +341,10 @@ class Trainer:
                               rank=dist.rank, world=dist.world)
         per_epoch = sampler.batches_per_epoch
         total = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * per_epoch))
-        opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+        groups = param_groups(self.method, model, cfg)
+        opt = make_optimizer(cfg, groups)
         sched = make_schedule(cfg, opt, total, per_epoch)
+        deploy = getattr(self.method, "deployable", None)
         amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         amp_dtype = (torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported()
                      else torch.float16)
@@ -409,12 +355,14 @@ class Trainer:
         if cfg.resume and os.path.isfile(last_path):
             ckpt = load_checkpoint(last_path)
             check_resumable(last_path, ckpt, self.extra)
-            model.load_state_dict(ckpt["state_dict"])
             ts = ckpt["train_state"]
+            model.load_state_dict(ts["net"] if "net" in ts else ckpt["state_dict"])
             opt.load_state_dict(ts["optimizer"])
+            for g, wanted in zip(opt.param_groups, groups):  # this run's clipping and names
+                g["clip"], g["name"] = wanted["clip"], wanted["name"]
             sched.load_state_dict(ts["scheduler"])
             scaler.load_state_dict(ts["scaler"])
-            _set_rng_state(ts["rng"])
+            set_rng_state(ts["rng"])
             step, best, best_step = ts["step"], ts["best"], ts["best_step"]
             if dist.main:
                 self.say(f"resumed from {last_path} at step {step}")
@@ -429,19 +377,23 @@ class Trainer:
         if dist.main:
             with open(os.path.join(cfg.out, "config.json"), "w", encoding="utf-8") as fh:
                 json.dump({"train": asdict(cfg), **{k: v for k, v in self.extra.items()
-                                                     if k in ("spec", "input")}},
+                                                     if k in ("kind", "spec", "input", "distill",
+                                                              "denoiser")}},
                           fh, ensure_ascii=False, indent=1, default=str)
 
         def save(path: str, with_state: bool) -> None:
-            payload = {**self.extra, "state_dict": core.state_dict(),
+            module, deploy_extra = deploy(core) if deploy else (core, {})
+            payload = {**self.extra, **deploy_extra, "state_dict": module.state_dict(),
                        "meta": {"step": step, "epoch": step / per_epoch, "best_metric": best,
                                 "best_step": best_step, "metric": self.method.metric,
                                 "seed": cfg.seed, "world_size": dist.world}}
             if with_state:
                 payload["train_state"] = {
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": _rng_state(), "step": step,
+                    "scaler": scaler.state_dict(), "rng": rng_state(), "step": step,
                     "best": best, "best_step": best_step}
+                if module is not core:  # the whole trained network, for --resume
+                    payload["train_state"]["net"] = core.state_dict()
             save_checkpoint(path, payload)
 
         from ocrkit.console import progress_bar
@@ -465,28 +417,37 @@ class Trainer:
                     t_wait = time.perf_counter()
                     continue
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
-                    loss, n = self.method.loss(model, batch, self.device)
+                    out = as_loss(self.method.loss(model, batch, self.device))
+                loss = out.total
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                if cfg.grad_clip:
+                if any(g["clip"] for g in opt.param_groups):
                     scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    for g in opt.param_groups:  # each group clipped on its own
+                        if g["clip"]:
+                            nn.utils.clip_grad_norm_(g["params"], g["clip"])
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
                 step += 1
-                seen += n
+                seen += out.images
+                after = getattr(self.method, "after_step", None)
+                if after:
+                    after(core, step)
                 step_time += time.perf_counter() - t_got
                 advance(1)
-                if not math.isfinite(loss.item()):
+                logging = step % cfg.log_every == 0 or step == total
+                if logging and not math.isfinite(loss.item()):
                     raise OcrkitError(f"loss became {loss.item()} at step {step}; "
                                       "lower --lr or check the data")
-                if dist.main and (step % cfg.log_every == 0 or step == total):
+                if dist.main and logging:
                     now = time.perf_counter()
                     rec = {"step": step, "epoch": round(step / per_epoch, 4),
                            "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
                            "img_s": round(seen * dist.world / max(now - t_last, 1e-9), 1),
                            "data_share": round(data_time / max(data_time + step_time, 1e-9), 3)}
+                    if len(out.terms) > 1 or set(out.terms) != {"loss"}:
+                        rec["terms"] = {k: round(float(v), 5) for k, v in out.terms.items()}
                     if broken:
                         rec["broken_samples"] = broken
                     log.write(json.dumps(rec) + "\n")

@@ -15,6 +15,8 @@ the flattened rows, the same normalisation the single-row loss uses.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from ocrkit.charset import Charset
@@ -22,11 +24,61 @@ from ocrkit.errors import OcrkitError
 from ocrkit.evaluate import evaluate_loader
 
 
+class Loss(NamedTuple):
+    """What a method's ``loss`` returns: the total to minimise, its named terms
+    (logged unweighted in ``metrics.jsonl``), and the images in the batch."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    images: int
+
+
+class Method:
+    """The protocol between a training method and :class:`ocrkit.train.loop.Trainer`.
+
+    Required: ``metric`` (validation metric picking best.pt, higher is better),
+    ``loss(net, batch, device) -> Loss`` (``net`` may be wrapped in
+    DistributedDataParallel: call it, do not reach around it) and
+    ``validate(core, loader, device, limit) -> dict``.
+
+    Optional, defaults here: one parameter group with the run's gradient clipping;
+    the trained network is what checkpoints deploy; nothing happens after a step.
+    """
+
+    metric = "clp"
+
+    def param_groups(self, core) -> list[dict]:
+        """``{"name", "params"[, "lr_scale", "clip"]}`` per group."""
+        return [{"name": "model", "params": [p for p in core.parameters() if p.requires_grad]}]
+
+    def deployable(self, core) -> tuple[torch.nn.Module, dict]:
+        """(module whose weights best.pt/last.pt hold, checkpoint entries to add)."""
+        return core, {}
+
+    def after_step(self, core, step: int) -> None:
+        pass
+
+
 def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-class SupervisedCTC:
+def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
+    """CTC loss of ``logits`` against a collated batch's targets: one loss per image
+    for ``[B, T, K]`` logits (single rows and MultiRow Stretching, Eq. 3), one per
+    text row for ``[B, H, T, K]`` (row attention, Eq. 10)."""
+    lengths = batch["target_lengths"]
+    if logits.dim() == 4:  # [B, H, T, K]: one CTC loss per row (Eq. 10)
+        b, rows = logits.shape[:2]
+        lengths = batch.get("row_target_lengths")
+        if lengths is None or lengths.numel() != b * rows:
+            raise OcrkitError(f"the model reads {rows} rows per image; train it with "
+                              f"--rows {rows} so labels are split per row")
+        logits = logits.reshape(b * rows, *logits.shape[2:])
+    return head.loss(logits, batch["targets"].to(device), lengths.to(device))
+
+
+class SupervisedCTC(Method):
     """CTC loss on labelled images; validation by the metrics of ocrkit.metrics."""
 
     metric = "clp"
@@ -35,20 +87,11 @@ class SupervisedCTC:
         self.charset = charset
         self.beam_width = beam_width
 
-    def loss(self, model, batch: dict, device: torch.device):
+    def loss(self, model, batch: dict, device: torch.device) -> Loss:
         images = batch["images"].to(device, non_blocking=True)
         logits = model(images)
-        core = _unwrap(model)
-        lengths = batch["target_lengths"]
-        if logits.dim() == 4:  # [B, H, T, K]: one CTC loss per row (Eq. 10)
-            b, rows = logits.shape[:2]
-            lengths = batch.get("row_target_lengths")
-            if lengths is None or lengths.numel() != b * rows:
-                raise OcrkitError(f"the model reads {rows} rows per image; train it with "
-                                  f"--rows {rows} so labels are split per row")
-            logits = logits.reshape(b * rows, *logits.shape[2:])
-        loss = core.head.loss(logits, batch["targets"].to(device), lengths.to(device))
-        return loss, images.shape[0]
+        loss = ctc_loss(_unwrap(model).head, logits, batch, device)
+        return Loss(loss, {"ctc": loss.detach()}, images.shape[0])
 
     def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:
         return evaluate_loader(_unwrap(model), self.charset, loader, device,

@@ -72,6 +72,26 @@ def apply_unknown_policy(charset: Charset, labels: list[str], policy: str,
          f"the labels{emptied}")
 
 
+def open_datasets(opts: dict, say) -> tuple:
+    """The training and validation sets (None without --val); label-file problems said."""
+    train_set = open_dataset(list(opts["train_paths"]))
+    val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
+    for name, data in (("training", train_set), ("validation", val_set)):
+        for line in (data.issues.warnings() if data is not None else []):
+            say(f"warning: {name} data: {line}")
+    return train_set, val_set
+
+
+def check_labels(charset: Charset, labels: list[str], val_set, opts: dict, say) -> None:
+    """Apply --unknown to the training labels; say what validation cannot match."""
+    apply_unknown_policy(charset, labels, opts["unknown"], opts.get("replacement"), say)
+    if val_set is not None:
+        report = charset.unknown_in(val_set.labels())
+        if report.affected:
+            say(f"warning: validation data: {report.describe()}; the model cannot output "
+                "them, so they count as errors")
+
+
 def build_charset(opts: dict, labels: list[str]) -> Charset:
     """The run's charset: a resumed run's own, ``--charset``, or the training labels'."""
     last = os.path.join(opts["out"], "last.pt")
@@ -100,19 +120,10 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
     cfg = TrainConfig.from_options(opts, warn=say)
     inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ())
     with run_folder(opts, "train", inputs):
-        train_set = open_dataset(list(opts["train_paths"]))
-        val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
-        for name, data in (("training", train_set), ("validation", val_set)):
-            for line in (data.issues.warnings() if data is not None else []):
-                say(f"warning: {name} data: {line}")
+        train_set, val_set = open_datasets(opts, say)
         labels = train_set.labels()
         charset = build_charset(opts, labels)
-        apply_unknown_policy(charset, labels, opts["unknown"], opts.get("replacement"), say)
-        if val_set is not None:
-            report = charset.unknown_in(val_set.labels())
-            if report.affected:
-                say(f"warning: validation data: {report.describe()}; the model cannot output "
-                    "them, so they count as errors")
+        check_labels(charset, labels, val_set, opts, say)
         rows = opts.get("rows") or 1
         neck_args = dict(opts["neck_args"])
         if getattr(registry.get("necks", opts["neck"]).load(), "geometry", False):

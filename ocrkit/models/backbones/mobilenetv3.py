@@ -139,6 +139,13 @@ class MobileNetV3(nn.Module):
                    nn.Hardswish(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.out_channels = out_channels
+        # Tap points: the stem, the last bottleneck before each downsampling, the output.
+        strides = [row[5] for row in spec]
+        ends = [3 + i for i in range(len(spec)) if i + 1 < len(spec) and strides[i + 1] != 1]
+        self.tap_points = {"stem": "features.2",
+                           **{f"stage{k + 1}": f"features.{i}" for k, i in enumerate(ends)},
+                           f"stage{len(ends) + 1}": f"features.{len(layers) - 1}"}
+        self.channels_last = True  # runs on NHWC tensors (see Recognizer.forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

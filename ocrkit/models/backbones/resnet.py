@@ -58,6 +58,8 @@ class ResNet31(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.out_channels = cin
+        self.tap_points = {"stem": "stem", **{f"stage{k + 1}": f"stages.{k}" for k in range(4)}}
+        self.channels_last = True  # runs on NHWC tensors (see Recognizer.forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))

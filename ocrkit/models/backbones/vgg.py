@@ -51,6 +51,10 @@ class VGG(nn.Module):
                 cin = int(item)
         self.features = nn.Sequential(*layers)
         self.out_channels = cin
+        pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        # Named tap points (ocrkit.models.recognizer): a VGG block ends at its pool.
+        self.tap_points = {f"stage{k + 1}": f"features.{i}" for k, i in enumerate(pools)}
+        self.channels_last = True  # runs on NHWC tensors (see Recognizer.forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -67,9 +71,12 @@ def _channels(channels, count: int) -> tuple[int, ...]:
 
 
 def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
-              batch_norm: bool = True) -> VGG:
+              batch_norm: bool = True, width: float = 1.0) -> VGG:
     """The paper's VGG16 with only its first ``cut`` conv layers and a final
-    ``last_pool`` max-pool (stride (2, 1): the width is kept)."""
+    ``last_pool`` max-pool (stride (2, 1): the width is kept). ``width`` scales
+    every layer's channels (0.5: a half-width student for distillation)."""
+    if not (isinstance(width, (int, float)) and 0 < width <= 4):
+        raise ValueError(f"width must be a number in (0, 4], not {width!r}")
     config: list = []
     convs = 0
     for item in VGG16:
@@ -77,6 +84,7 @@ def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
             if convs == cut:
                 break
             convs += 1
+            item = max(1, round(item * width))
         config.append(item)
     while config and config[-1] == "M":
         config.pop()

@@ -1,0 +1,100 @@
+"""`ocrkit distill`: a small student learns from a teacher recognizer (Yu & Zhang §3.5)."""
+
+from __future__ import annotations
+
+import click
+
+from ocrkit.cli._common import FiniteFloat, json_line
+from ocrkit.cli.train import _apply, data_options, loop_options, model_options
+
+
+def kd_options(f):
+    options = [
+        click.option("--teacher", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="The teacher: a recognizer checkpoint (its weights, input and "
+                          "charset), or a run's config.json (architecture only: --online "
+                          "from scratch). --kd-mode dml: the peer (default: the student's "
+                          "architecture)."),
+        click.option("--student-preset", type=click.Choice(["half", "none"]), default="half",
+                     show_default=True,
+                     help="half: the teacher's backbone at half width and one BiLSTM layer of "
+                          "the same size, same frames; model options given override its parts. "
+                          "none: the model options alone describe the student."),
+        click.option("--kd-mode", type=click.Choice(["paper", "dml", "ctc-mean-kl"]),
+                     default="paper", show_default=True,
+                     help="paper: Eq. 13-17 (soft targets, hints, BiLSTM states); dml: two "
+                          "peers learn from each other (PP-OCRv3); ctc-mean-kl: frozen teacher, "
+                          "time-averaged CTC KL, no equal frame counts needed (PP-OCRv4)."),
+        click.option("--online", is_flag=True,
+                     help="Train the teacher at the same time, on its own CTC loss only (the "
+                          "paper's setting); teacher tensors in KD terms are detached."),
+        click.option("--teacher-init", type=click.Choice(["checkpoint", "scratch"]), default=None,
+                     help="Start the trained teacher from its checkpoint's weights or from "
+                          "scratch [default: checkpoint when it has weights; dml: scratch]."),
+        click.option("--temperature", "-T", type=FiniteFloat(0, open_min=True), default=None,
+                     help="Softmax temperature [default: 1.5 paper (Table 6), 1.0 dml, "
+                          "0.5 ctc-mean-kl (PaddleOCR)]."),
+        click.option("--soft-weight", type=FiniteFloat(0), default=0.5, show_default=True,
+                     help="Weight of the soft-target term (1 - alpha of Eq. 13; the paper "
+                          "gives no alpha); also weighs the dml and ctc-mean-kl terms."),
+        click.option("--skd-form", type=click.Choice(["sum", "literal"]), default="sum",
+                     show_default=True,
+                     help="sum: L_ctc + (1-alpha) L_soft; literal: Eq. 13 inside Eq. 17 as "
+                          "printed, which adds alpha * L_ctc again."),
+        click.option("--t2/--no-t2", default=False, show_default=True,
+                     help="Scale the soft term by T^2 (Hinton; not in the paper)."),
+        click.option("--lambda-hint", type=FiniteFloat(0), default=0.5, show_default=True,
+                     help="FitNets hint weight (Eq. 16's lambda1; Table 6 'alpha'); 0: off."),
+        click.option("--lambda-lstm", type=FiniteFloat(0), default=0.2, show_default=True,
+                     help="BiLSTM h/c weight (Eq. 16's lambda2; Table 6 'beta'); 0: off."),
+        click.option("--hint", multiple=True, metavar="S=T",
+                     help="Hint pair: student tap = teacher tap (stage1..., a module path), "
+                          "through a 1x1-conv regressor (repeatable; 'none': no hints) "
+                          "[default: the deeper half of the backbone stages of the same size "
+                          "in both, e.g. stage3=stage3, stage4=stage4]."),
+        click.option("--teacher-precision", type=click.Choice(["auto", "fp32", "bf16"]),
+                     default="auto", show_default=True,
+                     help="A frozen teacher's arithmetic on the CPU: auto = bf16 where the CPU "
+                          "computes bfloat16 natively (about twice as fast), else fp32. On a "
+                          "GPU --amp decides."),
+        click.option("--kd-reduction", type=click.Choice(["mean", "sum"]), default="mean",
+                     show_default=True,
+                     help="Hint and lstm terms per element (mean) or the paper's sum over "
+                          "features / images (Eq. 14-15), which outweighs CTC by far."),
+    ]
+    return _apply(f, options)
+
+
+@click.command(context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit distill --teacher runs/big/best.pt --train train.lmdb --val test.lmdb -o runs/small
+  ocrkit distill --teacher runs/big/config.json --online --train ... -o runs/online
+  ocrkit distill --kd-mode dml --train train.lmdb --val test.lmdb -o runs/dml
+  ocrkit distill --teacher t.pt --kd-mode ctc-mean-kl --backbone-arg width_stride=8 ...
+  ocrkit evaluate runs/small/best.pt test.lmdb        # the student, like any checkpoint
+  torchrun --nproc_per_node 2 -m ocrkit distill --teacher t.pt --train ... -o runs/ddp
+""")
+@kd_options
+@data_options(denoiser=False, input_help="Student input height [default: the teacher's].")
+@loop_options(out_help="Run folder: best.pt and last.pt hold the student alone (an ordinary "
+                       "recognizer checkpoint); teacher.pt the co-trained teacher or peer.")
+@model_options
+@click.pass_context
+def distill(ctx: click.Context, **opts) -> None:
+    """Distil a teacher recognizer into a smaller student (knowledge distillation).
+
+    The student is chosen by the same model options as `ocrkit train` (over
+    --student-preset half by default) and is saved alone: evaluate, infer and
+    export use OUT/best.pt like any checkpoint; its metadata records the
+    teacher's file hash and the KD configuration. Every loss term is logged in
+    OUT/metrics.jsonl and drawn in OUT/curve.png.
+    """
+    from click.core import ParameterSource
+
+    from ocrkit.train.distill_setup import run_distill
+
+    opts["_explicit"] = {name for name in opts
+                         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    result = run_distill(opts)
+    if result is not None:
+        click.echo(json_line(result))

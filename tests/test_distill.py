@@ -1,0 +1,356 @@
+"""Knowledge distillation (Yu & Zhang §3.5) on the shared training spine: faithful
+loss terms, gradients that never reach a teacher, frozen teachers that never change,
+and `ocrkit distill` from the CLI in every mode."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+from torch.nn import functional as F
+
+from conftest import one_line_error
+from ocrkit.charset import Charset
+from ocrkit.checkpoint import build_model, load_checkpoint
+from ocrkit.models.recognizer import Recognizer, make_spec
+from ocrkit.train import kd_losses
+from ocrkit.train.data import Collate, InputSpec
+from ocrkit.train.distill import DistillMethod, DistillNet, KDConfig, _key, regressor
+from ocrkit.train.distill_setup import half_spec
+from ocrkit.train.frozen import Frozen
+
+TEACHER = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
+           "--sequence-arg", "layers=2", "--height", "32", "--width", "96", "-b", "8", "-w", "0"]
+LOOP = ["-b", "8", "-w", "0", "-q"]
+
+
+def tiny(neck: str = "cap", rows: int = 1, hidden: int = 16, layers: int = 2,
+         channels=(8, 16, 16, 32), size=(32, 96)) -> Recognizer:
+    neck_args = {"rows": rows} if rows > 1 else {}
+    spec = make_spec("vgg-small", neck, backbone_args={"channels": channels},
+                     neck_args=neck_args, sequence_args={"hidden": hidden, "layers": layers})
+    return Recognizer(spec, 10, input_size=size)
+
+
+def batch_for(images: int = 3, rows: int = 1, size=(32, 96)) -> dict:
+    from PIL import Image
+
+    from ocrkit.data import Sample
+
+    charset = Charset(list("abcdefghi"))
+    collate = Collate(InputSpec(*size, "stretch", rows=rows), charset)
+    rng = torch.Generator().manual_seed(0)
+    samples = []
+    for i in range(images):
+        arr = (torch.rand(size, generator=rng) * 255).byte().numpy()
+        texts = ["abc", "de", "f"][:rows] if rows > 1 else ["abcd"[: i + 1]]
+        samples.append(Sample(Image.fromarray(arr), texts, str(i)))
+    return collate(samples)
+
+
+def pairs_for(student: Recognizer, teacher: Recognizer, size=(32, 96)):
+    from ocrkit.models.recognizer import check_forward
+
+    names = [n for n in student.tap_points() if n.startswith("stage")]
+    s = check_forward(student, *size, taps=names)
+    t = check_forward(teacher, *size, taps=names)
+    return [(n, n) for n in names], {_key(n, n): regressor(s.taps[n].shape, t.taps[n].shape)
+                                     for n in names}
+
+
+# ============================================================================ the terms
+def test_soft_kl_is_the_per_frame_kl_at_temperature_and_zero_against_itself():
+    s, t = torch.randn(2, 5, 7), torch.randn(2, 5, 7)
+    ps, pt = F.softmax(s / 1.5, -1), F.softmax(t / 1.5, -1)
+    manual = (pt * (pt.log() - ps.log())).sum(-1).mean()
+    assert torch.allclose(kd_losses.soft_kl(s, t, 1.5), manual, atol=1e-6)
+    assert torch.allclose(kd_losses.soft_kl(s, t, 1.5, t2=True), manual * 2.25, atol=1e-6)
+    for term in (kd_losses.soft_kl(s, s, 1.5), kd_losses.mutual_kl(s, s),
+                 kd_losses.ctc_mean_kl(s, s), kd_losses.hint_mse(s, s),
+                 kd_losses.state_mse((s, t), (s, t))):
+        assert term.abs().item() < 1e-7
+
+
+def test_ctc_mean_kl_negates_the_blank_and_ignores_frame_counts():
+    s, t = torch.randn(2, 9, 5), torch.randn(2, 4, 5)  # different frame counts
+    sign = torch.tensor([-1.0, 1, 1, 1, 1])
+    ms = F.softmax(s * sign / 0.5, -1).mean(1)
+    mt = F.softmax(t * sign / 0.5, -1).mean(1)
+    manual = (mt * (mt.log() - ms.log())).sum(-1).mean()
+    assert torch.allclose(kd_losses.ctc_mean_kl(s, t, 0.5), manual, atol=1e-5)
+
+
+def test_paper_normalisation_and_the_per_element_mean():
+    a, b = torch.zeros(2, 3, 4, 5), torch.ones(2, 3, 4, 5)
+    assert kd_losses.hint_mse(a, b, "mean").item() == 1.0
+    assert kd_losses.hint_mse(a, b, "sum").item() == 60.0  # Eq. 14: sum over C*H*W, / B
+    h = (torch.zeros(4, 6), torch.zeros(4, 6))
+    assert kd_losses.state_mse(h, (torch.ones(4, 6), torch.ones(4, 6)), "sum").item() == 12.0
+
+
+def test_literal_skd_form_counts_the_hard_term_again():
+    assert KDConfig().weights()["ctc"] == 1.0
+    assert KDConfig(skd_form="literal", soft_weight=0.3).weights()["ctc"] == pytest.approx(1.7)
+
+
+def test_state_is_the_top_layers_h_n_and_c_n_values():
+    model = tiny().eval()
+    images = torch.rand(2, 1, 32, 96)
+    out = model(images, outputs=True)
+    frames = model.neck(model.backbone(images))
+    _, (h_n, c_n) = model.sequence.rnn(frames)
+    assert torch.equal(out.rnn_state[0], torch.cat([h_n[-2], h_n[-1]], 1))
+    assert torch.equal(out.rnn_state[1], torch.cat([c_n[-2], c_n[-1]], 1))
+    assert torch.equal(out.logits, model(images))  # the same pass, logits unchanged
+
+
+def test_unknown_tap_lists_the_named_ones():
+    from ocrkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="stage1, stage2"):
+        tiny()(torch.rand(1, 1, 32, 96), outputs=True, taps=["stage9"])
+
+
+def test_half_preset_halves_widths_and_keeps_frames_and_hints_map_shapes():
+    teacher = tiny()
+    spec = half_spec(teacher.spec)
+    assert spec["backbone"]["args"]["channels"] == (4, 8, 8, 16)
+    assert spec["sequence"]["args"] == {"hidden": 16, "layers": 1}
+    student = Recognizer(spec, 10, input_size=(32, 96))
+    x = torch.rand(2, 1, 32, 96)
+    assert student(x).shape == teacher(x).shape  # same frames, same classes
+    pairs, regs = pairs_for(student, teacher)
+    s = student(x, outputs=True, taps=[a for a, _ in pairs])
+    t = teacher(x, outputs=True, taps=[b for _, b in pairs])
+    for a, b in pairs:
+        assert regs[_key(a, b)](s.taps[a]).shape == t.taps[b].shape
+    ps = sum(p.numel() for p in student.parameters())
+    pt = sum(p.numel() for p in teacher.parameters())
+    assert ps < 0.6 * pt
+
+
+@pytest.mark.parametrize("neck, rows, mode", [("cap", 1, "paper"), ("cap", 1, "ctc-mean-kl"),
+                                              ("cap", 1, "dml"), ("multirow-stretch", 3, "paper"),
+                                              ("row-attention", 3, "paper")])
+def test_every_term_is_zero_for_a_model_against_itself(neck, rows, mode):
+    size = (48, 48) if rows > 1 else (32, 96)
+    model = tiny(neck, rows, size=size)
+    pairs, regs = pairs_for(model, model, size) if mode == "paper" else ([], {})
+    cfg = KDConfig(mode=mode, hints=pairs)
+    net = DistillNet(model, copy.deepcopy(model), cfg, regs).eval()
+    terms = net(batch_for(rows=rows, size=size)["images"], batch_for(rows=rows, size=size))
+    kd = {k: v.item() for k, v in terms.items() if k not in ("ctc", "teacher_ctc")}
+    expected = {"paper": {"soft", "hint", "lstm"}, "ctc-mean-kl": {"mean_kl"}, "dml": {"dml"}}
+    assert set(kd) == expected[mode]
+    assert all(abs(v) < 1e-6 for v in kd.values()), kd
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_kd_terms_never_send_a_gradient_to_the_teacher(online):
+    teacher, student = tiny(), Recognizer(half_spec(tiny().spec), 10, input_size=(32, 96))
+    pairs, regs = pairs_for(student, teacher)
+    net = DistillNet(student, teacher, KDConfig(online=online, hints=pairs), regs).train()
+    batch = batch_for()
+    terms = net(batch["images"], batch)
+    kd = terms["soft"] + terms["hint"] + terms["lstm"]
+    kd.backward()
+    for p in net.teacher_model.parameters():
+        assert p.grad is None or not p.grad.any()
+    assert any(p.grad is not None and p.grad.any() for p in student.parameters())
+    if online:  # the teacher learns from its own CTC loss only
+        terms = net(batch["images"], batch)
+        terms["teacher_ctc"].backward()
+        assert any(p.grad is not None and p.grad.any() for p in net.teacher_model.parameters())
+
+
+def test_frozen_stays_in_eval_mode_and_keeps_its_buffers():
+    teacher = tiny()
+    frozen = Frozen(teacher)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    container = nn.ModuleDict({"t": frozen})
+    container.train()
+    assert not frozen.training and not teacher.training
+    assert all(not m.training for m in teacher.modules())
+    out = frozen(torch.rand(4, 1, 32, 96))
+    assert not out.requires_grad
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_method_groups_and_deployable():
+    teacher, student = tiny(), Recognizer(half_spec(tiny().spec), 10, input_size=(32, 96))
+    pairs, regs = pairs_for(student, teacher)
+    for online, names in ((False, ["student"]), (True, ["student", "teacher"])):
+        net = DistillNet(student, teacher, KDConfig(online=online, hints=pairs), regs)
+        method = DistillMethod(Charset(list("abcdefghi")), net.cfg, {"mode": "paper"})
+        assert [g["name"] for g in method.param_groups(net)] == names
+        module, extra = method.deployable(net)
+        assert module is student and extra == {"distill": {"mode": "paper"}}
+        assert len(method.param_groups(net)[0]["params"]) == (
+            len(list(student.parameters())) + len(list(net.regressors.parameters())))
+
+
+# ============================================================================ the CLI
+@pytest.fixture(scope="module")
+def kd(tmp_path_factory, cjk_font):
+    root = tmp_path_factory.mktemp("kd")
+    run = CliRunner().invoke
+    from ocrkit.cli import cli
+
+    def ok(*args):
+        res = run(cli, [str(a) for a in args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res
+
+    for name, seed, n in (("train", 1, 48), ("val", 2, 16)):
+        ok("synth", "-n", n, "--seed", seed, "--cols", 4, "--charset-size", 12, "--font",
+           cjk_font, "--out", root / name, "-w", 1, "-q")
+        ok("build-lmdb", root / name, root / f"{name}.lmdb", "-q")
+    ok("synth", "-n", 24, "--seed", 3, "--rows", 3, "--width", 48, "--height", 48, "--cols", 3,
+       "--charset-size", 12, "--font", cjk_font, "--out", root / "m3", "-w", 1, "-q")
+    ok("train", "--train", root / "train.lmdb", "--val", root / "val.lmdb", "-o",
+       root / "teacher", "--max-steps", 6, "-q", *TEACHER)
+    return root
+
+
+def distill(cli, kd, out, *args):
+    return cli("distill", "--train", kd / "train.lmdb", "--val", kd / "val.lmdb", "-o", out,
+               "--max-steps", 4, "--val-every", 2, *LOOP, *args)
+
+
+def test_distill_offline_then_evaluate_infer_export_the_student(cli, kd, tmp_path):
+    out = tmp_path / "student"
+    res = distill(cli, kd, out, "--teacher", kd / "teacher/best.pt", "--log-every", 1)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["hints"] == ["stage3=stage3", "stage4=stage4"]  # the deeper half
+    assert summary["parameters"] < 0.6 * summary["teacher_parameters"]
+    best = load_checkpoint(str(out / "best.pt"))
+    model, charset = build_model(best)  # an ordinary recognizer checkpoint
+    teacher = load_checkpoint(str(kd / "teacher/best.pt"))
+    assert charset.chars == teacher["charset"] and best["input"] == teacher["input"]
+    import hashlib
+
+    digest = hashlib.sha256((kd / "teacher/best.pt").read_bytes()).hexdigest()
+    assert best["distill"]["teacher"]["sha256"] == digest
+    assert best["distill"]["mode"] == "paper" and best["distill"]["temperature"] == 1.5
+    assert not any(k.startswith(("teacher", "student", "regressors")) for k in best["state_dict"])
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    terms = [r["terms"] for r in records if "terms" in r]
+    assert terms and set(terms[0]) == {"ctc", "soft", "hint", "lstm"}
+    # The frozen teacher's weights and BatchNorm buffers are bit-identical after the run.
+    net = load_checkpoint(str(out / "last.pt"))["train_state"]["net"]
+    frozen = {k[len("teacher.module."):]: v for k, v in net.items()
+              if k.startswith("teacher.module.")}
+    assert frozen.keys() == teacher["state_dict"].keys()
+    assert all(torch.equal(frozen[k], teacher["state_dict"][k]) for k in frozen)
+    assert any("running_mean" in k for k in frozen)
+    assert cli("evaluate", out / "best.pt", kd / "val.lmdb", "-q").exit_code == 0
+    image = sorted((kd / "val/images/0000").glob("*.png"))[0]
+    assert "text" in json.loads(cli("infer", "-m", out / "best.pt", image).stdout)
+    res = cli("export", out / "best.pt", "-o", tmp_path / "s.onnx", "--verify", "--samples",
+              kd / "val.lmdb")
+    assert res.exit_code == 0 and json.loads(res.stdout)["verify"]["texts_match"]
+
+
+def test_online_from_a_config_trains_the_teacher_and_resumes_both(cli, kd, tmp_path):
+    out = tmp_path / "online"
+    args = ["--teacher", kd / "teacher/config.json", "--online"]
+    res = distill(cli, kd, out, *args)
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["online"] and (out / "teacher.pt").is_file()
+    last = load_checkpoint(str(out / "last.pt"))
+    assert last["distill"]["teacher"]["init"] == "scratch"
+    assert {g["name"] for g in last["train_state"]["optimizer"]["param_groups"]} == {
+        "student", "teacher"}
+    teacher_before = {k: v for k, v in last["train_state"]["net"].items()
+                      if k.startswith("teacher.")}
+    res = cli("distill", "--train", kd / "train.lmdb", "--val", kd / "val.lmdb", "-o", out,
+              "--max-steps", 6, "--val-every", 2, *LOOP, *args, "--resume")
+    assert res.exit_code == 0 and json.loads(res.stdout)["steps"] == 6
+    after = load_checkpoint(str(out / "last.pt"))["train_state"]["net"]
+    assert any(not torch.equal(after[k], v) for k, v in teacher_before.items())  # it trained
+    assert build_model(load_checkpoint(str(out / "teacher.pt")))[0] is not None
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--kd-mode", "dml", "--backbone-arg", "channels=(4,8,8,16)", "--sequence-arg",
+      "hidden=8", "--height", "32", "--width", "96", "--student-preset", "none"], "dml"),
+    (["--kd-mode", "ctc-mean-kl", "--backbone-arg", "width_stride=8"], "mean_kl"),
+])
+def test_peer_modes(cli, kd, tmp_path, args, key):
+    if "ctc-mean-kl" in args:
+        args = ["--teacher", kd / "teacher/best.pt", *args]
+    out = tmp_path / key
+    res = distill(cli, kd, out, *args, "--log-every", 1)
+    assert res.exit_code == 0, res.output
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert key in [r for r in records if "terms" in r][0]["terms"]
+    assert (out / "teacher.pt").is_file() == (key == "dml")
+
+
+@pytest.mark.parametrize("neck", ["multirow-stretch", "row-attention"])
+def test_multirow_distillation(cli, kd, tmp_path, neck):
+    teacher = tmp_path / "t"
+    common = ["--rows", 3, "--height", 48, "--width", 48, "--neck", neck,
+              "--backbone-arg", "channels=(8,16,16,32)", "--backbone-arg", "width_stride=8",
+              "--sequence-arg", "hidden=16", "--neck-arg", "variant=column"
+              if neck == "row-attention" else "pool=rows"]
+    assert cli("train", "--train", kd / "m3", "-o", teacher, "--max-steps", 2, *LOOP,
+               *common).exit_code == 0
+    res = cli("distill", "--teacher", teacher / "best.pt", "--train", kd / "m3", "--val",
+              kd / "m3", "-o", tmp_path / "s", "--max-steps", 2, *LOOP)
+    assert res.exit_code == 0, res.output
+    best = load_checkpoint(str(tmp_path / "s/best.pt"))
+    assert best["input"]["rows"] == 3 and best["spec"]["neck"]["name"] == neck
+    res = cli("infer", "-m", tmp_path / "s/best.pt", sorted((kd / "m3/images/0000").glob(
+        "*.png"))[0])
+    assert len(json.loads(res.stdout)["rows"]) == 3
+
+
+def test_refusals_name_both_sides(cli, kd, tmp_path):
+    t = kd / "teacher/best.pt"
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", t, "--backbone-arg",
+                           "width_stride=8"), 2, "teacher gives (24,) frames", "student (12,)",
+                   "ctc-mean-kl")
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", t, "--height", 48), 2,
+                   "teacher's input (32x96 keep-ratio)", "48x96")
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", t, "--sequence-arg",
+                           "hidden=8"), 2, "teacher's hidden size is 16", "student's 8")
+    chars = load_checkpoint(str(t))["charset"]
+    other = tmp_path / "dict.txt"
+    other.write_text("\n".join(reversed(chars)) + "\n", encoding="utf-8")
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", t, "--charset", other), 2,
+                   "differs from the teacher's")
+    from ocrkit.checkpoint import save_checkpoint
+    from ocrkit.models.denoise import Denoiser
+
+    den = tmp_path / "den.pt"
+    save_checkpoint(str(den), {"kind": "denoiser", "denoiser": Denoiser(base=2, depth=1).config(),
+                               "input": {"size": [32, 96]},
+                               "state_dict": Denoiser(base=2, depth=1).state_dict()})
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", den), 2,
+                   "a denoiser checkpoint, not a recognizer", "--denoiser")
+    one_line_error(distill(cli, kd, tmp_path / "a", "--kd-mode", "paper"), 2, "needs --teacher")
+    one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", kd / "teacher/config.json"), 2,
+                   "has no weights", "--teacher-init scratch")
+    assert not (tmp_path / "a").exists()
+
+
+def test_torchrun_two_processes_distill_on_cpu(kd, tmp_path):
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29541", "-m", "ocrkit", "distill", "--teacher",
+         str(kd / "teacher/best.pt"), "--train", str(kd / "train.lmdb"), "--val",
+         str(kd / "val.lmdb"), "-o", str(out), "--max-steps", "3", "--device", "cpu", *LOOP],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = load_checkpoint(str(out / "last.pt"))["meta"]
+    assert meta["world_size"] == 2 and meta["step"] == 3
