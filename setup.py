@@ -28,11 +28,16 @@ setup(
         "jieba>=0.42",
     ],
     extras_require={
-        # Noto Sans CJK (SC/TC/JP/KR/HK faces, OFL) as a pip package: no apt needed.
-        "fonts": ["noto-cjk-sans-otc==0.0.1"],
+        # Three Chinese font designs as pip packages (no apt): Noto Sans CJK (OFL),
+        # WenQuanYi Micro Hei (Apache-2.0), Noto Serif SC (a Song design, OFL).
+        # Pinned: these are repackagings by third parties, checked file by file.
+        "fonts": ["noto-cjk-sans-otc==0.0.1", "paperang-p2-fonts-cjk==0.1.0",
+                  "pylopdf-fonts-zh-cn==0.1.1"],
         # ONNX export (`ocrkit export`) and its --verify against onnxruntime.
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
-        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17"],
+        # rapidocr-onnxruntime: the export profile is checked against RapidOCR itself
+        # (pinned: the test drives its TextRecognizer class directly).
+        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "rapidocr-onnxruntime==1.4.4"],
     },
     entry_points={
         "console_scripts": ["ocrkit = ocrkit.cli:main"],

@@ -12,10 +12,18 @@ Formats, detected in this order when a folder is given:
                           images named ``<key>.jpg|png`` beside it or in ``images/``
 ``*.json`` + data_list    MMOCR 1.x: ``{"data_list": [{"img_path", "instances":
                           [{"text"}]}]}``
+``rec_gt*.txt``           PaddleOCR: ``path<TAB>label``
 ``labels.txt``            TextRecognitionDataGenerator: ``filename label`` (first space)
+``tmp_labels.txt``        text_renderer v1 (Sanster): ``00000042 label``; the image is
+                          ``00000042.jpg`` (a name without suffix is looked up with
+                          each image suffix)
 ========================  ===========================================================
 
-Image paths are resolved relative to the label file's folder. Every reader
+Image paths are resolved relative to the label file's folder, or ``image_root``
+when given. When the first path does not exist there, the folders below the label
+file's (and its parent's) are searched for one where it does - MMOCR annotations
+name images relative to a ``data_prefix`` such as ``textrecog_imgs/train/``, and
+PaddleOCR label files relative to the dataset root - and that folder is used. Every reader
 accepts a UTF-8 byte-order mark, reports text that is not UTF-8 with its line
 and column, skips malformed lines into :class:`LabelIssues` (``file:line:
 reason``) and notes empty or whitespace-only labels there (they are kept: an
@@ -148,12 +156,16 @@ def detect(folder: str) -> tuple[str, str]:
                 continue
             if '"data_list"' in head or '"metainfo"' in head:
                 return path, "mmocr"
-    path = os.path.join(folder, "labels.txt")
-    if os.path.isfile(path):
-        return path, "space"
+    paddle = sorted(n for n in os.listdir(folder) if n.startswith("rec_gt") and n.endswith(".txt"))
+    if paddle:
+        return os.path.join(folder, paddle[0]), "tsv"
+    for name in ("labels.txt", "tmp_labels.txt"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path, "space"
     raise UsageError(
         f"{folder}: no label file found (looked for labels.jsonl, gt.txt, labels.json, "
-        "an MMOCR *.json, labels.txt); name one with --labels"
+        "an MMOCR *.json, rec_gt*.txt, labels.txt, tmp_labels.txt); name one with --labels"
     )
 
 
@@ -172,9 +184,60 @@ def label_file(source: str, labels: str | None = None, fmt: str = "auto") -> tup
     return labels, fmt
 
 
+class ImagePaths:
+    """Resolves a label file's image names to files (see the module docstring)."""
+
+    def __init__(self, label_dir: str, image_root: str | None = None) -> None:
+        self.label_dir = label_dir
+        self.image_root = image_root
+        self.found_root: str | None = None
+        self.probed = False
+
+    @staticmethod
+    def _existing(root: str, rel: str) -> str | None:
+        path = os.path.normpath(os.path.join(root, rel))
+        if os.path.isfile(path):
+            return path
+        if not os.path.splitext(rel)[1]:  # text_renderer v1: a name without its suffix
+            for suffix in IMAGE_SUFFIXES:
+                if os.path.isfile(path + suffix):
+                    return path + suffix
+        return None
+
+    def __call__(self, rel: str) -> str:
+        roots = [self.image_root] if self.image_root else [self.label_dir]
+        if self.found_root:
+            roots.append(self.found_root)
+        for root in roots:
+            hit = self._existing(root, rel)
+            if hit:
+                return hit
+        if not self.image_root and not self.probed:
+            self.probed = True
+            self.found_root = self._probe(rel)
+            if self.found_root:
+                hit = self._existing(self.found_root, rel)
+                if hit:
+                    return hit
+        return os.path.normpath(os.path.join(roots[0], rel))
+
+    def _probe(self, rel: str) -> str | None:
+        """A folder below the label file's folder (3 levels) or its parent's (2) holding
+        ``rel``."""
+        for top, depth in ((self.label_dir, 3), (os.path.dirname(self.label_dir), 2)):
+            for folder, dirs, _ in os.walk(top):
+                if folder[len(top):].count(os.sep) >= depth:
+                    dirs[:] = []
+                    continue
+                dirs.sort()
+                if folder != self.label_dir and self._existing(folder, rel):
+                    return folder
+        return None
+
+
 def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
-                issues: LabelIssues | None = None, *, allow_incomplete: bool = False
-                ) -> Iterator[LabelledImage]:
+                issues: LabelIssues | None = None, *, allow_incomplete: bool = False,
+                image_root: str | None = None) -> Iterator[LabelledImage]:
     """Yield the labelled images of a folder (or of an explicit label file).
 
     Malformed label lines are skipped and reported into ``issues`` (when given),
@@ -191,13 +254,16 @@ def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
         if not allow_incomplete:
             raise
         issues.incomplete.append(str(exc))
+    if image_root is not None and not os.path.isdir(image_root):
+        raise UsageError(f"--image-root {image_root}: no such folder")
     reader = {"jsonl": _jsonl, "tsv": _tsv, "text-renderer": _text_renderer,
               "mmocr": _mmocr, "space": _space}[fmt]
+    resolve = ImagePaths(root, image_root)
     try:
         for rel, rows, where in reader(labels, issues.skipped):
             if not "".join(rows).strip():
                 issues.empty.append(where)
-            yield LabelledImage(os.path.normpath(os.path.join(root, rel)), tuple(rows))
+            yield LabelledImage(resolve(rel), tuple(rows))
     except UnicodeDecodeError as exc:
         raise UsageError(f"{labels}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}); convert it, e.g. iconv -f GBK -t UTF-8") from None

@@ -258,6 +258,10 @@ def _put(env: lmdb.Environment, items: list[tuple[bytes, bytes]]) -> None:
             env.set_mapsize(env.info()["map_size"] * 2)
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
 def find_lmdbs(path: str) -> list[str]:
     """``path`` if it is an LMDB folder, else every LMDB folder below it (sorted)."""
     if os.path.isfile(os.path.join(path, "data.mdb")):
@@ -320,9 +324,18 @@ class LmdbReader:
             raw = txn.get(b"num-samples")
             if raw is None:
                 raise UsageError(f"{path}: not an OCR LMDB (no num-samples key)")
-            self.num_samples = int(raw)
+            try:
+                self.num_samples = int(raw)
+            except ValueError:
+                raise UsageError(f"{path}: num-samples is not a number ({raw[:20]!r})") from None
             meta = txn.get(b"meta")
-        self.meta = json.loads(meta) if meta else {}
+            # deep-text-recognition-benchmark numbers samples from 1; text_renderer from 0
+            # (image-000000000 ..., plus size- keys ocrkit ignores).
+            self.first = 0 if txn.get(b"image-%09d" % 0) is not None else 1
+        try:
+            self.meta = json.loads(meta) if meta else {}
+        except ValueError:
+            self.meta = {}
 
     def _txn(self):
         if self._env is None or self._pid != os.getpid():
@@ -339,19 +352,20 @@ class LmdbReader:
         return self.num_samples
 
     def get(self, index: int) -> tuple[bytes, str]:
-        """Image bytes and label of sample ``index`` (0-based; keys start at 1)."""
+        """Image bytes and label of sample ``index`` (0-based, whatever the keys' base)."""
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
+        key = index + self.first
         with self._txn() as txn:
-            image = txn.get(b"image-%09d" % (index + 1))
-            label = txn.get(b"label-%09d" % (index + 1))
+            image = txn.get(b"image-%09d" % key)
+            label = txn.get(b"label-%09d" % key)
         if image is None or label is None:
-            raise OcrkitError(f"{self.path}: sample {index + 1} is missing")
-        return image, label.decode("utf-8")
+            raise OcrkitError(f"{self.path}: sample {key} is missing")
+        return image, _text(label)
 
     def labels(self) -> Iterator[str]:
         with self._txn() as txn:
-            for n in range(1, self.num_samples + 1):
+            for n in range(self.first, self.num_samples + self.first):
                 raw = txn.get(b"label-%09d" % n)
                 if raw is not None:
-                    yield raw.decode("utf-8")
+                    yield _text(raw)

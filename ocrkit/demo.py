@@ -1,8 +1,9 @@
 """`ocrkit demo`: the whole chain on embedded defaults, on a CPU, in minutes.
 
-synthesize a single-row Chinese training set and a held-out test set (another
-font face when one exists) -> build LMDBs -> train a CAP-CRNN -> evaluate ->
-infer a few test images. Every step is the library code the subcommands use.
+synthesize a single-row Chinese training set, a test set in the training fonts and
+one in a font *design* training never saw -> build LMDBs -> train a CAP-CRNN (with
+augmentation) -> evaluate both -> infer a few held-out images. Every step is the
+library code the subcommands use. The final result is the held-out design's.
 """
 
 from __future__ import annotations
@@ -38,28 +39,32 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 1
+    held_out: str = "serif"  # the pip font design kept out of training
     quiet: bool = False
 
 
-def _fonts() -> tuple[list[str], str, bool]:
-    """(training fonts, held-out test font, whether the test font is unseen) as --font args.
+def _fonts(held_out: str = "serif") -> tuple[list[str], str, str]:
+    """(training fonts, held-out test font, what is held out) as --font args.
 
-    Several fonts found: the last one is held out. One font collection (the pip
-    Noto Sans CJK): train on its SC, TC, HK and KR faces, test on the JP face,
-    whose Japanese glyph forms the model has not seen. (Testing on the TC face
-    instead mostly measures its centred punctuation, which SC training never shows.)
-    """
-    from data_tools.synth.fonts import discover, faces
+    The pip fonts (``ocrkit[fonts]``) are three designs: the ``held_out`` one is the
+    test font, the others train. Without them, with several system fonts the last
+    is held out; with one font collection its JP face (Japanese glyph forms);
+    with one font, that font (nothing is held out)."""
+    from data_tools.synth.fonts import discover, faces, pip_font_files, preferred_face
 
-    specs, _ = discover()
     arg = lambda f: f"{f.path}:{f.index}"  # noqa: E731
+    pip = dict((design, path) for path, design in pip_font_files(designs=True))
+    if held_out in pip and len(pip) > 1:
+        train = [arg(preferred_face(p)) for d, p in pip.items() if d != held_out]
+        return train, arg(preferred_face(pip[held_out])), f"design: {held_out}"
+    specs, _ = discover()
     if len(specs) > 1:
-        return [arg(f) for f in specs[:-1]], arg(specs[-1]), True
+        return [arg(f) for f in specs[:-1]], arg(specs[-1]), "font"
     family = [f for f in faces(specs[0].path) if "mono" not in f.name.lower()]
     held = [f for f in family if " JP" in f.name]
     if len(family) > 1 and held:
-        return [arg(f) for f in family if f != held[0]], arg(held[0]), True
-    return [arg(specs[0])], arg(specs[0]), False
+        return [arg(f) for f in family if f != held[0]], arg(held[0]), "face: JP"
+    return [arg(specs[0])], arg(specs[0]), "nothing (one font)"
 
 
 def _names(args: list[str]) -> str:
@@ -68,7 +73,8 @@ def _names(args: list[str]) -> str:
     return ", ".join(parse_font_arg(a).name for a in args)
 
 
-DEMO_OUTPUTS = ("train", "test", "train.lmdb", "test.lmdb", "run", MARKER)
+DEMO_OUTPUTS = ("train", "test", "train.lmdb", "test.lmdb", "test-fonts", "test-fonts.lmdb",
+                "run", MARKER)
 
 
 def prepare_dir(out: str) -> None:
@@ -104,12 +110,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
     prepare_dir(cfg.out)
     with open(os.path.join(cfg.out, MARKER), "w", encoding="utf-8") as fh:
         json.dump({"config": {k: v for k, v in cfg.__dict__.items()}}, fh, default=list)
-    train_fonts, test_font, held_out = _fonts()
-    say(f"fonts: training {_names(train_fonts)}; held-out test {_names([test_font])}"
-        + ("" if held_out else " (no second font found: the same font)"))
+    train_fonts, test_font, held_out = _fonts(cfg.held_out)
+    say(f"fonts: training {_names(train_fonts)}; held-out test {_names([test_font])} "
+        f"({held_out})")
     sets = {}
     for name, n, seed, fonts in (("train", cfg.train_images, cfg.seed + 1, train_fonts),
-                                 ("test", cfg.test_images, cfg.seed + 2, [test_font])):
+                                 ("test", cfg.test_images, cfg.seed + 2, [test_font]),
+                                 ("test-fonts", cfg.test_images, cfg.seed + 3, train_fonts)):
         folder = os.path.join(cfg.out, name)
         with progress_bar(f"synth {name}", cfg.quiet) as (start, advance):
             synthesize(SynthConfig(out=folder, count=n, seed=seed, cols=cfg.cols,
@@ -132,7 +139,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
         "width": width, "resize": "keep-ratio", "charset": None, "unknown": "skip",
         "device": cfg.device, "amp": None, "workers": cfg.workers, "seed": cfg.seed,
         "val_every": max(1, cfg.steps // 5), "save_every": max(1, cfg.steps // 5),
-        "val_limit": 200, "resume": False, "quiet": cfg.quiet,
+        "val_limit": 200, "resume": False, "quiet": cfg.quiet, "augment": True,
         "backbone": "vgg-small", "backbone_args": {"channels": tuple(cfg.channels),
                                                    "width_stride": cfg.width_stride},
         "neck": "cap", "neck_args": {}, "sequence": "bilstm",
@@ -142,8 +149,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
     summary = run_training(opts)
     predictor = Predictor(os.path.join(run, "best.pt"), cfg.device)
     with progress_bar("evaluate", cfg.quiet) as (start, advance):
-        start(cfg.test_images)
+        start(2 * cfg.test_images)
         result, _ = evaluate(predictor, open_dataset(sets["test"] + ".lmdb"), on_batch=advance)
+        in_domain, _ = evaluate(predictor, open_dataset(sets["test-fonts"] + ".lmdb"),
+                                on_batch=advance)
     samples = list(read_labels(sets["test"]))[:5]
     from data_tools.images import read_image
 
@@ -154,7 +163,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
         say(f"  {os.path.basename(item.path)}: {text}  (label {item.label}, conf {conf:.2f})")
     final = {"demo": cfg.out, "checkpoint": os.path.join(run, "best.pt"),
              "charset_size": summary["classes"] - 1, "train_images": cfg.train_images,
-             "test_images": result["samples"], "held_out_font": held_out,
+             "test_images": result["samples"], "held_out": held_out,
+             "training_fonts": {k: round(in_domain[k], 4) for k in ("clp", "ilp", "one_minus_ned")},
              "train_steps": summary["steps"], "seconds": round(time.perf_counter() - started, 1),
              **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}
     with open(os.path.join(cfg.out, MARKER), "w", encoding="utf-8") as fh:

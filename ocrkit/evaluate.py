@@ -112,7 +112,8 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers,
                                          collate_fn=Collate(predictor.input, None,
-                                                            check_shapes=True))
+                                                            check_shapes=True,
+                                                            width=predictor.width))
     return evaluate_loader(predictor.model, predictor.charset, loader, predictor.device,
                            beam_width=predictor.beam_width, errors=errors, limit=limit,
                            input_spec=predictor.input, on_batch=on_batch)

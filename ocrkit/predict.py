@@ -28,9 +28,11 @@ class Predictor:
     """A recognizer ready for inference: preprocessing, device, decoding."""
 
     def __init__(self, checkpoint: str, device: str = "auto", beam_width: int | None = None,
-                 denoiser: str | None = None, warn=None) -> None:
+                 denoiser: str | None = None, warn=None, fixed_width: bool = False) -> None:
         """``denoiser``: a train-denoiser checkpoint to clean images first (replacing
-        one the recognizer was trained with); ``warn`` receives warnings."""
+        one the recognizer was trained with); ``warn`` receives warnings. Single-row
+        models read every line at its own width (``fixed_width``: pad or squash to
+        the training width instead, the behaviour before 0.2)."""
         self.ckpt = load_checkpoint(checkpoint)
         self.model, self.charset = build_model(self.ckpt)
         self.input = InputSpec(**self.ckpt["input"])
@@ -38,7 +40,8 @@ class Predictor:
             from ocrkit.models.denoise import attach_denoiser
 
             attach_denoiser(self.model, denoiser, self.input, warn)
-        self.resize = self.input.transform()
+        self.width = "fixed" if fixed_width else "any"
+        self.resize = self.input.transform(self.width)
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.beam_width = beam_width
@@ -54,10 +57,20 @@ class Predictor:
         return self.input.to_tensor([self.resize(im)[0] for im in images])
 
     @torch.no_grad()
-    def __call__(self, images) -> list[tuple[str, float, list[str]]]:
-        """(text with rows joined by newlines, confidence, rows) per image."""
+    def __call__(self, images, batch_size: int = 32) -> list[tuple[str, float, list[str]]]:
+        """(text with rows joined by newlines, confidence, rows) per image.
+
+        Images are grouped by width (a batch pads to its widest line), so a short line
+        does not pay for a long one; results come back in the input order."""
         if not images:
             return []
-        texts, confs, rows = predict_texts(self.model, self.tensor(images).to(self.device),
-                                           self.charset, self.beam_width)
-        return list(zip(texts, confs, rows))
+        arrays = [self.resize(im)[0] for im in images]
+        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[-1])
+        out: list = [None] * len(arrays)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            x = self.input.to_tensor([arrays[i] for i in chunk]).to(self.device)
+            texts, confs, rows = predict_texts(self.model, x, self.charset, self.beam_width)
+            for i, result in zip(chunk, zip(texts, confs, rows)):
+                out[i] = result
+        return out

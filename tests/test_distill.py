@@ -195,6 +195,42 @@ def test_method_groups_and_deployable():
             len(list(student.parameters())) + len(list(net.regressors.parameters())))
 
 
+def test_kd_warmup_ramps_the_kd_terms_only():
+    method = DistillMethod(Charset(list("abcdefghi")), KDConfig(warmup=0.5), {})
+    method.begin(100, 0)
+    assert method.ramp() == 0.0
+    method.after_step(None, 25)
+    assert method.ramp() == 0.5
+    method.begin(100, 80)  # resumed past the warm-up
+    assert method.ramp() == 1.0
+    teacher, student = tiny(), Recognizer(half_spec(tiny().spec), 10, input_size=(32, 96))
+    net = DistillNet(student, teacher, KDConfig(online=True, warmup=0.5), {})
+    method = DistillMethod(Charset(list("abcdefghi")), net.cfg, {})
+    method.begin(100, 0)
+    out = method.loss(net, batch_for(), torch.device("cpu"))
+    assert torch.allclose(out.total, out.terms["ctc"] + out.terms["teacher_ctc"])  # KD off
+
+
+def test_each_parameter_group_is_clipped_on_its_own():
+    from ocrkit.train.loop import TrainConfig, clip_groups, param_groups
+    from ocrkit.train.setup import make_optimizer
+
+    teacher, student = tiny(), Recognizer(half_spec(tiny().spec), 10, input_size=(32, 96))
+    net = DistillNet(student, teacher, KDConfig(online=True), {})
+    method = DistillMethod(Charset(list("abcdefghi")), net.cfg, {})
+    cfg = TrainConfig(out="x", max_steps=1, grad_clip=1.0)
+    opt = make_optimizer(cfg, param_groups(method, net, cfg))
+    for p in student.parameters():
+        p.grad = torch.full_like(p, 1e-4)  # a small gradient: under the clip
+    for p in teacher.parameters():
+        p.grad = torch.full_like(p, 10.0)  # a huge one
+    small = [p.grad.clone() for p in student.parameters()]
+    clip_groups(opt)
+    assert all(torch.equal(a, p.grad) for a, p in zip(small, student.parameters()))
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in teacher.parameters()]))
+    assert norm.item() == pytest.approx(1.0, rel=1e-4)
+
+
 # ============================================================================ the CLI
 @pytest.fixture(scope="module")
 def kd(tmp_path_factory, cjk_font):

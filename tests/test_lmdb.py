@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import shutil
 
@@ -108,6 +109,75 @@ def test_other_tools_label_formats(cli, tmp_path, fmt):
     with open_env(tmp_path / "db").begin() as txn:
         got = {txn.get(b"label-%09d" % n).decode() for n in (1, 2)}
     assert got == set(labels.values())
+
+
+@pytest.mark.parametrize("layout", ["text-renderer-v1", "paddleocr", "mmocr-prefix",
+                                    "trdg-image-root"])
+def test_layouts_of_other_tools(cli, tmp_path, layout):
+    """Image names without suffix (text_renderer v1), PaddleOCR's rec_gt_*.txt with paths
+    from the dataset root, MMOCR paths under a data prefix, --image-root."""
+    root = tmp_path / layout
+    labels = {"00000000": "你好 world", "00000001": "第二"}
+    extra = []
+    if layout == "text-renderer-v1":  # default/tmp_labels.txt: "00000000 label", 00000000.jpg
+        _write_images(root, [f"{k}.jpg" for k in labels])
+        (root / "tmp_labels.txt").write_text("".join(f"{k} {v}\n" for k, v in labels.items()),
+                                             encoding="utf-8")
+    elif layout == "paddleocr":  # train_data/rec/rec_gt_train.txt, paths from train_data/
+        _write_images(root / "rec" / "train", [f"{k}.png" for k in labels])
+        (root / "rec" / "rec_gt_train.txt").write_text(
+            "".join(f"rec/train/{k}.png\t{v}\n" for k, v in labels.items()), encoding="utf-8")
+        root = root / "rec"
+    elif layout == "mmocr-prefix":  # data_prefix img_path='textrecog_imgs/train/'
+        _write_images(root / "textrecog_imgs" / "train", [f"{k}.jpg" for k in labels])
+        (root / "textrecog_train.json").write_text(json.dumps({"metainfo": {}, "data_list": [
+            {"img_path": f"{k}.jpg", "instances": [{"text": v}]} for k, v in labels.items()]}),
+            encoding="utf-8")
+    else:
+        _write_images(tmp_path / "pictures", [f"{k}.png" for k in labels])
+        root.mkdir()
+        (root / "labels.txt").write_text("".join(f"{k}.png {v}\n" for k, v in labels.items()),
+                                         encoding="utf-8")
+        extra = ["--image-root", tmp_path / "pictures"]
+    res = cli("build-lmdb", root, tmp_path / "db", "-q", *extra)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["num_samples"] == 2
+    with open_env(tmp_path / "db").begin() as txn:
+        assert {txn.get(b"label-%09d" % n).decode() for n in (1, 2)} == set(labels.values())
+
+
+def test_no_image_found_is_an_error_not_an_empty_lmdb(cli, tmp_path):
+    folder = tmp_path / "lost"
+    folder.mkdir()
+    (folder / "gt.txt").write_text("nowhere.png\tlabel\n", encoding="utf-8")
+    res = cli("build-lmdb", folder, tmp_path / "db")
+    assert res.exit_code == 1 and "no readable image" in res.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_lmdb_keys_from_zero_and_the_same_lmdb_twice(cli, tmp_path, multirow_set):
+    """text_renderer numbers its keys from 0; lmdb 3.x refuses a second open of one
+    database in a process (train --train X --val X)."""
+    import lmdb
+
+    from data_tools.lmdb import LmdbReader
+    from ocrkit.data import open_dataset
+
+    db = tmp_path / "tr"
+    items = read_labels(multirow_set)[:3]
+    env = lmdb.open(str(db), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i, rec in enumerate(items):
+            txn.put(b"image-%09d" % i, (Path(multirow_set) / rec["image"]).read_bytes())
+            txn.put(b"label-%09d" % i, "\n".join(rec["rows"]).encode())
+            txn.put(b"size-%09d" % i, b"64,64")
+        txn.put(b"num-samples", b"3")
+    env.close()
+    reader = LmdbReader(str(db))
+    assert reader.first == 0 and list(reader.labels()) == ["\n".join(r["rows"]) for r in items]
+    assert json.loads(cli("stats", db, "-q").stdout)["samples"] == 3
+    both = open_dataset([str(db), str(db)])  # the same database twice in one process
+    assert len(both) == 6 and both[5].rows == items[2]["rows"] and both[0].image is not None
 
 
 def test_missing_label_file_and_malformed_lines(cli, tmp_path):

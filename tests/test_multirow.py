@@ -106,16 +106,70 @@ def test_row_attention_needs_enough_feature_rows():
         RowAttention(in_channels=4, rows=3, feature_height=2, feature_width=3)
 
 
-def _model(neck: str, rows: int = 3, size=(48, 48), classes: int = 6) -> Recognizer:
+def _model(neck: str, rows: int = 3, size=(48, 48), classes: int = 6,
+           row_sequence: str = "per-row", variant: str = "full") -> Recognizer:
     torch.manual_seed(0)
-    spec = make_spec("vgg-small", neck, "bilstm", backbone_args=SMALL, neck_args={"rows": rows},
-                     sequence_args={"hidden": 8, "layers": 1})
+    neck_args = {"rows": rows, **({"variant": variant} if neck == "row-attention" else {})}
+    spec = make_spec("vgg-small", neck, "bilstm", backbone_args=SMALL, neck_args=neck_args,
+                     sequence_args={"hidden": 8, "layers": 1}, row_sequence=row_sequence)
     return Recognizer(spec, classes, input_size=size)
+
+
+@pytest.mark.parametrize("variant", ["full", "column"])
+def test_reading_order_carries_context_across_rows_and_per_row_does_not(variant):
+    images = torch.rand(2, 1, 48, 48)
+
+    def logits_with_row0_changed(model):
+        def bump(module, args, out):  # change text row 0's features only
+            out = out.clone()
+            out[:, 0] += 1.0
+            return out
+
+        handle = model.neck.register_forward_hook(bump)
+        try:
+            return model(images)
+        finally:
+            handle.remove()
+
+    for order, crosses in (("per-row", False), ("reading-order", True)):
+        model = _model("row-attention", row_sequence=order, variant=variant).eval()
+        before, after = model(images), logits_with_row0_changed(model)
+        assert before.shape == after.shape == (2, 3, 6, 6)
+        assert not torch.equal(before[:, 0], after[:, 0])
+        assert torch.equal(before[:, 1:], after[:, 1:]) != crosses, order
+
+
+def test_reading_order_keeps_eq_10s_per_row_ctc_loss():
+    model = _model("row-attention", classes=8, row_sequence="reading-order")
+    charset = Charset(list("abcdefg"))
+    from PIL import Image
+
+    im = Image.new("L", (48, 48), 255)
+    batch = Collate(InputSpec(48, 48, "stretch", rows=3), charset)(
+        [Sample(im, ["ab", "c", "defg"], "0"), Sample(im, ["g", "fe"], "1")])
+    loss = SupervisedCTC(charset).loss(model, batch, torch.device("cpu")).total
+    logits = model(batch["images"])
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    rows = [["ab", "c", "defg"], ["g", "fe", ""]]
+    terms = [ctc(logits[i, j].log_softmax(-1)[:, None],
+                 torch.tensor([charset.encode(rows[i][j])], dtype=torch.long).reshape(1, -1),
+                 torch.tensor([logits.shape[2]]), torch.tensor([len(rows[i][j])]))
+             for i in range(2) for j in range(3)]
+    assert torch.allclose(loss, torch.stack(terms).mean(), atol=1e-5)
+    out = model(batch["images"], outputs=True)
+    assert out.rnn_state[0].shape == (2, 16)  # one sequence per image, not per row
+
+
+def test_full_row_attention_too_large_is_refused_not_allocated():
+    with pytest.raises(UsageError, match="variant=full needs two Conv1d.*variant=column"):
+        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28)
+    RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, variant="column")
 
 
 def test_recognizer_measures_feature_geometry_into_the_spec():
     model = _model("row-attention")
-    assert model.spec["neck"]["args"] == {"rows": 3, "feature_height": 3, "feature_width": 6}
+    assert model.spec["neck"]["args"] == {"rows": 3, "variant": "full", "feature_height": 3,
+                                          "feature_width": 6}
     logits = model(torch.zeros(2, 1, 48, 48))
     assert logits.shape == (2, 3, 6, 6)  # [B, H, T, K]
     again = Recognizer(model.spec, 6)  # a checkpoint's spec rebuilds without the input size

@@ -63,6 +63,37 @@ def test_train_each_multirow_neck_then_infer_rows_and_evaluate_rows(cli, sets, t
     assert result["samples"] == 6 and result["row_level"]["samples"] == 18
 
 
+@pytest.mark.parametrize("variant", ["full", "column"])
+def test_row_attention_in_reading_order_everywhere(cli, sets, tmp_path, variant):
+    """--row-sequence reading-order: stored in the spec, read back by evaluate, infer, ONNX
+    export (--verify parity) and distill."""
+    out = tmp_path / "ro"
+    res = cli("train", "--train", sets / "plain/train", "--val", sets / "plain/test", "-o", out,
+              "--rows", 3, "--neck", "row-attention", "--neck-arg", f"variant={variant}",
+              "--row-sequence", "reading-order", "--max-steps", 2, *TINY)
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(str(out / "best.pt"))["spec"]["row_sequence"] == "reading-order"
+    res = cli("infer", "-m", out / "best.pt", sets / "plain/test")
+    assert all(len(json.loads(x)["rows"]) == 3 for x in res.stdout.splitlines())
+    assert json.loads(cli("evaluate", out / "best.pt", sets / "plain/test", "-q").stdout)[
+        "row_level"]["samples"] == 18
+    res = cli("export", out / "best.pt", "-o", tmp_path / "ro.onnx", "--verify", "--samples",
+              sets / "plain/test")
+    assert res.exit_code == 0 and json.loads(res.stdout)["verify"]["texts_match"]
+    res = cli("distill", "--teacher", out / "best.pt", "--train", sets / "plain/train",
+              "-o", tmp_path / "kd", "--max-steps", 1, "-b", 8, "-w", 0, "-q")
+    assert res.exit_code == 0, res.output
+    assert load_checkpoint(str(tmp_path / "kd/best.pt"))["spec"]["row_sequence"] == \
+        "reading-order"
+
+
+def test_reading_order_needs_a_neck_that_returns_rows(cli, sets, tmp_path):
+    res = cli("train", "--train", sets / "plain/train", "-o", tmp_path / "r", "--rows", 3,
+              "--neck", "multirow-stretch", "--row-sequence", "reading-order", "--max-steps", 1,
+              *TINY)
+    assert res.exit_code == 2 and "returns one sequence per image" in res.stderr
+
+
 def test_rows_need_a_multirow_neck(cli, sets, tmp_path):
     res = cli("train", "--train", sets / "plain/train", "-o", tmp_path / "r", "--rows", 3,
               "--max-steps", 1, *TINY)

@@ -166,7 +166,9 @@ def test_plugin_backbone_lists_and_trains(plugin_path, lmdbs, tmp_path):
                  *TINY[2:], env=env)
     assert json.loads(res.stdout)["steps"] == 2
     spec = load_checkpoint(str(tmp_path / "tiny" / "best.pt"))["spec"]
-    assert spec["backbone"] == {"name": "tiny-cnn", "args": {"width": 8}}
+    # the checkpoint names the distribution that supplied the component
+    assert spec["backbone"] == {"name": "tiny-cnn", "args": {"width": 8},
+                                "dist": "ocrkit-tinycnn", "version": "0.1.0"}
     # A broken plugin never breaks other commands; a clash names both distributions.
     assert ocrkit("synth", "--help", env=env).returncode == 0
     clash = ocrkit("train", "--train", lmdbs / "train.lmdb", "-o", tmp_path / "c",
@@ -187,7 +189,8 @@ def test_demo_chain_prints_final_json_last(tmp_path):
     proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8, "--steps", 3,
                   "--charset-size", 12, "-q")
     final = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert final["train_steps"] == 3 and final["test_images"] == 8 and final["held_out_font"]
+    assert final["train_steps"] == 3 and final["test_images"] == 8
+    assert final["held_out"] == "design: serif" and "clp" in final["training_fonts"]
     assert {"clp", "ilp", "cer", "one_minus_ned"} <= set(final)
     assert (out / "run" / "best.pt").is_file() and (out / "train.lmdb" / "data.mdb").is_file()
     # A second run replaces its own earlier demo; a foreign folder is refused.

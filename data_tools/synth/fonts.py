@@ -5,8 +5,10 @@ Discovery order (first that yields fonts wins):
 1. fonts the user names (``--font PATH[:INDEX]``, ``--font-dir DIR``);
 2. system fonts that draw the corpus's most frequent characters (``fc-list`` when
    present, else the usual font folders of Linux, macOS and Windows);
-3. fonts from pip packages installed with ``pip install "ocrkit[fonts]"``
-   (``noto-cjk-sans-otc``: Noto Sans CJK), so a fresh machine needs no apt.
+3. fonts from pip packages installed with ``pip install "ocrkit[fonts]"``, so a
+   fresh machine needs no apt: three visually different designs (see
+   ``PIP_FONT_PACKAGES``). No Kai (regular script) or handwriting-like Chinese
+   font could be found on PyPI under a free licence.
 
 Coverage is decided by *rendering* each character (a cmap entry is not enough:
 some fonts map characters to blank glyphs, and a missing glyph renders as the
@@ -29,8 +31,16 @@ from ocrkit.errors import UsageError
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 
-# pip packages that carry CJK fonts: (import name, file inside the package).
-PIP_FONT_PACKAGES = (("noto_cjk_sans_otc", "NotoSansCJK-Regular.ttc"),)
+# pip packages that carry CJK fonts: (import name, file inside the package, design).
+# Pinned in setup.py's "fonts" extra. Noto Sans CJK (OFL); Noto Serif SC, a Song/Ming
+# design (OFL, repackaged by pylopdf-fonts-zh-cn, which also ships Noto Sans SC: the
+# same design as the first, so unused); WenQuanYi Micro Hei, a sans of another design
+# derived from Droid Sans Fallback (Apache-2.0, repackaged by paperang-p2-fonts-cjk).
+PIP_FONT_PACKAGES = (
+    ("noto_cjk_sans_otc", "NotoSansCJK-Regular.ttc", "sans"),
+    ("paperang_p2_fonts_cjk", "fonts/wqy-microhei.ttc", "sans-wqy"),
+    ("pylopdf_fonts_zh_cn", "NotoSerifSC-Regular.otf", "serif"),
+)
 
 # Face-name hints used to prefer the Simplified-Chinese face of a collection.
 _SC_HINTS = (" SC", " CN", "GB", "Simplified", "SimSun", "SimHei", "Hei SC")
@@ -134,17 +144,18 @@ def fonts_in_dir(directory: str) -> list[FontSpec]:
     return specs
 
 
-def pip_font_files() -> list[str]:
-    """Font files carried by installed pip font packages (``ocrkit[fonts]``)."""
+def pip_font_files(designs: bool = False) -> list:
+    """Font files carried by installed pip font packages (``ocrkit[fonts]``); with
+    ``designs``, ``(path, design)`` pairs."""
     found = []
-    for module, filename in PIP_FONT_PACKAGES:
+    for module, filename, design in PIP_FONT_PACKAGES:
         spec = importlib.util.find_spec(module)
         if spec is None or not spec.submodule_search_locations:
             continue
         for location in spec.submodule_search_locations:
             candidate = os.path.join(location, filename)
             if os.path.isfile(candidate):
-                found.append(candidate)
+                found.append((candidate, design) if designs else candidate)
                 break
     return found
 

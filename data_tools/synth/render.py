@@ -42,6 +42,8 @@ class Appearance:
     noise: float = 0.0  # max Gaussian noise sigma (grey levels)
     line_width: Range = (1, 2)  # box-line thickness (px)
     line_ink: Range = (0, 90)  # box-line grey level
+    weight: Range = (-0.6, 0.7)  # stroke weight change in px (rounded): <0 lighter, >0 bolder
+    texture: float = 0.3  # share of images on uneven paper (a gradient and soft blotches)
 
 
 @dataclass
@@ -173,8 +175,13 @@ class Renderer:
                 mask, left, top, _ = self._glyph(font, size, ch)
                 if mask is not None:
                     _stamp(coverage, mask, round(x0s[r] + x) + left, round(y) + top)
-        # Alpha-blend ink over paper: bg + (ink - bg) * coverage / 255.
-        text = (bg + ((ink - bg) * coverage.astype(np.int32) + 127) // 255).astype(np.uint8)
+        weight = round(rng.uniform(*look.weight))
+        if weight:  # bold and light weights of the same design
+            coverage = _grow(coverage, weight)
+        paper = _paper(rng, bg, lay.height, lay.width) if rng.random() < look.texture else bg
+        # Alpha-blend ink over paper: paper + (ink - paper) * coverage / 255.
+        text = np.clip(paper + ((ink - paper) * coverage.astype(np.int32) + 127) // 255,
+                       0, 255).astype(np.uint8)
 
         clean = line_mask = None
         if lay.box_lines:
@@ -213,6 +220,37 @@ class Renderer:
                 if left < x < right:
                     mask[y0:y1 + 1, x:x + t] = True
         return mask
+
+
+def _grow(coverage: np.ndarray, steps: int) -> np.ndarray:
+    """Thicken (``steps`` > 0) or thin (< 0) the ink by that many pixels: a 3x3 maximum
+    or minimum filter applied ``|steps|`` times."""
+    out = coverage
+    pick = np.maximum if steps > 0 else np.minimum
+    for _ in range(abs(steps)):
+        p = np.pad(out, 1, mode="edge")
+        h, w = out.shape
+        acc = out.copy()
+        for dy in (0, 1, 2):
+            for dx in (0, 1, 2):
+                pick(acc, p[dy:dy + h, dx:dx + w], out=acc)
+        out = acc
+    return out
+
+
+def _paper(rng: random.Random, bg: int, height: int, width: int) -> np.ndarray:
+    """Uneven paper around grey level ``bg``: a linear gradient (up to 30 levels end to
+    end) and soft blotches (smoothed noise, up to 12 levels), as ``int32``."""
+    gen = np.random.default_rng(rng.getrandbits(32))
+    amp = rng.uniform(5, 30)
+    t = np.linspace(-0.5, 0.5, width if rng.random() < 0.7 else height)
+    ramp = (t * amp)[None, :] if len(t) == width else (t * amp)[:, None]
+    coarse = gen.normal(0, 1, (max(2, height // 16), max(2, width // 16)))
+    blotch = np.asarray(Image.fromarray(((coarse + 3) * 40).clip(0, 255).astype(np.uint8))
+                        .resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    blotch = (blotch - blotch.mean()) / max(blotch.std(), 1e-3) * rng.uniform(0, 12) / 3
+    paper = bg + np.broadcast_to(ramp, (height, width)) + blotch
+    return np.clip(np.rint(paper), 0, 255).astype(np.int32)
 
 
 def _stamp(canvas: np.ndarray, glyph: np.ndarray, x: int, y: int) -> None:

@@ -72,3 +72,65 @@ class RangeType(click.ParamType):
             if (self.lower is not None and p < self.lower) or (self.upper is not None and p > self.upper):
                 self.fail(f"{value!r}: values must lie in [{self.lower}, {self.upper}]", param, ctx)
         return tuple(parts)
+
+
+# Options a rerun from config.json must not inherit.
+_NOT_REPLAYED = ("resume", "overwrite", "config", "_explicit")
+_PATH_OPTIONS = ("train_paths", "val_paths", "charset", "denoiser", "teacher", "data", "val")
+
+
+def replayable(command: str, opts: dict, explicit: set[str] | None = None) -> dict:
+    """A command's options as config.json keeps them for ``--config``: raw CLI values
+    (``k=v`` strings for component arguments, lists for repeated options), paths
+    made absolute, and nothing that belongs to one invocation (--resume ...). With
+    ``explicit``, only the options given (a command whose defaults depend on what
+    was given, like distill's student preset)."""
+    import os
+
+    out = {}
+    for key, value in opts.items():
+        if key in _NOT_REPLAYED or key.startswith("_"):
+            continue
+        if explicit is not None and key not in explicit:
+            continue
+        if key.endswith("_args") and isinstance(value, dict):
+            value = [f"{k}={v!r}" for k, v in value.items()]
+        elif isinstance(value, tuple):
+            value = list(value)
+        if key in _PATH_OPTIONS and value:
+            value = ([os.path.abspath(v) for v in value] if isinstance(value, list)
+                     else os.path.abspath(value))
+        out[key] = value
+    return {"command": command, "options": out}
+
+
+def config_option(command: str):
+    """``--config RUN/config.json``: rerun a run; options given on the command line win.
+
+    The file's ``options`` become the command's defaults (click's ``default_map``),
+    so required options are satisfied and every flag still overrides."""
+
+    def load(ctx: click.Context, param, value):
+        if not value:
+            return value
+        try:
+            with open(value, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"{value}: not a readable JSON file ({exc})", ctx=ctx,
+                                     param=param) from None
+        options = data.get("options") if isinstance(data, dict) else None
+        if not isinstance(options, dict):
+            raise click.BadParameter(f"{value}: holds no \"options\" (a config.json written by "
+                                     "this ocrkit's training commands)", ctx=ctx, param=param)
+        if data.get("command") not in (None, command):
+            click.echo(f"ocrkit: warning: {value} is from `ocrkit {data['command']}`; only "
+                       "options both commands share are used", err=True)
+        known = {p.name for p in ctx.command.params}
+        ctx.default_map = {**(ctx.default_map or {}),
+                           **{k: v for k, v in options.items() if k in known}}
+        return value
+
+    return click.option("--config", type=click.Path(exists=True, dir_okay=False),
+                        is_eager=True, expose_value=False, callback=load,
+                        help="Rerun from a run's config.json (options given here override).")

@@ -22,18 +22,23 @@ Examples:
               help="Label file to read (default: detected in each input folder).")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "tsv", "text-renderer",
               "mmocr", "space"]), default="auto", show_default=True,
-              help="Label file format.")
+              help="Label file format (tsv: gt.txt, PaddleOCR rec_gt*.txt; space: TRDG "
+                   "labels.txt, text_renderer v1 tmp_labels.txt).")
+@click.option("--image-root", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder the label file's image paths are relative to [default: the label "
+                   "file's folder, else a folder below it where the first image is found].")
 @click.option("--overwrite", is_flag=True,
               help="Replace OUT if it exists (atomically): only a single file or an LMDB "
                    "that build-lmdb wrote, never an input.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 and keep OUT unwritten if any image is unreadable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or report on stderr.")
-def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
+def build_lmdb(inputs, out, labels, fmt, image_root, overwrite, strict, quiet) -> None:
     """Pack labelled image folders (INPUTS...) into the LMDB OUT.
 
-    Reads labels.jsonl (ocrkit), gt.txt (path<TAB>label), text_renderer's
-    labels.json, MMOCR json or TRDG labels.txt. Keys follow
+    Reads labels.jsonl (ocrkit), gt.txt and PaddleOCR rec_gt*.txt (path<TAB>label),
+    text_renderer's labels.json and v1 tmp_labels.txt, MMOCR json or TRDG
+    labels.txt. Keys follow
     deep-text-recognition-benchmark (image-%09d, label-%09d from 1, num-samples),
     so PaddleOCR, MMOCR and PARSeq read OUT unchanged; multi-row labels are rows
     joined by a newline. Every image is decoded first: bad ones are skipped and
@@ -51,7 +56,8 @@ def build_lmdb(inputs, out, labels, fmt, overwrite, strict, quiet) -> None:
     # or that holds an input, is known at once.
     check_lmdb_target(out, overwrite=overwrite, inputs=list(inputs) + ([labels] if labels else []))
     issues = LabelIssues()
-    samples = [s for source in inputs for s in read_labels(source, labels, fmt, issues)]
+    samples = [s for source in inputs
+               for s in read_labels(source, labels, fmt, issues, image_root=image_root)]
     for err in issues.skipped[:20]:
         console.print(f"[yellow]warning:[/] {err}", highlight=False)
     if len(issues.skipped) > 20:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ocrkit.cli._common import FiniteFloat, json_line
+from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
 from ocrkit.cli.train import _apply, data_options, loop_options, model_options
 
 
@@ -47,6 +47,14 @@ def kd_options(f):
                      help="FitNets hint weight (Eq. 16's lambda1; Table 6 'alpha'); 0: off."),
         click.option("--lambda-lstm", type=FiniteFloat(0), default=0.2, show_default=True,
                      help="BiLSTM h/c weight (Eq. 16's lambda2; Table 6 'beta'); 0: off."),
+        click.option("--kd-warmup", type=click.FloatRange(0, 1), default=None,
+                     help="Ramp every KD term from 0 to its weight over this fraction of the "
+                          "steps [default: 0 from a trained teacher; 0.3 when the teacher or "
+                          "peer trains from scratch (--online, dml)]."),
+        click.option("--kd-gate", type=click.Choice(["none", "teacher-better"]), default=None,
+                     help="teacher-better: with --online, the KD terms of a batch count only "
+                          "while the teacher's CTC loss is below the student's [default: "
+                          "teacher-better with --online, else none]."),
         click.option("--hint", multiple=True, metavar="S=T",
                      help="Hint pair: student tap = teacher tap (stage1..., a module path), "
                           "through a 1x1-conv regressor (repeatable; 'none': no hints) "
@@ -79,6 +87,7 @@ Examples:
 @loop_options(out_help="Run folder: best.pt and last.pt hold the student alone (an ordinary "
                        "recognizer checkpoint); teacher.pt the co-trained teacher or peer.")
 @model_options
+@config_option("distill")
 @click.pass_context
 def distill(ctx: click.Context, **opts) -> None:
     """Distil a teacher recognizer into a smaller student (knowledge distillation).
@@ -94,7 +103,9 @@ def distill(ctx: click.Context, **opts) -> None:
     from ocrkit.train.distill_setup import run_distill
 
     opts["_explicit"] = {name for name in opts
-                         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+                         if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
+                                                                ParameterSource.DEFAULT_MAP)}
+    opts["_config"] = replayable("distill", opts, opts["_explicit"])
     result = run_distill(opts)
     if result is not None:
         click.echo(json_line(result))

@@ -42,9 +42,12 @@ Examples:
               help="Data-loading workers (default: up to 2; at most the CPU cores).")
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
+@click.option("--fixed-width", is_flag=True,
+              help="Pad or squash every line to the model's training width (default: each "
+                   "single-row line is read at its own width, aspect ratio kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No table or warnings on stderr.")
 def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_out, limit,
-             workers, denoiser, quiet) -> None:
+             workers, denoiser, fixed_width, quiet) -> None:
     """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders).
 
     \b
@@ -76,7 +79,8 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
                           replaceable=is_gallery,
                           hint="it is not an ocrkit gallery: choose another --errors-out")
     n_workers = resolve_workers(workers, min(2, default_workers() - 1), warn)
-    predictor = Predictor(checkpoint, device, beam_width, denoiser, warn=warn)
+    predictor = Predictor(checkpoint, device, beam_width, denoiser, warn=warn,
+                          fixed_width=fixed_width)
     dataset = open_dataset(list(data))
     for line in dataset.issues.warnings():
         warn(line)

@@ -16,6 +16,10 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output file.")
 @click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--profile", type=click.Choice(["ocrkit", "rapidocr"]), default="ocrkit",
+              show_default=True,
+              help="ocrkit: grey [N,1,H,W] -> logits; rapidocr: the input and output "
+                   "RapidOCR's TextRecognizer (and PaddleOCR's predict_rec) use.")
 @click.option("--verify", is_flag=True,
               help="Compare onnxruntime with torch on sample images (needs onnxruntime).")
 @click.option("--samples", type=click.Path(exists=True), default=None,
@@ -23,11 +27,13 @@ Examples:
 @click.option("--tolerance", type=float, default=1e-3, show_default=True,
               help="Largest allowed logit difference for --verify.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT (once verified).")
-def export(checkpoint, fmt, out, opset, verify, samples, tolerance, overwrite) -> None:
+def export(checkpoint, fmt, out, opset, profile, verify, samples, tolerance, overwrite) -> None:
     """Export CHECKPOINT to ONNX with a dynamic batch and width.
 
-    Charset, input spec and model spec are stored in the ONNX metadata. The
-    file is written under a temporary name and renamed when complete; with
+    The ONNX metadata says in plain keys what a third party needs (character,
+    blank_index, output, input, grey, resize, scale, padding, decode, rows; see
+    ocrkit/export.py). The file is written under a temporary name and renamed
+    when complete; with
     --verify it is renamed only if onnxruntime agrees with torch (logits within
     --tolerance, identical texts): otherwise exit 1 and OUT stays as it was.
     """
@@ -38,9 +44,9 @@ def export(checkpoint, fmt, out, opset, verify, samples, tolerance, overwrite) -
     check_output_file(out, overwrite=overwrite,
                       inputs=[checkpoint] + ([samples] if samples else []))
     images = _sample_images(checkpoint, samples) if verify else None
-    result = {"out": out, "format": fmt}
+    result = {"out": out, "format": fmt, "profile": profile}
     with atomic_file(out) as tmp:
-        export_onnx(checkpoint, tmp, opset=opset)
+        export_onnx(checkpoint, tmp, opset=opset, profile=profile)
         if verify:
             check = verify_onnx(checkpoint, tmp, images)
             result["verify"] = check

@@ -56,8 +56,12 @@ Examples:
 @click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
+@click.option("--fixed-width", is_flag=True,
+              help="Pad or squash every line to the model's training width (default: each "
+                   "single-row line is read at its own width, aspect ratio kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
-def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, quiet) -> None:
+def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_width,
+          quiet) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
     Records are {"path", "text", "confidence"}; multi-row models add "rows"
@@ -71,7 +75,8 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, quiet) -
 
     console = stderr_console(quiet)
     predictor = Predictor(checkpoint, device, beam_width, denoiser,
-                          warn=lambda m: console.print(m, highlight=False))
+                          warn=lambda m: console.print(m, highlight=False),
+                          fixed_width=fixed_width)
     multirow = predictor.input.rows > 1
     failed = False
     odd = 0
@@ -85,7 +90,7 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, quiet) -
         """Predictions for a batch; if the batch fails, image by image, so one bad
         input costs one error record, never the batch."""
         try:
-            return predictor(images)
+            return predictor(images, batch_size)
         except Exception:  # noqa: BLE001
             out = []
             for im in images:

@@ -99,6 +99,11 @@ Examples:
               help="Paper grey level range.")
 @click.option("--ink", type=RangeType(int, 0, 255), default="0:70", show_default=True,
               help="Text grey level range.")
+@click.option("--weight", type=RangeType(float, -3, 3), default="-0.6:0.7", show_default=True,
+              help="Stroke weight change in pixels, drawn per image and rounded (negative "
+                   "thins, positive thickens): light and bold weights of each font.")
+@click.option("--texture", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Share of images on uneven paper (gradient and soft blotches).")
 @click.option("--rotate", type=click.FloatRange(0, 45), default=0.0, show_default=True,
               help="Max rotation in degrees.")
 @click.option("--skew", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -144,7 +149,8 @@ def synth(**opts) -> None:
         size_jitter=opts.pop("size_jitter"), spacing=opts.pop("spacing"),
         background=opts.pop("background"), ink=opts.pop("ink"), rotate=opts.pop("rotate"),
         skew=opts.pop("skew"), blur=opts.pop("blur"), noise=opts.pop("noise"),
-        line_width=opts.pop("line_width"), line_ink=opts.pop("line_ink"))
+        line_width=opts.pop("line_width"), line_ink=opts.pop("line_ink"),
+        weight=opts.pop("weight"), texture=opts.pop("texture"))
     opts["workers"] = max(1, resolve_workers(
         opts["workers"], default_workers(),
         lambda m: console.print(m, highlight=False)))

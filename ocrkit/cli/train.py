@@ -6,7 +6,7 @@ import ast
 
 import click
 
-from ocrkit.cli._common import FiniteFloat, json_line
+from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
 
 
 def parse_kv(ctx, param, values) -> dict:
@@ -42,6 +42,12 @@ def model_options(f):
                      metavar="K=V"),
         click.option("--head", default="ctc", show_default=True),
         click.option("--head-arg", "head_args", multiple=True, callback=parse_kv, metavar="K=V"),
+        click.option("--row-sequence", type=click.Choice(["per-row", "reading-order"]),
+                     default="per-row", show_default=True,
+                     help="Necks that return text rows (row-attention): the sequence stage "
+                          "reads each row alone (the paper), or all rows in reading order as "
+                          "one sequence, cut back per row (context crosses rows; per-row CTC "
+                          "loss unchanged)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -136,6 +142,10 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
                           "How many labels change is reported before training."),
         click.option("--replacement", default=None, metavar="CHAR",
                      help="The charset character --unknown replace maps unknown ones to."),
+        click.option("--augment/--no-augment", default=True, show_default=True,
+                     help="Text-safe augmentation of training images (margins, width, small "
+                          "rotation and shear, stroke weight, blur, levels, noise, JPEG; see "
+                          "ocrkit/data/augment.py), drawn per seed, epoch and sample."),
     ]
     if denoiser:
         options.insert(6, click.option(
@@ -162,6 +172,7 @@ Examples:
 """)
 @train_options
 @model_options
+@config_option("train")
 def train(**opts) -> None:
     """Train a recognizer (CAP-CRNN by default) with CTC.
 
@@ -170,6 +181,7 @@ def train(**opts) -> None:
     """
     from ocrkit.train.run import run_training
 
+    opts["_config"] = replayable("train", opts)
     result = run_training(opts)
     if result is not None:
         click.echo(json_line(result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ocrkit.cli._common import json_line
+from ocrkit.cli._common import config_option, json_line, replayable
 from ocrkit.cli.train import loop_options
 
 
@@ -33,6 +33,7 @@ Examples:
 @click.option("--width", type=int, default=None)
 @loop_options(batch_size=64, lr=1e-3, weight_decay=0.0, warmup=0.05,
               out_help="Run folder: best.pt, last.pt, metrics.jsonl, curve.png.")
+@config_option("train-denoiser")
 def train_denoiser(**opts) -> None:
     """Train a box-line remover on image / clean-twin pairs.
 
@@ -42,6 +43,7 @@ def train_denoiser(**opts) -> None:
     """
     from ocrkit.train.denoise import run_denoiser_training
 
+    opts["_config"] = replayable("train-denoiser", opts)
     result = run_denoiser_training(opts)
     if result is not None:
         click.echo(json_line(result))

@@ -5,7 +5,11 @@ Policies:
 * ``stretch``: resize to exactly H x W (the paper's 64x128 / 224x224 inputs, §4.2).
 * ``keep-ratio`` (single rows): scale to height H, width ``min(W, round(w*H/h))``,
   pad on the right to W with the image's own background (median of its border),
-  so padding looks like paper, not like ink.
+  so padding looks like paper, not like ink. With ``max_width`` the width limit
+  is ``max_width`` instead of W and nothing is padded: a batch is padded to its
+  widest image (:func:`pad_batch`). Models with column average pooling and a
+  BiLSTM read any width, so inference keeps every line's own aspect ratio
+  instead of squashing long lines into W.
 * ``fit`` (multi-row): scale to fit inside H x W keeping the aspect ratio, pad
   right and bottom.
 
@@ -28,6 +32,7 @@ class ResizePad:
     height: int
     width: int
     policy: str = "keep-ratio"
+    max_width: int | None = None  # keep-ratio without padding, up to this width
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -42,7 +47,7 @@ class ResizePad:
             new_w, new_h = self.width, self.height
         elif self.policy == "keep-ratio":
             new_h = self.height
-            new_w = max(1, min(self.width, round(w * self.height / h)))
+            new_w = max(1, min(self.max_width or self.width, round(w * self.height / h)))
         else:
             scale = min(self.width / w, self.height / h)
             new_w = max(1, min(self.width, round(w * scale)))
@@ -50,12 +55,30 @@ class ResizePad:
         if (new_w, new_h) != (w, h):
             image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         arr = np.asarray(image, dtype=np.float32) / 255.0
-        if (new_w, new_h) == (self.width, self.height):
+        if (new_w, new_h) == (self.width, self.height) or (
+                self.max_width and self.policy == "keep-ratio"):
             return arr[None], new_w
         border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
         out = np.full((self.height, self.width), float(np.median(border)), dtype=np.float32)
         out[:new_h, :new_w] = arr
         return out[None], new_w
+
+
+def pad_batch(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Arrays ``[C, H, w_i]`` padded on the right to the widest, each with its own
+    background (the median of its border)."""
+    width = max(a.shape[-1] for a in arrays)
+    out = []
+    for a in arrays:
+        if a.shape[-1] == width:
+            out.append(a)
+            continue
+        border = np.concatenate([a[..., 0, :].ravel(), a[..., -1, :].ravel(),
+                                 a[..., :, 0].ravel(), a[..., :, -1].ravel()])
+        padded = np.full((*a.shape[:-1], width), float(np.median(border)), dtype=a.dtype)
+        padded[..., :a.shape[-1]] = a
+        out.append(padded)
+    return out
 
 
 def text_bands(image: Image.Image, min_share: float = 0.04) -> int:

@@ -28,6 +28,16 @@ synchronisation intact. Tap names are the backbone's ``tap_points`` aliases
 A neck factory with ``geometry = True`` (the multi-row necks) also receives
 ``feature_height`` / ``feature_width``: the backbone's output size for the
 training input size, measured once with a dry run and written into the spec.
+``spec["row_sequence"]`` says how the rows of a row-producing neck (``[B, R, T, C]``,
+row attention or a plugin) reach the sequence stage. ``per-row`` (default, the
+paper's "separate it into independent parts row by row. Then we input them into
+BiLSTM"): each row is a sequence of its own. ``reading-order``: the rows are
+joined in reading order into one sequence per image, so the BiLSTM carries context
+from one row into the next, and its output is cut back into rows; logits stay
+``[B, R, T, K]`` and Eq. 10's per-row CTC loss is unchanged. Short rows seen in
+isolation (12 frames at CPU scale) give the BiLSTM little to work with; in reading
+order the same features trained as fast as MultiRow Stretching (issue 4's note).
+
 A neck with ``row_spans(frames)`` (MultiRow Stretching) is decoded one text row
 at a time.
 
@@ -49,6 +59,9 @@ from torch import nn
 from ocrkit import registry
 from ocrkit.errors import UsageError
 
+# How a neck's text rows ([B, R, T, C]) reach the sequence stage (see Recognizer.forward).
+ROW_SEQUENCES = ("per-row", "reading-order")
+
 DEFAULT_SPEC = {
     "backbone": {"name": "vgg-small", "args": {}},
     "neck": {"name": "cap", "args": {}},
@@ -62,7 +75,7 @@ DEFAULT_SPEC = {
 def make_spec(backbone: str = "vgg-small", neck: str = "cap", sequence: str | None = "bilstm",
               classifier: str = "linear", head: str = "ctc", *, backbone_args=None,
               neck_args=None, sequence_args=None, classifier_args=None, head_args=None,
-              in_channels: int = 1) -> dict:
+              in_channels: int = 1, row_sequence: str | None = None) -> dict:
     spec = copy.deepcopy(DEFAULT_SPEC)
     spec["backbone"] = {"name": backbone, "args": dict(backbone_args or {})}
     spec["neck"] = {"name": neck, "args": dict(neck_args or {})}
@@ -75,6 +88,8 @@ def make_spec(backbone: str = "vgg-small", neck: str = "cap", sequence: str | No
     spec["classifier"] = {"name": classifier, "args": dict(classifier_args or {})}
     spec["head"] = {"name": head, "args": dict(head_args or {})}
     spec["in_channels"] = in_channels
+    if row_sequence and row_sequence != "per-row":  # the default stays implicit (old specs)
+        spec["row_sequence"] = row_sequence
     return spec
 
 
@@ -110,20 +125,22 @@ class Recognizer(nn.Module):
         super().__init__()
         self.spec = spec = copy.deepcopy(spec)
         self.num_classes = num_classes
+        self.row_sequence = spec.get("row_sequence", "per-row")
+        if self.row_sequence not in ROW_SEQUENCES:
+            raise UsageError(f"row sequence {self.row_sequence!r}: one of "
+                             f"{', '.join(ROW_SEQUENCES)}")
         in_channels = spec.get("in_channels", 1)
         self.denoiser = None
         if spec.get("denoiser"):
             self.set_denoiser(spec["denoiser"])
-        self.backbone = registry.build("backbones", spec["backbone"]["name"],
-                                       in_channels=in_channels,
-                                       **spec["backbone"].get("args", {}))
+        self.backbone = _build("backbones", spec["backbone"], in_channels=in_channels)
         if getattr(self.backbone, "channels_last", False):
             # NHWC weights make oneDNN/cuDNN keep activations NHWC even after a 1-channel
             # input (for which NCHW and NHWC are the same strides).
             self.backbone.to(memory_format=torch.channels_last)
         channels = _out_channels(self.backbone, "backbone")
         neck_args = spec["neck"].setdefault("args", {})
-        factory = registry.get("necks", spec["neck"]["name"]).load()
+        factory = _entry("necks", spec["neck"]).load()
         if getattr(factory, "geometry", False) and "feature_height" not in neck_args:
             if input_size is None:
                 raise ValueError(f"neck {spec['neck']['name']!r} needs the input size")
@@ -138,19 +155,15 @@ class Recognizer(nn.Module):
                                  f"{' '.join(str(exc).split())[:200]}") from None
             self.backbone.train(was_training)
             neck_args["feature_height"], neck_args["feature_width"] = map(int, fmap.shape[-2:])
-        self.neck = registry.build("necks", spec["neck"]["name"], in_channels=channels,
-                                   **neck_args)
+        self.neck = _build("necks", spec["neck"], in_channels=channels)
         channels = _out_channels(self.neck, "neck")
         self.sequence = None
         if spec.get("sequence"):
-            self.sequence = registry.build("necks", spec["sequence"]["name"],
-                                           in_channels=channels,
-                                           **spec["sequence"].get("args", {}))
+            self.sequence = _build("necks", spec["sequence"], in_channels=channels)
             channels = _out_channels(self.sequence, "sequence")
-        self.classifier = registry.build("classifiers", spec["classifier"]["name"],
-                                         in_channels=channels, num_classes=num_classes,
-                                         **spec["classifier"].get("args", {}))
-        self.head = registry.build("heads", spec["head"]["name"], **spec["head"].get("args", {}))
+        self.classifier = _build("classifiers", spec["classifier"], in_channels=channels,
+                                 num_classes=num_classes)
+        self.head = _build("heads", spec["head"])
 
     # ------------------------------------------------------------------ denoiser
     def set_denoiser(self, config: dict | None, state_dict: dict | None = None) -> None:
@@ -204,9 +217,12 @@ class Recognizer(nn.Module):
             features = self.backbone(x)
             visual = self.neck(features)
             frames, rows = visual, None
-            if frames.dim() == 4:  # [B, R, T, C]: one sequence per text row
+            if frames.dim() == 4:  # [B, R, T, C]: text rows
                 b, rows, t, c = frames.shape
-                frames = frames.reshape(b * rows, t, c)
+                # per-row: each row its own sequence; reading-order: one sequence per
+                # image, row 1 then row 2 ..., cut back into rows after the sequence stage
+                frames = frames.reshape(b * rows, t, c) if self.row_sequence == "per-row" \
+                    else frames.reshape(b, rows * t, c)
             state = None
             if self.sequence is None:
                 context = frames
@@ -214,6 +230,8 @@ class Recognizer(nn.Module):
                 context, state = self.sequence.forward_with_state(frames)
             else:
                 context = self.sequence(frames)
+            if rows is not None and self.row_sequence == "reading-order":
+                context = context.reshape(b * rows, t, context.shape[-1])
             logits = self.classifier(context)
         finally:
             for handle in handles:
@@ -291,6 +309,27 @@ def check_forward(model: "Recognizer", height: int, width: int, channels: int = 
     if int(out.logits.shape[-2]) < 1:
         raise UsageError(f"the model gives no frames for {height}x{width} images")
     return out
+
+
+def _entry(kind: str, part: dict) -> registry.Entry:
+    """The registry entry of a spec part; the part records (in place) the distribution
+    that provides it, and a part whose provider is not installed is named with it."""
+    try:
+        entry = registry.get(kind, part["name"])
+    except UsageError as exc:
+        dist = part.get("dist")
+        if dist and dist != registry.SELF and "unknown" in str(exc):
+            raise UsageError(f"{kind[:-1]} {part['name']!r} came from {dist} "
+                             f"{part.get('version', '')} when this model was made; "
+                             f"pip install {dist}").with_traceback(None) from None
+        raise
+    part["dist"], part["version"] = entry.dist, entry.version
+    return entry
+
+
+def _build(kind: str, part: dict, **kwargs) -> nn.Module:
+    _entry(kind, part)
+    return registry.build(kind, part["name"], **kwargs, **part.get("args", {}))
 
 
 def _out_channels(module: nn.Module, what: str) -> int:

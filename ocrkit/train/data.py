@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ocrkit.charset import Charset
-from ocrkit.data.transforms import ResizePad, input_mismatch
+from ocrkit.data.transforms import ResizePad, input_mismatch, pad_batch
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,26 @@ class InputSpec:
     std: float = 0.5
     rows: int = 1
 
-    def transform(self) -> ResizePad:
-        return ResizePad(self.height, self.width, self.policy)
+    @property
+    def any_width(self) -> bool:
+        """Single rows resized keeping their aspect ratio: the model reads any width."""
+        return self.policy == "keep-ratio" and self.rows == 1
+
+    def max_width(self, mode: str) -> int | None:
+        """Widest line a batch may hold: ``fixed`` pads or squashes every line to the
+        training width; ``batch`` pads to the batch's widest, at most the training
+        width (training); ``any`` keeps each line's own width up to 64 heights
+        (inference: a 20-character line is read at its width, not squashed)."""
+        if mode == "fixed" or not self.any_width:
+            return None
+        return self.width if mode == "batch" else max(self.width, 64 * self.height)
+
+    def transform(self, width: str = "fixed") -> ResizePad:
+        return ResizePad(self.height, self.width, self.policy, self.max_width(width))
 
     def to_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        if len({a.shape for a in arrays}) > 1:
+            arrays = pad_batch(arrays)
         x = torch.from_numpy(np.stack(arrays))
         return (x - self.mean) / self.std
 
@@ -56,13 +72,13 @@ class Collate:
 
     def __init__(self, spec: InputSpec, charset: Charset | None, unknown: str = "skip",
                  replacement: str | None = None, check_shapes: bool = False,
-                 teacher_spec: InputSpec | None = None) -> None:
+                 teacher_spec: InputSpec | None = None, width: str = "fixed") -> None:
         self.spec = spec
-        self.resize = spec.transform()
+        self.resize = spec.transform(width)
         # A teacher reading another input size (distill --kd-mode ctc-mean-kl) gets
         # its own tensor of the same images: "teacher_images".
         self.teacher_spec = teacher_spec if teacher_spec != spec else None
-        self.teacher_resize = teacher_spec.transform() if self.teacher_spec else None
+        self.teacher_resize = teacher_spec.transform(width) if self.teacher_spec else None
         self.charset = charset
         self.unknown = unknown
         self.replacement = replacement

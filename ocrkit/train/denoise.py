@@ -167,7 +167,7 @@ def run_denoiser_training(opts: dict) -> dict | None:
             f"{params / 1e6:.2f} M parameters, {len(train_set)} training pairs at "
             f"{height}x{width}")
         trainer = Trainer(model, DenoiseMethod(), train_set, val_set, PairCollate(height, width),
-                          cfg, extra, console_print=say)
+                          cfg, extra, console_print=say, config=opts.get("_config"))
         summary = trainer.fit()
     if not main_process():
         return None

@@ -45,6 +45,7 @@ from ocrkit.train.frozen import Frozen
 from ocrkit.train.methods import Loss, Method, ctc_loss
 
 MODES = ("paper", "dml", "ctc-mean-kl")
+LABEL_TERMS = ("ctc", "teacher_ctc")  # learnt from the labels: never ramped
 
 
 @dataclass
@@ -61,6 +62,8 @@ class KDConfig:
     lambda_lstm: float = 0.2  # Table 6 "beta"
     hints: list = field(default_factory=list)  # [(student tap, teacher tap)]
     reduction: str = "mean"  # hint and lstm terms: per element, or the paper's per image
+    warmup: float = 0.0  # KD terms ramp linearly from 0 over this fraction of the steps
+    gate: str = "none"  # "teacher-better": KD terms count only while the teacher's CTC < student's
 
     def weights(self) -> dict[str, float]:
         hard = 1.0 + ((1.0 - self.soft_weight) if self.skd_form == "literal" else 0.0)
@@ -229,6 +232,20 @@ class DistillMethod(Method):
         self.charset, self.cfg, self.record = charset, cfg, record
         self.weights = cfg.weights()
         self.beam_width = beam_width
+        self.step, self.total = 0, 1
+
+    def begin(self, total: int, step: int) -> None:
+        self.total, self.step = max(1, total), step
+
+    def after_step(self, core, step: int) -> None:
+        self.step = step
+
+    def ramp(self) -> float:
+        """KD terms' share: 0 -> 1 over the first ``warmup`` of the run (a teacher that
+        trains alongside has nothing to teach at first), 1 without warm-up."""
+        if self.cfg.warmup <= 0:
+            return 1.0
+        return min(1.0, self.step / (self.cfg.warmup * self.total))
 
     def loss(self, net, batch: dict, device: torch.device) -> Loss:
         images = batch["images"].to(device, non_blocking=True)
@@ -236,7 +253,13 @@ class DistillMethod(Method):
         if teacher_images is not None:
             teacher_images = teacher_images.to(device, non_blocking=True)
         terms = net(images, batch, teacher_images)
-        total = sum(self.weights[name] * value for name, value in terms.items())
+        ramp = self.ramp()
+        if self.cfg.gate == "teacher-better" and "teacher_ctc" in terms:
+            # A teacher that trains alongside teaches only where it reads better than the
+            # student does (this batch's CTC losses, no gradient through the comparison).
+            ramp = ramp * (terms["teacher_ctc"] < terms["ctc"]).detach().float()
+        total = sum(self.weights[name] * value * (1.0 if name in LABEL_TERMS else ramp)
+                    for name, value in terms.items())
         return Loss(total, {k: v.detach() for k, v in terms.items()}, images.shape[0])
 
     def validate(self, core, loader, device: torch.device, limit: int | None = None) -> dict:

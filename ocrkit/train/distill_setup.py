@@ -118,10 +118,14 @@ def student_spec(opts: dict, teacher_spec: dict | None, explicit: set[str]) -> d
     mine = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
                      opts["head"], backbone_args=opts["backbone_args"],
                      neck_args=opts["neck_args"], sequence_args=opts["sequence_args"],
-                     classifier_args=opts["classifier_args"], head_args=opts["head_args"])
+                     classifier_args=opts["classifier_args"], head_args=opts["head_args"],
+                     row_sequence=opts.get("row_sequence"))
     if opts["student_preset"] == "none" or teacher_spec is None:
         return mine
     spec = half_spec(teacher_spec)
+    if "row_sequence" in explicit:
+        spec.pop("row_sequence", None)
+        spec.update({k: v for k, v in mine.items() if k == "row_sequence"})
     for part in PARTS:
         if part in explicit:  # a component named on the command line replaces the preset's
             spec[part] = mine[part]
@@ -242,6 +246,10 @@ def run_distill(opts: dict) -> dict | None:
                              "(or --kd-mode dml)")
 
         train_set, val_set = open_datasets(opts, say)
+        if opts.get("augment"):
+            from ocrkit.data.augment import Augment, AugmentedDataset
+
+            train_set = AugmentedDataset(train_set, Augment(), opts["seed"])
         labels = train_set.labels()
         charset = _charset(opts, teacher_info, labels)
         check_labels(charset, labels, val_set, opts, say)
@@ -279,7 +287,10 @@ def run_distill(opts: dict) -> dict | None:
         kd = KDConfig(mode=mode, online=opts["online"], temperature=temperature,
                       soft_weight=opts["soft_weight"], skd_form=opts["skd_form"], t2=opts["t2"],
                       lambda_hint=opts["lambda_hint"], lambda_lstm=opts["lambda_lstm"],
-                      reduction=opts["kd_reduction"])
+                      reduction=opts["kd_reduction"],
+                      warmup=opts["kd_warmup"] if opts.get("kd_warmup") is not None
+                      else (0.3 if init == "scratch" else 0.0),
+                      gate=opts.get("kd_gate") or ("teacher-better" if opts["online"] else "none"))
         check_pair(kd, student, teacher, s_input, t_input)
         kd.hints = _hint_pairs(kd, student, teacher, s_input, t_input, list(opts["hint"]), say)
         regs = {}
@@ -311,9 +322,10 @@ def run_distill(opts: dict) -> dict | None:
             f"{', '.join(f'{a}={b}' for a, b in kd.hints) or 'none'}; {charset.num_classes} "
             f"classes, {len(train_set)} training images")
         collate = Collate(s_input, charset, opts["unknown"], opts.get("replacement"),
-                          teacher_spec=t_input)
+                          teacher_spec=t_input, width="batch")
         trainer = Trainer(net, method, train_set, val_set, collate, cfg_loop, extra,
-                          console_print=say, val_collate=Collate(s_input, None))
+                          console_print=say, val_collate=Collate(s_input, None, width="any"),
+                          config=opts.get("_config"))
         summary = trainer.fit()
         if main_process() and net.trains_teacher:
             _save_teacher(opts["out"], net.teacher_model, charset, t_input, summary)

@@ -10,7 +10,8 @@ distillation; SeqCLR and EMU next). A method is an object the loop asks
   **own gradient clipping**, so one part's large gradients never shrink
   another's), ``deployable(core)`` (what ``best.pt``/``last.pt`` hold as their
   model: a distilled student alone, a finalised EMU model ...; the whole trained
-  network goes into ``last.pt``'s training state for ``--resume``), and
+  network goes into ``last.pt``'s training state for ``--resume``),
+  ``begin(total_steps, step)`` (before the first step, also when resuming) and
   ``after_step(core, step)``.
 
 Parts a method uses but does not train are wrapped in
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
+from ocrkit.outputs import atomic_file
 from ocrkit.errors import Interrupted, OcrkitError, UsageError
 from ocrkit.train.data import StepSampler
 
@@ -177,8 +179,8 @@ _IDENTITY = ("kind", "spec", "input", "denoiser")
 def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != "source"}
+    if isinstance(value, dict):  # where a file or a component came from is not identity
+        return {k: _plain(v) for k, v in value.items() if k not in ("source", "dist", "version")}
     return value
 
 
@@ -250,6 +252,14 @@ def param_groups(method, model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return out
 
 
+def clip_groups(opt: torch.optim.Optimizer) -> None:
+    """Clip each parameter group's gradient norm to its own ``clip`` (0: none), so a
+    teacher's large gradients never shrink a student's, as joint clipping would."""
+    for g in opt.param_groups:
+        if g.get("clip"):
+            nn.utils.clip_grad_norm_(g["params"], g["clip"])
+
+
 def as_loss(value):
     """A method's loss result as :class:`ocrkit.train.methods.Loss` (a plain
     ``(total, images)`` pair is a single term named ``loss``)."""
@@ -286,11 +296,12 @@ class Trainer:
     def __init__(self, model: nn.Module, method, train_set, val_set, collate: Callable,
                  cfg: TrainConfig, checkpoint_extra: dict,
                  console_print: Callable[[str], None] | None = None,
-                 val_collate: Callable | None = None) -> None:
+                 val_collate: Callable | None = None, config: dict | None = None) -> None:
         self.model, self.method = model, method
         self.train_set, self.val_set, self.collate = train_set, val_set, collate
         self.val_collate = val_collate or collate
         self.cfg, self.extra = cfg, checkpoint_extra
+        self.config = config or {}  # the command and its options, for --config
         self.say = console_print or (lambda msg: None)
         cfg.validate()
 
@@ -312,6 +323,8 @@ class Trainer:
         per_epoch = sampler.batches_per_epoch
         while step < total:
             sampler.set_position(step // per_epoch, step % per_epoch)
+            if hasattr(self.train_set, "set_epoch"):  # per-epoch augmentation, before forking
+                self.train_set.set_epoch(step // per_epoch)
             it = iter(self._loader(sampler))
             while True:
                 try:
@@ -368,6 +381,9 @@ class Trainer:
                 self.say(f"resumed from {last_path} at step {step}")
         elif cfg.resume and dist.main:
             self.say(f"--resume: no {last_path} yet, starting from scratch")
+        begin = getattr(self.method, "begin", None)
+        if begin:
+            begin(total, step)
         if dist.enabled:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -375,11 +391,12 @@ class Trainer:
 
         log = open(os.path.join(cfg.out, "metrics.jsonl"), "a", encoding="utf-8") if dist.main else None
         if dist.main:
-            with open(os.path.join(cfg.out, "config.json"), "w", encoding="utf-8") as fh:
-                json.dump({"train": asdict(cfg), **{k: v for k, v in self.extra.items()
-                                                     if k in ("kind", "spec", "input", "distill",
-                                                              "denoiser")}},
-                          fh, ensure_ascii=False, indent=1, default=str)
+            with atomic_file(os.path.join(cfg.out, "config.json")) as tmp, \
+                    open(tmp, "w", encoding="utf-8") as fh:
+                json.dump({**self.config, "train": asdict(cfg),
+                       **{k: v for k, v in self.extra.items()
+                          if k in ("kind", "spec", "input", "distill", "denoiser")}},
+                      fh, ensure_ascii=False, indent=1, default=str)
 
         def save(path: str, with_state: bool) -> None:
             module, deploy_extra = deploy(core) if deploy else (core, {})
@@ -423,9 +440,7 @@ class Trainer:
                 scaler.scale(loss).backward()
                 if any(g["clip"] for g in opt.param_groups):
                     scaler.unscale_(opt)
-                    for g in opt.param_groups:  # each group clipped on its own
-                        if g["clip"]:
-                            nn.utils.clip_grad_norm_(g["params"], g["clip"])
+                    clip_groups(opt)
                 scaler.step(opt)
                 scaler.update()
                 sched.step()

@@ -55,6 +55,9 @@ class Method:
         """(module whose weights best.pt/last.pt hold, checkpoint entries to add)."""
         return core, {}
 
+    def begin(self, total: int, step: int) -> None:
+        """Called once before training (``step`` > 0 when resuming)."""
+
     def after_step(self, core, step: int) -> None:
         pass
 

@@ -121,6 +121,10 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
     inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ())
     with run_folder(opts, "train", inputs):
         train_set, val_set = open_datasets(opts, say)
+        if opts.get("augment"):
+            from ocrkit.data.augment import Augment, AugmentedDataset
+
+            train_set = AugmentedDataset(train_set, Augment(), opts["seed"])
         labels = train_set.labels()
         charset = build_charset(opts, labels)
         check_labels(charset, labels, val_set, opts, say)
@@ -136,7 +140,8 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
         spec = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
                          opts["head"], backbone_args=opts["backbone_args"],
                          neck_args=neck_args, sequence_args=opts["sequence_args"],
-                         classifier_args=opts["classifier_args"], head_args=opts["head_args"])
+                         classifier_args=opts["classifier_args"], head_args=opts["head_args"],
+                         row_sequence=opts.get("row_sequence"))
         multirow = rows > 1
         input_spec = InputSpec(
             height=opts["height"] or (224 if multirow else 32),
@@ -151,7 +156,11 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
             from ocrkit.models.denoise import attach_denoiser
 
             attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
-        check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
+        out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
+        if model.row_sequence != "per-row" and out.visual.dim() != 4:
+            raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
+                             f"{opts['neck']!r} returns one sequence per image (use it with "
+                             "row-attention)")
         spec = model.spec  # with the measured feature geometry and the denoiser
         method = (method_factory or SupervisedCTC)(charset)
         extra = {"spec": spec, "charset": charset.chars,
@@ -162,9 +171,11 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
             f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
             f"parameters, {charset.num_classes} classes, {len(train_set)} training images")
         trainer = Trainer(model, method, train_set, val_set,
-                          Collate(input_spec, charset, opts["unknown"], opts.get("replacement")),
+                          Collate(input_spec, charset, opts["unknown"], opts.get("replacement"),
+                                  width="batch"),
                           cfg, extra, console_print=say,
-                          val_collate=Collate(input_spec, None))
+                          val_collate=Collate(input_spec, None, width="any"),
+                          config=opts.get("_config"))
         summary = trainer.fit()
     if not main_process():
         return None

@@ -54,6 +54,11 @@ from torch import nn
 from ocrkit.errors import UsageError
 
 
+# The paper's full row attention has 2 * (w*c)^2 * k weights: 6.4 M at w=14, c=128,
+# k=1, but about 3.3 G with VGG16 at 224 px. Above this it is refused, not allocated.
+MAX_FULL_PARAMS = 50_000_000
+
+
 def text_row_of(feature_row: int, feature_rows: int, rows: int) -> int:
     """Text row that feature row ``feature_row`` (of ``feature_rows``) belongs to."""
     return min(rows - 1, int((feature_row + 0.5) * rows / feature_rows))
@@ -112,10 +117,21 @@ class RowAttention(nn.Module):
     geometry = True
 
     def __init__(self, *, in_channels: int, rows: int, feature_height: int,
-                 feature_width: int, variant: str = "full") -> None:
+                 feature_width: int, variant: str = "full",
+                 max_params: int = MAX_FULL_PARAMS) -> None:
         super().__init__()
         if variant not in ("full", "column"):
             raise UsageError(f"row-attention: variant must be 'full' or 'column', not {variant!r}")
+        if variant == "full" and feature_height >= rows >= 1:
+            d, k = feature_width * in_channels, feature_height - rows + 1
+            need = 2 * (d * d * k + d)
+            if need > max_params:
+                light = 2 * (in_channels * in_channels * k + in_channels)
+                raise UsageError(
+                    f"row-attention variant=full needs two Conv1d({d}, {d}, {k}) over "
+                    f"{feature_width} columns x {in_channels} channels: {need / 1e6:,.0f} M "
+                    f"parameters (limit {max_params / 1e6:,.0f} M); use --neck-arg "
+                    f"variant=column ({light / 1e6:.2f} M, any width) or a smaller input")
         if rows < 1 or feature_height < rows:
             raise UsageError(
                 f"row-attention: the feature map has {feature_height} rows, fewer than the "
@@ -167,9 +183,9 @@ def multirow_stretch(*, in_channels: int, rows: int = 1, feature_height: int | N
 
 
 def row_attention(*, in_channels: int, rows: int, feature_height: int, feature_width: int,
-                  variant: str = "full") -> RowAttention:
+                  variant: str = "full", max_params: int = MAX_FULL_PARAMS) -> RowAttention:
     return RowAttention(in_channels=in_channels, rows=rows, feature_height=feature_height,
-                        feature_width=feature_width, variant=variant)
+                        feature_width=feature_width, variant=variant, max_params=max_params)
 
 
 multirow_stretch.geometry = True

@@ -1,0 +1,134 @@
+"""Reading what training never showed: lines of any width, augmented training that is
+reproducible, more font designs from pip, more varied renders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ocrkit.data.augment import Augment, AugmentedDataset
+from ocrkit.train.data import Collate, InputSpec
+
+
+def line(width: int, height: int = 40) -> Image.Image:
+    im = Image.new("L", (width, height), 230)
+    arr = np.asarray(im).copy()
+    arr[height // 3: 2 * height // 3, 4: width - 4: 6] = 20  # a dotted "text" stroke
+    return Image.fromarray(arr)
+
+
+def test_lines_keep_their_width_unless_fixed():
+    spec = InputSpec(32, 128, "keep-ratio")
+    long, short = line(800), line(80)
+    arr, width = spec.transform("any")(long)
+    assert arr.shape == (1, 32, 640) and width == 640  # its own aspect ratio: 800 * 32 / 40
+    assert spec.transform("fixed")(long)[0].shape == (1, 32, 128)  # squashed, as before
+    assert spec.transform("batch")(long)[0].shape == (1, 32, 128)  # training: at most W
+    assert spec.transform("any")(short)[0].shape == (1, 32, 64)
+    x = spec.to_tensor([spec.transform("any")(im)[0] for im in (long, short)])
+    assert x.shape == (2, 1, 32, 640)  # a batch pads to its widest line ...
+    paper = (230 / 255 - 0.5) / 0.5
+    assert torch.allclose(x[1, 0, :, 64:], torch.full((32, 576), paper), atol=1e-6)  # ... with paper
+    multi = InputSpec(96, 96, "stretch", rows=3)
+    assert not multi.any_width and multi.transform("any")(long)[0].shape == (1, 96, 96)
+
+
+def test_predictor_reads_each_line_at_its_width_and_returns_input_order(tmp_path):
+    from ocrkit.charset import Charset
+    from ocrkit.checkpoint import save_checkpoint
+    from ocrkit.models.recognizer import Recognizer, make_spec
+    from ocrkit.predict import Predictor
+
+    spec = make_spec("vgg-small", backbone_args={"channels": (4, 8, 8, 8)},
+                     sequence_args={"hidden": 8, "layers": 1})
+    model = Recognizer(spec, 4)
+    save_checkpoint(str(tmp_path / "m.pt"), {
+        "spec": model.spec, "charset": Charset(list("abc")).chars,
+        "input": InputSpec(32, 128, "keep-ratio").__dict__, "state_dict": model.state_dict()})
+    images = [line(w) for w in (900, 60, 300, 60)]
+    seen = []
+    predictor = Predictor(str(tmp_path / "m.pt"), "cpu")
+    real = predictor.model.forward
+    predictor.model.forward = lambda x, *a, **k: (seen.append(x.shape[-1]), real(x, *a, **k))[1]
+    out = predictor(images, batch_size=2)
+    assert len(out) == 4 and seen == [48, 720]  # batches of like widths, not 128 squashed
+    assert [r[0] for r in out] == [r[0] for r in (predictor([im])[0] for im in images)]
+    fixed = Predictor(str(tmp_path / "m.pt"), "cpu", fixed_width=True)
+    assert fixed.resize(images[0])[0].shape[-1] == 128
+
+
+def test_augmentation_is_text_safe_and_reproducible_per_seed_epoch_and_sample():
+    im = line(240)
+    aug = Augment()
+    a = aug(im, np.random.default_rng([7, 0, 3]))
+    b = aug(im, np.random.default_rng([7, 0, 3]))
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    outs = {np.asarray(aug(im, np.random.default_rng([7, e, 3]))).tobytes() for e in range(8)}
+    assert len(outs) > 4  # another epoch, another augmentation
+    for k in range(50):  # never loses the line: about the same height, never vertical
+        out = aug(im, np.random.default_rng([1, 0, k]))
+        assert out.mode == "L" and 0.7 < out.height / im.height < 1.4
+        assert out.width / out.height > 2
+
+
+def test_augmented_loader_is_the_same_for_any_worker_count(tmp_path, cjk_font):
+    from click.testing import CliRunner
+
+    from ocrkit.cli import cli
+    from ocrkit.data import open_dataset
+
+    res = CliRunner().invoke(cli, ["synth", "-n", "16", "--cols", "4", "--font", cjk_font,
+                                   "--out", str(tmp_path / "d"), "-w", "1", "-q"])
+    assert res.exit_code == 0
+    data = AugmentedDataset(open_dataset(str(tmp_path / "d")), Augment(), seed=5)
+    data.set_epoch(2)
+    collate = Collate(InputSpec(32, 128), None, width="batch")
+    batches = []
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(data, batch_size=8, num_workers=workers,
+                                             collate_fn=collate)
+        batches.append([b["images"] for b in loader])
+    assert all(torch.equal(a, b) for a, b in zip(*batches))
+    data.set_epoch(3)
+    other = [b["images"] for b in torch.utils.data.DataLoader(data, batch_size=8,
+                                                              collate_fn=collate)]
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(batches[0], other))
+
+
+def test_three_font_designs_come_with_pip():
+    from data_tools.synth.fonts import pip_font_files
+
+    designs = dict((d, p) for p, d in pip_font_files(designs=True))
+    assert set(designs) == {"sans", "sans-wqy", "serif"}
+
+
+def test_stroke_weight_and_paper_texture():
+    from data_tools.synth.render import _grow, _paper
+
+    cov = np.zeros((9, 9), np.uint8)
+    cov[4, 4] = 255
+    assert (_grow(cov, 1) == 255).sum() == 9 and _grow(_grow(cov, 1), -1)[4, 4] == 255
+    assert (_grow(_grow(cov, 1), -1) == 255).sum() == 1
+    import random
+
+    paper = _paper(random.Random(0), 220, 32, 200)
+    assert paper.shape == (32, 200) and 180 < paper.mean() < 255 and paper.std() > 0.5
+
+
+@pytest.mark.parametrize("setting", [["--weight", "1:1"], ["--texture", "1"]])
+def test_synth_variety_options(cli, tmp_path, cjk_font, setting):
+    out = tmp_path / "v"
+    res = cli("synth", "-n", 4, "--cols", 4, "--font", cjk_font, "--out", out, "-w", 1, "-q",
+              *setting)
+    assert res.exit_code == 0, res.output
+    plain = tmp_path / "p"
+    cli("synth", "-n", 4, "--cols", 4, "--font", cjk_font, "--out", plain, "-w", 1, "-q",
+        "--weight", "0:0", "--texture", "0")
+    a = np.asarray(Image.open(next((out / "images/0000").glob("*.png"))))
+    b = np.asarray(Image.open(next((plain / "images/0000").glob("*.png"))))
+    if setting[0] == "--weight":
+        assert (a < 128).sum() > 1.3 * (b < 128).sum()  # bolder: more ink
+    else:
+        assert not np.array_equal(a, b)
