@@ -58,6 +58,10 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
         broken += batch["broken"]
         if len(broken_items) < 20:
             broken_items += list(batch.get("broken_items", []))[:20 - len(broken_items)]
+        if limit is not None and batch["images"].shape[0] > limit - metrics.samples:
+            keep = limit - metrics.samples  # exactly ``limit`` samples, not whole batches
+            batch = {**batch, "images": batch["images"][:keep], "labels": batch["labels"][:keep],
+                     "keys": batch["keys"][:keep]}
         if batch["images"].shape[0] == 0:
             continue
         started = time.perf_counter()

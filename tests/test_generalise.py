@@ -73,6 +73,35 @@ def test_augmentation_is_text_safe_and_reproducible_per_seed_epoch_and_sample():
         assert out.width / out.height > 2
 
 
+def test_stroke_contrast_thickens_verticals_or_lightens_horizontals_only():
+    from ocrkit.data.augment import _contrast
+
+    a = np.full((20, 20), 230, np.uint8)
+    a[5:15, 9] = 20   # a vertical stroke, 1 px wide
+    a[2, 3:17] = 20   # a horizontal stroke, 1 px high
+    wide = np.asarray(_contrast(Image.fromarray(a), horizontal=True))
+    assert (wide[5:15, 8:11] == 20).all()            # the vertical stroke is 3 px wide
+    assert (wide[1, 3:17] == 230).all() and (wide[3, 4:16] == 230).all()  # still 1 px high
+    thin = np.asarray(_contrast(Image.fromarray(a), horizontal=False))
+    assert (thin[2, 3:17] == 125).all()               # lighter, not gone
+    assert (thin[6:14, 9] == 20).all() and (thin[6:14, 8] == 230).all()  # verticals kept
+    light_on_dark = Image.fromarray(255 - a)
+    assert np.array_equal(np.asarray(_contrast(light_on_dark, True)), 255 - a)
+
+
+def test_margins_of_a_multi_row_image_scale_with_one_row():
+    """A crop of 12 % of a 7-row image's height would cut a whole text row off: with
+    rows=7 the margins move by at most 12 % of one row."""
+    im = line(112, 112)
+    only_margins = dict(p_width=0, p_affine=0, p_stroke=0, p_blur=0, p_levels=0, p_noise=0,
+                        p_jpeg=0, p_invert=0, p_margin=1)
+    multi, single = Augment(rows=7, **only_margins), Augment(**only_margins)
+    worst = lambda aug: max(abs(aug(im, np.random.default_rng(k)).height - 112)  # noqa: E731
+                            for k in range(40))
+    assert worst(multi) <= 2 * round(0.12 * 112 / 7)
+    assert worst(single) > 10
+
+
 def test_augmented_loader_is_the_same_for_any_worker_count(tmp_path, cjk_font):
     from click.testing import CliRunner
 

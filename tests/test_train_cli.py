@@ -46,7 +46,8 @@ def ocrkit(*args, env=None, check=True, **kw):
 def test_train_evaluate_infer_export_chain(cli, lmdbs, tmp_path):
     out = tmp_path / "run"
     res = cli("train", "--train", lmdbs / "train.lmdb", "--val", lmdbs / "val.lmdb", "-o", out,
-              "--max-steps", 6, "--val-every", 3, "--save-every", 3, "-q", *TINY)
+              "--max-steps", 6, "--val-every", 3, "--save-every", 3, "--val-limit", 5, "-b", 4,
+              "-q", *TINY)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["steps"] == 6
@@ -57,6 +58,7 @@ def test_train_evaluate_infer_export_chain(cli, lmdbs, tmp_path):
     assert "train_state" not in load_checkpoint(str(out / "best.pt"))
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val" in r] == [3, 6]
+    assert {r["val"]["samples"] for r in records if "val" in r} == {5}  # exactly, not batches
 
     res = cli("evaluate", out / "best.pt", lmdbs / "val.lmdb", "--errors", 3,
               "--errors-out", tmp_path / "worst.html")

@@ -1,17 +1,24 @@
 """Training-time augmentation that keeps a text line a text line.
 
-Each transform fires with its own probability, on the decoded image, in the data
+A share ``p`` of the samples (half by default) is augmented at all, so a model
+still sees the text as rendered; in those, each transform fires with its own
+probability, on the decoded image, in the data
 loader's worker processes (off the training step's critical path). Nothing flips
 or reorders characters; rotations stay within a few degrees.
 
 ==================  =================================================================
-margins             crop or pad each side by up to ``margin`` x height (position and
-                    scale of the text in its box, as a detector's crops vary)
+margins             crop or pad each side by up to ``margin`` x the height of a text
+                    row (position and scale of the text in its box, as a detector's
+                    crops vary; ``rows`` of a multi-row image share the height, so
+                    a crop never takes a whole row away)
 width               stretch the width by a factor in ``width`` (letter-spacing and
                     aspect ratio as other fonts and cameras give them)
 rotate, shear       up to ``rotate`` degrees, shear up to ``shear`` (slanted lines)
 stroke              thicken or thin the strokes by one pixel (min / max filter):
-                    bold and light weights of unseen font designs
+                    bold and light weights of unseen font designs; or change the
+                    stroke *contrast* (thicker vertical or thinner horizontal
+                    strokes only), the axis along which Song/Ming and Kai designs
+                    differ most from the even strokes of sans (Hei) designs
 blur                Gaussian blur up to ``blur`` pixels (focus, low resolution)
 levels              random ink and paper grey levels (contrast, exposure)
 noise               Gaussian noise up to ``noise`` grey levels (sensors)
@@ -39,6 +46,8 @@ from PIL import Image, ImageFilter
 class Augment:
     """Probabilities and ranges of the text-safe transforms (see the module doc)."""
 
+    rows: int = 1  # text rows per image: margins scale with one row's height
+    p: float = 0.5  # share of samples augmented at all; the rest train as rendered
     margin: float = 0.12
     p_margin: float = 0.5
     width: tuple[float, float] = (0.75, 1.3)
@@ -47,6 +56,7 @@ class Augment:
     shear: float = 0.25
     p_affine: float = 0.4
     p_stroke: float = 0.3
+    stroke_contrast: float = 0.5  # share of stroke changes that change contrast, not weight
     blur: float = 1.2
     p_blur: float = 0.3
     p_levels: float = 0.5
@@ -56,10 +66,12 @@ class Augment:
     p_invert: float = 0.05
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if rng.random() >= self.p:
+            return image
         im = image.convert("L")
         paper = _paper(im)
         if rng.random() < self.p_margin:
-            im = _margins(im, rng, self.margin, paper)
+            im = _margins(im, rng, self.margin / max(1, self.rows), paper)
         if rng.random() < self.p_width:
             w = max(1, round(im.width * rng.uniform(*self.width)))
             im = im.resize((w, im.height), Image.Resampling.BILINEAR)
@@ -67,9 +79,11 @@ class Augment:
             im = _affine(im, rng.uniform(-self.rotate, self.rotate),
                          rng.uniform(-self.shear, self.shear), paper)
         if rng.random() < self.p_stroke and min(im.size) >= 16:
-            # MinFilter spreads dark ink (bolder); MaxFilter erodes it (lighter).
-            im = im.filter(ImageFilter.MinFilter(3) if rng.random() < 0.6
-                           else ImageFilter.MaxFilter(3))
+            if rng.random() < self.stroke_contrast:
+                im = _contrast(im, horizontal=bool(rng.random() < 0.5))
+            else:  # MinFilter spreads dark ink (bolder); MaxFilter erodes it (lighter).
+                im = im.filter(ImageFilter.MinFilter(3) if rng.random() < 0.6
+                               else ImageFilter.MaxFilter(3))
         if rng.random() < self.p_blur:
             im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, self.blur)))
         arr = None
@@ -88,6 +102,27 @@ class Augment:
             im.save(buf, format="JPEG", quality=int(rng.integers(25, 91)))
             im = Image.open(io.BytesIO(buf.getvalue())).convert("L")
         return im
+
+
+def _contrast(im: Image.Image, horizontal: bool) -> Image.Image:
+    """Stroke contrast: ``horizontal`` spreads dark ink one pixel sideways (vertical
+    strokes thicken, horizontal ones keep their height); otherwise ink is eroded
+    one pixel vertically at half strength (horizontal strokes turn thinner and
+    lighter without vanishing at small sizes; vertical ones keep their width).
+    Dark-on-light only: light text is left to the inversion transform."""
+    arr = np.asarray(im)
+    if _paper(im) < 128:
+        return im
+    if horizontal:
+        out = arr.copy()
+        np.minimum(out[:, 1:], arr[:, :-1], out=out[:, 1:])
+        np.minimum(out[:, :-1], arr[:, 1:], out=out[:, :-1])
+    else:
+        out = arr.copy()
+        np.maximum(out[1:], arr[:-1], out=out[1:])
+        np.maximum(out[:-1], arr[1:], out=out[:-1])
+        out = ((arr.astype(np.uint16) + out) // 2).astype(np.uint8)
+    return Image.fromarray(out, "L")
 
 
 def _paper(im: Image.Image) -> int:
@@ -138,6 +173,14 @@ def _levels(arr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ink = rng.uniform(0, 110)
     paper = rng.uniform(max(ink + 60, 150), 255)
     return (arr - lo) / (hi - lo) * (paper - ink) + ink
+
+
+def augmented(dataset, opts: dict, rows: int = 1):
+    """``dataset`` augmented when the command's ``--augment`` is on (the one place
+    training commands wrap their training set)."""
+    if not opts.get("augment"):
+        return dataset
+    return AugmentedDataset(dataset, Augment(rows=max(1, rows)), opts["seed"])
 
 
 class AugmentedDataset:

@@ -20,6 +20,7 @@ from ocrkit import registry
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
 from ocrkit.console import stderr_console
+from ocrkit.data.augment import augmented
 from ocrkit.errors import UsageError
 from ocrkit.models.recognizer import Recognizer, check_forward, make_spec
 from ocrkit.outputs import main_process
@@ -246,10 +247,6 @@ def run_distill(opts: dict) -> dict | None:
                              "(or --kd-mode dml)")
 
         train_set, val_set = open_datasets(opts, say)
-        if opts.get("augment"):
-            from ocrkit.data.augment import Augment, AugmentedDataset
-
-            train_set = AugmentedDataset(train_set, Augment(), opts["seed"])
         labels = train_set.labels()
         charset = _charset(opts, teacher_info, labels)
         check_labels(charset, labels, val_set, opts, say)
@@ -261,6 +258,7 @@ def run_distill(opts: dict) -> dict | None:
         if t_input.rows != s_input.rows:
             raise UsageError(f"the teacher reads {t_input.rows} rows per image, the student "
                              f"{s_input.rows}")
+        train_set = augmented(train_set, opts, s_input.rows)
 
         t_arch = architecture(teacher_info["spec"]) if teacher_info else None
         spec = student_spec(opts, t_arch, explicit)

@@ -17,6 +17,7 @@ from ocrkit import registry
 from ocrkit.charset import Charset
 from ocrkit.console import stderr_console
 from ocrkit.data import open_dataset
+from ocrkit.data.augment import augmented
 from ocrkit.errors import UsageError
 from ocrkit.models.recognizer import Recognizer, check_forward, make_spec
 from ocrkit.outputs import LOCK_NAME, RUN_MARKER, claim_run_folder, main_process
@@ -121,10 +122,7 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
     inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ())
     with run_folder(opts, "train", inputs):
         train_set, val_set = open_datasets(opts, say)
-        if opts.get("augment"):
-            from ocrkit.data.augment import Augment, AugmentedDataset
-
-            train_set = AugmentedDataset(train_set, Augment(), opts["seed"])
+        train_set = augmented(train_set, opts, opts.get("rows") or 1)
         labels = train_set.labels()
         charset = build_charset(opts, labels)
         check_labels(charset, labels, val_set, opts, say)
