@@ -140,6 +140,11 @@ def test_stroke_weight_and_paper_texture():
     cov[4, 4] = 255
     assert (_grow(cov, 1) == 255).sum() == 9 and _grow(_grow(cov, 1), -1)[4, 4] == 255
     assert (_grow(_grow(cov, 1), -1) == 255).sum() == 1
+    # a fraction of a pixel blends part of the way: a 1 px stroke thinned by 0.5 stays
+    stroke = np.zeros((9, 9), np.uint8)
+    stroke[:, 4] = 255
+    assert (_grow(stroke, -0.5)[:, 4] == 128).all() and (_grow(stroke, -1) == 0).all()
+    assert (_grow(stroke, 0.5)[:, 3] == 128).all() and (_grow(stroke, 0.5)[:, 4] == 255).all()
     import random
 
     paper = _paper(random.Random(0), 220, 32, 200)

@@ -42,7 +42,7 @@ class Appearance:
     noise: float = 0.0  # max Gaussian noise sigma (grey levels)
     line_width: Range = (1, 2)  # box-line thickness (px)
     line_ink: Range = (0, 90)  # box-line grey level
-    weight: Range = (-0.6, 0.7)  # stroke weight change in px (rounded): <0 lighter, >0 bolder
+    weight: Range = (-0.5, 0.7)  # stroke weight change in px: <0 lighter, >0 bolder
     texture: float = 0.3  # share of images on uneven paper (a gradient and soft blotches)
 
 
@@ -175,8 +175,8 @@ class Renderer:
                 mask, left, top, _ = self._glyph(font, size, ch)
                 if mask is not None:
                     _stamp(coverage, mask, round(x0s[r] + x) + left, round(y) + top)
-        weight = round(rng.uniform(*look.weight))
-        if weight:  # bold and light weights of the same design
+        weight = rng.uniform(*look.weight)
+        if abs(weight) >= 0.05:  # bold and light weights of the same design
             coverage = _grow(coverage, weight)
         paper = _paper(rng, bg, lay.height, lay.width) if rng.random() < look.texture else bg
         # Alpha-blend ink over paper: paper + (ink - paper) * coverage / 255.
@@ -222,18 +222,23 @@ class Renderer:
         return mask
 
 
-def _grow(coverage: np.ndarray, steps: int) -> np.ndarray:
-    """Thicken (``steps`` > 0) or thin (< 0) the ink by that many pixels: a 3x3 maximum
-    or minimum filter applied ``|steps|`` times."""
+def _grow(coverage: np.ndarray, weight: float) -> np.ndarray:
+    """Thicken (``weight`` > 0) or thin (< 0) the ink by ``|weight|`` pixels: whole
+    pixels are a 3x3 maximum or minimum filter each, a fraction blends in one more.
+    Thinning by a whole pixel erases the 1-2 px strokes of a line-height glyph (the
+    text vanishes while its label stays), so light weights should stay above -1."""
     out = coverage
-    pick = np.maximum if steps > 0 else np.minimum
-    for _ in range(abs(steps)):
+    pick = np.maximum if weight > 0 else np.minimum
+    whole, frac = divmod(abs(weight), 1.0)
+    for step in range(int(whole) + (frac > 0)):
         p = np.pad(out, 1, mode="edge")
         h, w = out.shape
         acc = out.copy()
         for dy in (0, 1, 2):
             for dx in (0, 1, 2):
                 pick(acc, p[dy:dy + h, dx:dx + w], out=acc)
+        if step == int(whole):  # the fractional pixel: part of the way to one more step
+            acc = (out + frac * (acc.astype(np.float32) - out) + 0.5).astype(np.uint8)
         out = acc
     return out
 

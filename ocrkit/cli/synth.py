@@ -99,9 +99,10 @@ Examples:
               help="Paper grey level range.")
 @click.option("--ink", type=RangeType(int, 0, 255), default="0:70", show_default=True,
               help="Text grey level range.")
-@click.option("--weight", type=RangeType(float, -3, 3), default="-0.6:0.7", show_default=True,
-              help="Stroke weight change in pixels, drawn per image and rounded (negative "
-                   "thins, positive thickens): light and bold weights of each font.")
+@click.option("--weight", type=RangeType(float, -3, 3), default="-0.5:0.7", show_default=True,
+              help="Stroke weight change in pixels, drawn per image (negative thins, "
+                   "positive thickens; a fraction blends part of a pixel): light and bold "
+                   "weights of each font. Thinning by a whole pixel erases small glyphs.")
 @click.option("--texture", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Share of images on uneven paper (gradient and soft blotches).")
 @click.option("--rotate", type=click.FloatRange(0, 45), default=0.0, show_default=True,

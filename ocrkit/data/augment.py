@@ -14,7 +14,7 @@ margins             crop or pad each side by up to ``margin`` x the height of a 
 width               stretch the width by a factor in ``width`` (letter-spacing and
                     aspect ratio as other fonts and cameras give them)
 rotate, shear       up to ``rotate`` degrees, shear up to ``shear`` (slanted lines)
-stroke              thicken or thin the strokes by one pixel (min / max filter):
+stroke              thicken the strokes by one pixel or thin them by half of one:
                     bold and light weights of unseen font designs; or change the
                     stroke *contrast* (thicker vertical or thinner horizontal
                     strokes only), the axis along which Song/Ming and Kai designs
@@ -81,9 +81,10 @@ class Augment:
         if rng.random() < self.p_stroke and min(im.size) >= 16:
             if rng.random() < self.stroke_contrast:
                 im = _contrast(im, horizontal=bool(rng.random() < 0.5))
-            else:  # MinFilter spreads dark ink (bolder); MaxFilter erodes it (lighter).
-                im = im.filter(ImageFilter.MinFilter(3) if rng.random() < 0.6
-                               else ImageFilter.MaxFilter(3))
+            elif rng.random() < 0.6:  # MinFilter spreads dark ink: bolder
+                im = im.filter(ImageFilter.MinFilter(3))
+            else:  # lighter: half an erosion (a whole one erases 1-2 px strokes)
+                im = Image.blend(im, im.filter(ImageFilter.MaxFilter(3)), 0.5)
         if rng.random() < self.p_blur:
             im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, self.blur)))
         arr = None
