@@ -113,6 +113,19 @@ def test_vgg16_cut_last_pool_keeps_the_width():
     assert sum(isinstance(m, torch.nn.Conv2d) for m in bb.modules()) == 10
 
 
+def test_vgg_small_height_stride_8_keeps_two_feature_rows_per_16_px():
+    bb = registry.build("backbones", "vgg-small", channels=(8, 8, 8, 8), width_stride=8,
+                        height_stride=8)
+    assert bb(torch.rand(1, 1, 112, 112)).shape == (1, 8, 14, 14)
+    assert list(bb.tap_points) == ["stage1", "stage2", "stage3", "stage4"]
+    assert registry.build("backbones", "vgg-small", channels=(8, 8, 8, 8))(
+        torch.rand(1, 1, 112, 112)).shape == (1, 8, 7, 28)
+    from ocrkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="height_stride must be 8 or 16, not 4"):
+        registry.build("backbones", "vgg-small", height_stride=4)
+
+
 def test_unknown_component_suggests_close_names():
     from ocrkit.errors import UsageError
 

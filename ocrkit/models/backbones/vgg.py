@@ -54,6 +54,8 @@ class VGG(nn.Module):
         pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
         # Named tap points (ocrkit.models.recognizer): a VGG block ends at its pool.
         self.tap_points = {f"stage{k + 1}": f"features.{i}" for k, i in enumerate(pools)}
+        if layers and not isinstance(layers[-1], nn.MaxPool2d):  # a last block with no pool
+            self.tap_points[f"stage{len(pools) + 1}"] = f"features.{len(layers) - 1}"
         self.channels_last = True  # runs on NHWC tensors (see Recognizer.forward)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,17 +96,25 @@ def vgg16_cut(*, in_channels: int = 1, cut: int = 10, last_pool=(2, 3),
 
 
 def vgg_small(*, in_channels: int = 1, channels=(32, 64, 128, 256), width_stride: int = 4,
-              last_pool_height: int = 2, batch_norm: bool = True) -> VGG:
+              last_pool_height: int = 2, height_stride: int = 16,
+              batch_norm: bool = True) -> VGG:
     """A fast small VGG: height /16; width /4 (default) or /8 (``width_stride=8``:
     half the frames and half the compute of the last block, for short texts).
 
     ``last_pool_height`` is the last max-pool's kernel height (stride 2): 4 on a
     32-px input leaves a feature map of height 1, the classic CRNN design that
-    CAP replaces (bench/paper_tables.py's Table 2 baseline).
+    CAP replaces (bench/paper_tables.py's Table 2 baseline). ``height_stride=8``
+    drops that pool: two feature rows per text row of a multi-row image, the
+    geometry of the paper's VGG16 at 224 px (14 rows for 7), which row attention's
+    height convolution needs (at one feature row per text row its kernel is 1).
     """
     if width_stride not in (4, 8):
         raise ValueError(f"width_stride must be 4 or 8, not {width_stride}")
+    if height_stride not in (8, 16):
+        raise ValueError(f"height_stride must be 8 or 16, not {height_stride}")
     c1, c2, c3, c4 = _channels(channels, 4)
     third = "M" if width_stride == 8 else (2, 1, 2, 1)
-    config = [c1, "M", c2, "M", c3, c3, third, c4, c4, (last_pool_height, 1, 2, 1)]
+    config = [c1, "M", c2, "M", c3, c3, third, c4, c4]
+    if height_stride == 16:
+        config.append((last_pool_height, 1, 2, 1))
     return VGG(config=config, in_channels=in_channels, batch_norm=batch_norm)
