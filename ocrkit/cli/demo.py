@@ -29,7 +29,7 @@ def demo(out, charset_size, train_images, test_images, steps, device, seed, quie
     two sans) and one in the training fonts, builds LMDBs, trains a CAP-CRNN
     with augmentation, evaluates both, infers a few held-out images, and prints
     the held-out evaluation as one JSON object on the last stdout line (the
-    training fonts' under "training_fonts"). About 9 minutes on 2 CPU cores.
+    training fonts' under "training_fonts"). About 8 minutes on 2 CPU cores.
     """
     from ocrkit.demo import DemoConfig, run_demo
 
