@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from ocrkit.data.transforms import border_median
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -80,7 +82,7 @@ class Augment:
                          rng.uniform(-self.shear, self.shear), paper)
         if rng.random() < self.p_stroke and min(im.size) >= 16:
             if rng.random() < self.stroke_contrast:
-                im = _contrast(im, horizontal=bool(rng.random() < 0.5))
+                im = _contrast(im, horizontal=bool(rng.random() < 0.5), paper=paper)
             elif rng.random() < 0.6:  # MinFilter spreads dark ink: bolder
                 im = im.filter(ImageFilter.MinFilter(3))
             else:  # lighter: half an erosion (a whole one erases 1-2 px strokes)
@@ -105,14 +107,14 @@ class Augment:
         return im
 
 
-def _contrast(im: Image.Image, horizontal: bool) -> Image.Image:
+def _contrast(im: Image.Image, horizontal: bool, paper: int | None = None) -> Image.Image:
     """Stroke contrast: ``horizontal`` spreads dark ink one pixel sideways (vertical
     strokes thicken, horizontal ones keep their height); otherwise ink is eroded
     one pixel vertically at half strength (horizontal strokes turn thinner and
     lighter without vanishing at small sizes; vertical ones keep their width).
     Dark-on-light only: light text is left to the inversion transform."""
     arr = np.asarray(im)
-    if _paper(im) < 128:
+    if (_paper(im) if paper is None else paper) < 128:
         return im
     if horizontal:
         out = arr.copy()
@@ -127,9 +129,7 @@ def _contrast(im: Image.Image, horizontal: bool) -> Image.Image:
 
 
 def _paper(im: Image.Image) -> int:
-    arr = np.asarray(im)
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    return int(np.median(border))
+    return int(border_median(np.asarray(im)))
 
 
 def _margins(im: Image.Image, rng: np.random.Generator, margin: float, paper: int) -> Image.Image:

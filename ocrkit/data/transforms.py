@@ -58,10 +58,17 @@ class ResizePad:
         if (new_w, new_h) == (self.width, self.height) or (
                 self.max_width and self.policy == "keep-ratio"):
             return arr[None], new_w
-        border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-        out = np.full((self.height, self.width), float(np.median(border)), dtype=np.float32)
+        out = np.full((self.height, self.width), border_median(arr), dtype=np.float32)
         out[:new_h, :new_w] = arr
         return out[None], new_w
+
+
+def border_median(arr: np.ndarray) -> float:
+    """An image's background: the median of its border pixels (first and last row and
+    column; ``arr`` is ``[H, W]`` or ``[C, H, W]``). Padding and fills use it so that
+    they look like paper, not like ink."""
+    return float(np.median(np.concatenate([arr[..., 0, :].ravel(), arr[..., -1, :].ravel(),
+                                           arr[..., :, 0].ravel(), arr[..., :, -1].ravel()])))
 
 
 def pad_batch(arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -73,9 +80,7 @@ def pad_batch(arrays: list[np.ndarray]) -> list[np.ndarray]:
         if a.shape[-1] == width:
             out.append(a)
             continue
-        border = np.concatenate([a[..., 0, :].ravel(), a[..., -1, :].ravel(),
-                                 a[..., :, 0].ravel(), a[..., :, -1].ravel()])
-        padded = np.full((*a.shape[:-1], width), float(np.median(border)), dtype=a.dtype)
+        padded = np.full((*a.shape[:-1], width), border_median(a), dtype=a.dtype)
         padded[..., :a.shape[-1]] = a
         out.append(padded)
     return out

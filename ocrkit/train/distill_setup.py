@@ -124,9 +124,10 @@ def student_spec(opts: dict, teacher_spec: dict | None, explicit: set[str]) -> d
     if opts["student_preset"] == "none" or teacher_spec is None:
         return mine
     spec = half_spec(teacher_spec)
-    if "row_sequence" in explicit:
+    if "row_sequence" in explicit:  # per-row (the default) is kept implicit in specs
         spec.pop("row_sequence", None)
-        spec.update({k: v for k, v in mine.items() if k == "row_sequence"})
+        if "row_sequence" in mine:
+            spec["row_sequence"] = mine["row_sequence"]
     for part in PARTS:
         if part in explicit:  # a component named on the command line replaces the preset's
             spec[part] = mine[part]

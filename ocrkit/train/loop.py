@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
-from ocrkit.outputs import atomic_file
 from ocrkit.errors import Interrupted, OcrkitError, UsageError
+from ocrkit.outputs import atomic_file
 from ocrkit.train.data import StepSampler
 
 from ocrkit.train.setup import (OPTIMIZERS, SCHEDULES, Distributed, make_optimizer,  # noqa: F401
@@ -381,9 +381,7 @@ class Trainer:
                 self.say(f"resumed from {last_path} at step {step}")
         elif cfg.resume and dist.main:
             self.say(f"--resume: no {last_path} yet, starting from scratch")
-        begin = getattr(self.method, "begin", None)
-        if begin:
-            begin(total, step)
+        self.method.begin(total, step)
         if dist.enabled:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -394,9 +392,9 @@ class Trainer:
             with atomic_file(os.path.join(cfg.out, "config.json")) as tmp, \
                     open(tmp, "w", encoding="utf-8") as fh:
                 json.dump({**self.config, "train": asdict(cfg),
-                       **{k: v for k, v in self.extra.items()
-                          if k in ("kind", "spec", "input", "distill", "denoiser")}},
-                      fh, ensure_ascii=False, indent=1, default=str)
+                           **{k: v for k, v in self.extra.items()
+                              if k in ("kind", "spec", "input", "distill", "denoiser")}},
+                          fh, ensure_ascii=False, indent=1, default=str)
 
         def save(path: str, with_state: bool) -> None:
             module, deploy_extra = deploy(core) if deploy else (core, {})
