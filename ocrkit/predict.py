@@ -51,7 +51,7 @@ class Predictor:
         from ocrkit.data.transforms import input_mismatch
 
         spec = self.input
-        return input_mismatch(image, spec.height, spec.width, spec.rows)
+        return input_mismatch(image, spec.height, spec.width, spec.rows, self.resize.max_width)
 
     def tensor(self, images) -> torch.Tensor:
         return self.input.to_tensor([self.resize(im)[0] for im in images])

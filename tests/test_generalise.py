@@ -35,6 +35,21 @@ def test_lines_keep_their_width_unless_fixed():
     assert not multi.any_width and multi.transform("any")(long)[0].shape == (1, 96, 96)
 
 
+def test_a_line_wider_than_the_any_width_limit_is_flagged_not_silently_squashed():
+    from ocrkit.data.transforms import input_mismatch
+
+    spec = InputSpec(32, 128, "keep-ratio")
+    limit = spec.transform("any").max_width
+    assert limit == 64 * 32
+    too_long, ok = line(70 * 40), line(60 * 40)  # 70 and 60 heights wide
+    assert spec.transform("any")(too_long)[0].shape == (1, 32, limit)  # squashed ...
+    why = input_mismatch(too_long, 32, 128, 1, limit)
+    assert why == "2800x40 line is wider than 64 times its height: squashed to 2048 px " \
+                  "(split it into shorter lines)"  # ... and said so
+    assert input_mismatch(ok, 32, 128, 1, limit) is None
+    assert input_mismatch(too_long, 32, 128, 1) is None  # --fixed-width: squashing asked for
+
+
 def test_predictor_reads_each_line_at_its_width_and_returns_input_order(tmp_path):
     from ocrkit.charset import Charset
     from ocrkit.checkpoint import save_checkpoint

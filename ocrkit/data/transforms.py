@@ -119,7 +119,8 @@ def text_bands(image: Image.Image, min_share: float = 0.04) -> int:
     return sum(1 for b in bands if b >= min_rows)
 
 
-def input_mismatch(image: Image.Image, height: int, width: int, rows: int) -> str | None:
+def input_mismatch(image: Image.Image, height: int, width: int, rows: int,
+                   max_width: int | None = None) -> str | None:
     """Why ``image`` looks unlike what a model with this input spec reads, or None.
 
     Models answer confidently on inputs they were never trained for (an empty
@@ -128,11 +129,16 @@ def input_mismatch(image: Image.Image, height: int, width: int, rows: int) -> st
     * a single-row model given an image taller than wide (vertical text?), or a
       square-ish image with several bands of text (several rows);
     * a multi-row model (fixed input size) given an image whose aspect ratio is
-      more than 2.5x off its training size (a single line, say).
+      more than 2.5x off its training size (a single line, say);
+    * a line read at its own width (``max_width``) that is wider than that limit,
+      so it is squashed.
     """
     w, h = image.size
     aspect = w / max(h, 1)
     if rows <= 1:
+        if max_width and round(aspect * height) > max_width:
+            return (f"{w}x{h} line is wider than {max_width // height} times its height: "
+                    f"squashed to {max_width} px (split it into shorter lines)")
         if aspect >= 1.5:
             return None
         bands = text_bands(image)

@@ -113,7 +113,8 @@ class Collate:
                 if self.spec.rows > 1:
                     row_lengths.extend(len(r) for r in per_row)
             if self.check_shapes:
-                why = input_mismatch(s.image, self.spec.height, self.spec.width, self.spec.rows)
+                why = input_mismatch(s.image, self.spec.height, self.spec.width, self.spec.rows,
+                                     self.resize.max_width)
                 if why:
                     mismatched.append((s.key, why))
             arr, _ = self.resize(s.image)
