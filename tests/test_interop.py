@@ -87,8 +87,9 @@ def test_onnx_metadata_alone_decodes_like_ocrkit_infer(cli, run, tmp_path):
 
 
 def test_rapidocr_runs_the_rapidocr_profile_unchanged(cli, run, tmp_path):
-    rapid = pytest.importorskip("rapidocr_onnxruntime.ch_ppocr_rec")
+    # the test extra pins rapidocr-onnxruntime: a missing install fails here, never skips
     import onnxruntime as ort
+    import rapidocr_onnxruntime.ch_ppocr_rec as rapid
 
     onnx_path = tmp_path / "rapid.onnx"
     res = cli("export", run / "run/best.pt", "-o", onnx_path, "--profile", "rapidocr",
