@@ -56,6 +56,7 @@ setup(
             "row-attention = ocrkit.models.necks.multirow:row_attention",
         ],
         "ocrkit.heads": ["ctc = ocrkit.models.heads.ctc:ctc"],
-        "ocrkit.classifiers": ["linear = ocrkit.models.classifiers.linear:linear"],
+        "ocrkit.classifiers": ["linear = ocrkit.models.classifiers.linear:linear",
+                               "multihot = ocrkit.models.classifiers.multihot:multihot"],
     },
 )

@@ -24,8 +24,11 @@ def parse_kv(ctx, param, values) -> dict:
     return out
 
 
-def model_options(f):
-    """Component selection shared by train and the methods built on it."""
+def model_options(f=None, *, exclude: tuple[str, ...] = ()):
+    """Component selection shared by train and the methods built on it (``exclude``:
+    option names a command sets itself, e.g. train-emu's classifier)."""
+    if f is None:
+        return lambda g: model_options(g, exclude=exclude)
     options = [
         click.option("--backbone", default="vgg-small", show_default=True,
                      help="Backbone name (ocrkit list backbones)."),
@@ -50,7 +53,8 @@ def model_options(f):
                           "loss unchanged)."),
     ]
     for option in reversed(options):
-        f = option(f)
+        if option(lambda: None).__click_params__[0].name not in exclude:
+            f = option(f)
     return f
 
 

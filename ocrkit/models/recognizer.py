@@ -289,6 +289,23 @@ class Recognizer(nn.Module):
         return spans(frames)
 
 
+def finalized(model: "Recognizer") -> "Recognizer | None":
+    """The deployable form of ``model`` when its classifier has one (EMU's multi-hot
+    classifier without ClassNet and the beta-net, its codebook bit-packed), else None.
+    The spec records it (``classifier.args.packed``), so the checkpoint rebuilds it."""
+    clf = model.classifier
+    if not hasattr(clf, "finalized_state") or getattr(clf, "packed", False):
+        return None
+    spec = copy.deepcopy(model.spec)
+    spec["classifier"].setdefault("args", {})["packed"] = True
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    state.update({f"classifier.{k}": v for k, v in clf.finalized_state().items()})
+    final = Recognizer(spec, model.num_classes)
+    final.load_state_dict(state)
+    device = next(model.parameters()).device
+    return final.to(device).train(False)
+
+
 def check_forward(model: "Recognizer", height: int, width: int, channels: int = 1,
                   taps: Sequence[str] = ()) -> RecognizerOutput:
     """Run the assembled model once on a blank ``height`` x ``width`` image before any

@@ -195,9 +195,15 @@ def _difference(old, new, path: str = "") -> tuple[str, object, object] | None:
     return None if old == new else (path, old, new)
 
 
+# Commands whose options set component arguments name them here (train-emu: --bits).
+FLAG_NAMES: dict[str, str] = {}
+
+
 def _as_flag(path: str) -> str:
     """``spec.backbone.args.channels`` -> ``--backbone-arg channels``; ``input.height``
     -> ``--height``; other paths as they are."""
+    if path in FLAG_NAMES:
+        return FLAG_NAMES[path]
     parts = path.split(".")
     if parts[0] == "spec" and len(parts) >= 3 and parts[2] == "args":
         return f"--{parts[1]}-arg {'.'.join(parts[3:])}"
@@ -216,10 +222,11 @@ def check_resumable(path: str, ckpt: dict, extra: dict) -> None:
                          "choose another -o")
     if "train_state" not in ckpt:
         raise UsageError(f"{path}: not a resumable checkpoint (no optimizer state)")
+    trained = ckpt["train_state"].get("identity", ckpt)  # the network, not its deployed form
     for key in _IDENTITY[1:]:
-        if key not in ckpt and key not in extra:
+        if key not in trained and key not in extra:
             continue
-        found = _difference(_plain(ckpt.get(key)), _plain(extra.get(key)), key)
+        found = _difference(_plain(trained.get(key)), _plain(extra.get(key)), key)
         if found:
             where, old, new = found
             raise UsageError(
@@ -409,6 +416,9 @@ class Trainer:
                     "best": best, "best_step": best_step}
                 if module is not core:  # the whole trained network, for --resume
                     payload["train_state"]["net"] = core.state_dict()
+                    # and what it is (the deployed module may differ: EMU's packed form)
+                    payload["train_state"]["identity"] = {
+                        k: self.extra[k] for k in _IDENTITY if k in self.extra}
             save_checkpoint(path, payload)
 
         from ocrkit.console import progress_bar

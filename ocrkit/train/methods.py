@@ -66,10 +66,12 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
+def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
+             reduction: str = "mean") -> torch.Tensor:
     """CTC loss of ``logits`` against a collated batch's targets: one loss per image
     for ``[B, T, K]`` logits (single rows and MultiRow Stretching, Eq. 3), one per
-    text row for ``[B, H, T, K]`` (row attention, Eq. 10)."""
+    text row for ``[B, H, T, K]`` (row attention, Eq. 10). ``reduction="none"``: the
+    per-sequence losses (images, or rows), whose mean is the ``"mean"`` loss."""
     lengths = batch["target_lengths"]
     if logits.dim() == 4:  # [B, H, T, K]: one CTC loss per row (Eq. 10)
         b, rows = logits.shape[:2]
@@ -78,7 +80,22 @@ def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device) -> t
             raise OcrkitError(f"the model reads {rows} rows per image; train it with "
                               f"--rows {rows} so labels are split per row")
         logits = logits.reshape(b * rows, *logits.shape[2:])
-    return head.loss(logits, batch["targets"].to(device), lengths.to(device))
+    return head.loss(logits, batch["targets"].to(device), lengths.to(device),
+                     reduction=reduction)
+
+
+def with_classifier_terms(core, loss: torch.Tensor, per_sequence: torch.Tensor | None,
+                          terms: dict) -> torch.Tensor:
+    """Add a classifier's own loss (``aux_loss``, e.g. EMU's Eq. 14 regulariser, which
+    needs each sequence's loss) to ``loss``; its diagnostics join ``terms``."""
+    aux = getattr(core.classifier, "aux_loss", None)
+    if aux is None or per_sequence is None:
+        return loss
+    extra = aux(per_sequence.detach())
+    reg = extra.pop("emu_reg")
+    terms["emu_reg"] = reg.detach()
+    terms.update({k: v.detach() for k, v in extra.items()})
+    return loss + reg
 
 
 class SupervisedCTC(Method):
@@ -93,8 +110,23 @@ class SupervisedCTC(Method):
     def loss(self, model, batch: dict, device: torch.device) -> Loss:
         images = batch["images"].to(device, non_blocking=True)
         logits = model(images)
-        loss = ctc_loss(_unwrap(model).head, logits, batch, device)
-        return Loss(loss, {"ctc": loss.detach()}, images.shape[0])
+        core = _unwrap(model)
+        if hasattr(core.classifier, "aux_loss"):  # EMU: beta_hat needs each sequence's loss
+            per = ctc_loss(core.head, logits, batch, device, reduction="none")
+            loss = per.mean()
+        else:
+            per, loss = None, ctc_loss(core.head, logits, batch, device)
+        terms = {"ctc": loss.detach()}
+        total = with_classifier_terms(core, loss, per, terms)
+        return Loss(total, terms, images.shape[0])
+
+    def deployable(self, core) -> tuple[torch.nn.Module, dict]:
+        """A classifier with a deployable form (EMU: the bit-packed codebook) is saved in
+        it; last.pt keeps the whole network in ``train_state["net"]`` for --resume."""
+        from ocrkit.models.recognizer import finalized
+
+        final = finalized(core)
+        return (core, {}) if final is None else (final, {"spec": final.spec})
 
     def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:
         return evaluate_loader(_unwrap(model), self.charset, loader, device,

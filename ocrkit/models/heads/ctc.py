@@ -26,13 +26,20 @@ class CTCHead(nn.Module):
         self.ctc = nn.CTCLoss(blank=blank, reduction="mean", zero_infinity=zero_infinity)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
-             input_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean CTC loss (per target length, as torch does); ``targets`` concatenated."""
+             input_lengths: torch.Tensor | None = None, reduction: str = "mean"
+             ) -> torch.Tensor:
+        """Mean CTC loss (per target length, as torch does); ``targets`` concatenated.
+        ``reduction="none"``: one loss per sequence, each divided by its target length
+        (at least 1), whose mean is the ``"mean"`` loss."""
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # [T, B, K]
         t, b = log_probs.shape[:2]
         if input_lengths is None:
             input_lengths = torch.full((b,), t, dtype=torch.long, device=logits.device)
-        return self.ctc(log_probs, targets, input_lengths, target_lengths)
+        if reduction == "mean":
+            return self.ctc(log_probs, targets, input_lengths, target_lengths)
+        per = F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=self.blank,
+                         reduction="none", zero_infinity=self.ctc.zero_infinity)
+        return per / target_lengths.to(per.device).clamp_min(1).to(per.dtype)
 
     @torch.no_grad()
     def decode(self, logits: torch.Tensor, beam_width: int | None = None

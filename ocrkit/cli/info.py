@@ -1,0 +1,101 @@
+"""`ocrkit info`: what a checkpoint holds and what each part of the model costs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ocrkit.cli._common import stderr_console
+
+PARTS = ("denoiser", "backbone", "neck", "sequence", "classifier", "head")
+
+
+def checkpoint_info(path: str) -> dict:
+    """Parameters and tensor bytes per part, the file's size, and for the classifier
+    the §IV-C storage formula (softmax ``r N d``, EMU ``r K d + N K / 8``)."""
+    from ocrkit.checkpoint import build_model, load_checkpoint
+    from ocrkit.models.classifiers.multihot import storage_bytes
+
+    ckpt = load_checkpoint(path)
+    kind = ckpt.get("kind", "recognizer")
+    out = {"path": path, "kind": kind, "file_bytes": os.path.getsize(path),
+           "resumable": "train_state" in ckpt, "step": ckpt.get("meta", {}).get("step")}
+    state = ckpt.get("state_dict", {})
+    parts: dict[str, dict] = {}
+    for name, tensor in state.items():
+        part = name.split(".", 1)[0]
+        part = part if part in PARTS else "other"
+        entry = parts.setdefault(part, {"parameters": 0, "buffers": 0, "bytes": 0})
+        entry["bytes"] += tensor.numel() * tensor.element_size()
+        entry["buffers" if _is_buffer(name) else "parameters"] += tensor.numel()
+    out["parts"] = parts
+    out["tensor_bytes"] = sum(p["bytes"] for p in parts.values())
+    if kind != "recognizer" or "spec" not in ckpt:
+        return out
+    spec = ckpt["spec"]
+    out["model"] = {k: (spec.get(k) or {}).get("name") for k in PARTS[1:]}
+    out["classes"] = len(ckpt.get("charset", [])) + 1
+    out["input"] = ckpt.get("input")
+    model, _ = build_model(ckpt)
+    clf = model.classifier
+    dim, classes = getattr(clf, "in_channels", None), out["classes"]
+    if hasattr(clf, "bits"):
+        formula = storage_bytes(clf.bits, classes, dim)
+        out["emu"] = {"bits": clf.bits, "d": dim, "N": classes, "packed": clf.packed,
+                      "formula_bytes": formula["emu"], "softmax_bytes": formula["softmax"],
+                      "psi": round(formula["psi"], 5),
+                      "classifier_bytes": parts.get("classifier", {}).get("bytes"),
+                      **clf.code_report()}
+    elif dim is None and hasattr(clf, "fc"):
+        out["softmax"] = {"d": clf.fc.in_features, "N": classes,
+                          "formula_bytes": storage_bytes(8, classes, clf.fc.in_features)["softmax"],
+                          "classifier_bytes": parts.get("classifier", {}).get("bytes")}
+    return out
+
+
+def _is_buffer(name: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf in ("running_mean", "running_var", "num_batches_tracked", "codebook",
+                    "beta_prime", "iteration")
+
+
+def _mib(n) -> str:
+    return "-" if n is None else f"{n / 2**20:.3f} MiB"
+
+
+@click.command(context_settings={"max_content_width": 100}, epilog="""\b
+Examples:
+  ocrkit info runs/emu/best.pt
+  ocrkit info runs/emu/best.pt -q | python -c 'import json,sys; print(json.load(sys.stdin)["emu"])'
+""")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
+def info(checkpoint, quiet) -> None:
+    """Parts, parameters and bytes of a checkpoint; for EMU models the storage formula,
+    the bytes the classifier really takes, and the codebook's minimum Hamming distance.
+
+    One JSON object on stdout; a readable table on stderr.
+    """
+    result = checkpoint_info(checkpoint)
+    if not quiet:
+        from rich.table import Table
+
+        table = Table(title=f"{checkpoint} ({result['kind']})")
+        for col in ("part", "parameters", "buffers", "bytes"):
+            table.add_column(col, justify="left" if col == "part" else "right")
+        for part, p in result["parts"].items():
+            table.add_row(part, f"{p['parameters']:,}", f"{p['buffers']:,}", _mib(p["bytes"]))
+        table.add_row("tensors", "", "", _mib(result["tensor_bytes"]))
+        table.add_row("file", "", "", _mib(result["file_bytes"]))
+        console = stderr_console(False)
+        console.print(table)
+        if "emu" in result:
+            e = result["emu"]
+            console.print(f"EMU K={e['bits']} d={e['d']} N={e['N']}: r*K*d + N*K/8 = "
+                          f"{_mib(e['formula_bytes'])} (softmax r*N*d {_mib(e['softmax_bytes'])}, "
+                          f"psi {e['psi']}); classifier tensors {_mib(e['classifier_bytes'])}; "
+                          f"min Hamming distance {e['min_hamming']}, duplicate codes "
+                          f"{e['duplicate_pairs']}", highlight=False)
+    click.echo(json.dumps(result, ensure_ascii=False))

@@ -1,0 +1,274 @@
+"""EMU multi-hot classifier (Li et al. 2022): faithful tests (METHODS.md §2) and the
+train-emu / info / evaluate / export chain from the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ocrkit.models.classifiers.multihot import (MultiHotClassifier, code_report, pack_codes,
+                                                popcount_scores, scaled_tanh, sign_codes,
+                                                storage_bytes, unpack_codes)
+
+
+def _clf(**kw) -> MultiHotClassifier:
+    torch.manual_seed(0)
+    return MultiHotClassifier(in_channels=16, num_classes=kw.pop("n", 30), bits=kw.pop("bits", 64),
+                              **kw)
+
+
+def test_beta_is_at_least_one_for_any_input():
+    clf = _clf()
+    for scale in (1e-3, 1.0, 1e3, 1e6):
+        x = torch.randn(64, 16) * scale
+        beta = clf.beta(x)
+        assert beta.shape == (64, 1)
+        assert bool((beta >= 1).all())
+    with torch.no_grad():  # a beta-net pushed hard negative still gives 1
+        clf.beta_net[-1].bias.fill_(-1e4)
+    assert torch.equal(clf.beta(torch.randn(8, 16)), torch.ones(8, 1))
+
+
+def test_beta_net_reads_detached_features():
+    clf = _clf()
+    x = torch.randn(4, 16, requires_grad=True)
+    clf.beta(x).sum().backward()
+    assert x.grad is None  # footnote 3: no gradient from the beta-net into h_t
+    assert clf.beta_net[0].weight.grad is not None
+
+
+def _trained_forward(clf, s=2, t=5):
+    clf.train()
+    x = torch.randn(s, t, 16)
+    return clf(x), x
+
+
+def test_regulariser_is_zero_with_zero_gradient_when_beta_reaches_beta_hat():
+    clf = _clf()
+    _trained_forward(clf)
+    # loss 1e3 -> beta_hat = mu / loss = 1e-3 < 1 <= beta everywhere
+    aux = clf.aux_loss(torch.full((2,), 1e3))
+    assert float(aux["emu_reg"].detach()) == 0.0 and float(aux["beta_below_hat"]) == 0.0
+    aux["emu_reg"].backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0
+               for p in clf.beta_net.parameters())
+
+
+def test_regulariser_is_minus_lambda_beta_below_beta_hat_and_reaches_only_the_beta_net():
+    clf = _clf(lam=0.5)
+    logits, _ = _trained_forward(clf)
+    beta = clf._beta.detach().reshape(2, -1)
+    aux = clf.aux_loss(torch.full((2,), 1e-6))  # beta_hat = 1e6 > beta everywhere
+    assert float(aux["beta_below_hat"]) == 1.0
+    assert math.isclose(float(aux["emu_reg"].detach()), -0.5 * float(beta.mean()), rel_tol=1e-6)
+    aux["emu_reg"].backward()
+    assert float(clf.beta_net[-1].bias.grad.abs()) > 0
+    assert clf.proj.weight.grad is None and clf.classnet[0].weight.grad is None
+    # one sequence below, one above: only the first one's frames count
+    clf.zero_grad()
+    _trained_forward(clf)
+    beta = clf._beta.detach().reshape(2, -1)
+    aux = clf.aux_loss(torch.tensor([1e-6, 1e6]))
+    assert math.isclose(float(aux["emu_reg"].detach()), -0.5 * float(beta[0].sum()) / beta.numel(),
+                        rel_tol=1e-6)
+
+
+def test_ema_of_the_class_code_sharpness_follows_eq_15():
+    clf = _clf(gamma=0.9)
+    assert float(clf.beta_prime) == 1.0  # beta'(0) = 1
+    expected = 1.0
+    for _ in range(3):
+        _trained_forward(clf)
+        mean = float(clf._beta.mean())
+        clf.aux_loss(torch.ones(2))
+        expected = 0.9 * expected + 0.1 * mean
+        assert math.isclose(float(clf.beta_prime), expected, rel_tol=1e-6)
+
+
+def test_schedule_mode_uses_the_papers_beta_without_the_beta_net():
+    clf = _clf(beta_mode="schedule")
+    assert clf.beta_net is None
+    for i in range(3):
+        _trained_forward(clf)
+        assert torch.allclose(clf._beta, torch.full_like(clf._beta, (1 + 0.5 * i) ** 0.5))
+        clf.aux_loss(torch.ones(2))
+    assert math.isclose(float(clf.beta_prime), (1 + 0.5 * 3) ** 0.5, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["literal", "exact"])
+def test_replaced_gradients_equal_eq_17_and_exact_ones_eq_16(mode):
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 8, requires_grad=True)
+    beta = (torch.rand(3, 4, 1) * 5 + 1).requires_grad_()
+    g = torch.randn(3, 4, 8)
+    y = scaled_tanh(x, beta, mode)
+    assert torch.allclose(y, torch.tanh(beta * x))
+    y.backward(g)
+    xd, bd = x.detach(), beta.detach()
+    if mode == "literal":  # Eq. 17: 1 - tanh^2(x) and 1 - tanh^2(beta), no beta or x factor
+        gx = g * (1 - torch.tanh(xd) ** 2)
+        gb = (g * (1 - torch.tanh(bd) ** 2)).sum(-1, keepdim=True)
+    else:  # Eq. 16
+        slope = 1 - torch.tanh(bd * xd) ** 2
+        gx, gb = g * slope * bd, (g * slope * xd).sum(-1, keepdim=True)
+    assert torch.allclose(x.grad, gx, atol=1e-6)
+    assert torch.allclose(beta.grad, gb, atol=1e-5)
+
+
+def test_sign_of_zero_is_plus_one_and_packing_round_trips():
+    z = torch.tensor([[0.0, -0.0, 1e-9, -1e-9, 3.0, -2.0, 0.0, 0.5]])
+    assert sign_codes(z).tolist() == [[1, 1, 1, -1, 1, -1, 1, 1]]
+    packed = pack_codes(z)
+    assert packed.dtype == torch.uint8 and packed.shape == (1, 1)
+    assert packed.numpy().tolist() == np.packbits(z.numpy() >= 0, axis=-1).tolist()
+    codes = sign_codes(torch.randn(7, 64))
+    assert torch.equal(unpack_codes(pack_codes(codes)), codes)
+
+
+@pytest.mark.parametrize("bits", [64, 72])  # 64-bit words, and bytes
+def test_popcount_scores_equal_the_float_inner_product_with_the_same_argmax(bits):
+    torch.manual_seed(2)
+    frames = torch.randn(50, bits)
+    frames[:, :4] = 0.0  # exact zeros: sign(0) = +1 on both paths
+    codes = sign_codes(torch.randn(300, bits))
+    float_scores = sign_codes(frames) @ codes.t()
+    pop = popcount_scores(pack_codes(frames).numpy(), pack_codes(codes).numpy())
+    assert np.array_equal(pop, float_scores.numpy().astype(np.int32))
+    assert np.array_equal(pop.argmax(1), float_scores.argmax(1).numpy())
+
+
+def test_evaluation_scores_equal_the_packed_deployable_form_on_both_scoring_paths():
+    clf = _clf(n=40)
+    clf.eval()
+    x = torch.randn(3, 9, 16)
+    with torch.no_grad():
+        want = clf(x)
+    for scoring in ("float", "popcount"):
+        packed = MultiHotClassifier(in_channels=16, num_classes=40, bits=64, packed=True,
+                                    scoring=scoring)
+        packed.load_state_dict(clf.finalized_state())
+        packed.eval()
+        assert set(packed.state_dict()) == {"proj.weight", "codebook"}
+        with torch.no_grad():
+            assert torch.allclose(packed(x), want)
+    # scores are s * (K - 2 Hamming) / K, the binary limit of s * cos: K - 2H is even
+    inner = want * 64 / 20
+    assert torch.allclose(inner, inner.round(), atol=1e-4)
+    assert bool((inner.round() % 2 == 0).all()) and float(inner.abs().max()) <= 64
+
+
+def test_storage_matches_the_formula_and_table_vi():
+    mib = 2 ** 20
+    for k, want in ((128, 0.222), (256, 0.444), (512, 0.889), (1024, 1.778)):
+        s = storage_bytes(k, 6372, 256)
+        assert round(s["emu"] / mib, 3) == want
+        assert math.isclose(s["ratio"], k / 6372 + k / (8 * 4 * 256))
+    assert round(storage_bytes(512, 6372, 256)["softmax"] / mib, 2) == 6.22
+    # §IV-C's example: N = 20000, d = 512, K = 256 -> 1.11 MiB (the paper prints 1.72 MB)
+    assert round(storage_bytes(256, 20000, 512)["emu"] / mib, 2) == 1.11
+    clf = _clf(n=6372, bits=512)
+    state = clf.finalized_state()
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    assert size == storage_bytes(512, 6372, 16)["emu"]
+
+
+def test_code_report_finds_duplicate_codes():
+    codes = sign_codes(torch.randn(5, 64))
+    assert code_report(codes)["duplicate_pairs"] == 0
+    codes[3] = codes[1]
+    report = code_report(codes)
+    assert report["duplicate_pairs"] == 1 and report["min_hamming"] == 0
+
+
+def test_bad_arguments_are_refused():
+    for kw in ({"bits": 12}, {"grad": "ste"}, {"beta_mode": "x"}, {"gamma": 1.0},
+               {"scoring": "gpu"}):
+        with pytest.raises(ValueError):
+            _clf(**kw)
+
+
+# ------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def emu_run(tmp_path_factory, cjk_font):
+    from click.testing import CliRunner
+
+    from ocrkit.cli import cli
+
+    root = tmp_path_factory.mktemp("emu")
+    runner = CliRunner()
+    data = root / "s1"
+    res = runner.invoke(cli, ["synth", "--rows", "1", "--cols", "6", "-n", "40", "--seed", "3",
+                              "--font", cjk_font, "--out", str(data), "-w", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    out = root / "run"
+    res = runner.invoke(cli, ["train-emu", "--train", str(data), "--val", str(data), "-o",
+                              str(out), "--max-steps", "6", "--val-every", "3", "-b", "8",
+                              "--bits", "64", "-w", "0", "-q", "--sequence-arg", "hidden=16",
+                              "--backbone-arg", "channels=(8,8,16,16)", "--height", "32",
+                              "--width", "96", "--no-augment"])
+    assert res.exit_code == 0, res.output
+    return data, out, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_train_emu_logs_every_term_and_deploys_the_packed_codebook(emu_run):
+    from ocrkit.checkpoint import load_checkpoint
+
+    data, out, summary = emu_run
+    assert summary["codes"]["bits"] == 64 and summary["codes"]["min_hamming"] >= 0
+    records = [json.loads(line) for line in open(out / "metrics.jsonl") if '"terms"' in line]
+    assert records and set(records[-1]["terms"]) >= {"ctc", "emu_reg", "beta", "beta_prime"}
+    best = load_checkpoint(str(out / "best.pt"))
+    assert best["spec"]["classifier"]["name"] == "multihot"
+    assert best["spec"]["classifier"]["args"]["packed"] is True
+    keys = [k for k in best["state_dict"] if k.startswith("classifier.")]
+    assert sorted(keys) == ["classifier.codebook", "classifier.proj.weight"]
+    n = len(best["charset"]) + 1
+    assert tuple(best["state_dict"]["classifier.codebook"].shape) == (n, 8)
+    last = load_checkpoint(str(out / "last.pt"))
+    net = last["train_state"]["net"]
+    assert any(k.startswith("classifier.classnet.") for k in net)
+    assert any(k.startswith("classifier.beta_net.") for k in net)
+    assert last["train_state"]["identity"]["spec"]["classifier"]["args"].get("packed") is None
+
+
+def test_info_reports_bytes_per_part_and_the_formula_it_matches(emu_run, cli):
+    _, out, _ = emu_run
+    res = cli("info", out / "best.pt", "-q")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    emu = info["emu"]
+    assert emu["packed"] and emu["classifier_bytes"] == emu["formula_bytes"]
+    assert emu["formula_bytes"] == storage_bytes(64, emu["N"], emu["d"])["emu"]
+    assert info["tensor_bytes"] == sum(p["bytes"] for p in info["parts"].values())
+    # the file is its tensors plus a small header (spec, charset, zip entries)
+    assert info["tensor_bytes"] < info["file_bytes"] < info["tensor_bytes"] + 64 * 1024
+
+
+def test_evaluate_reads_the_deployed_model_as_training_validated_it(emu_run, cli):
+    data, out, summary = emu_run
+    res = cli("evaluate", out / "best.pt", data, "-q")
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    assert math.isclose(result["clp"], summary["best_metric"], abs_tol=1e-9)
+
+
+def test_export_verifies_an_emu_model(emu_run, cli):
+    pytest.importorskip("onnxruntime")
+    _, out, _ = emu_run
+    res = cli("export", out / "best.pt", "-o", out / "m.onnx", "--verify")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["verify"]["texts_match"] is True
+
+
+def test_resume_with_other_bits_is_refused_in_one_line(emu_run, cli):
+    from tests.conftest import one_line_error
+
+    data, out, _ = emu_run
+    res = cli("train-emu", "--train", data, "-o", out, "--max-steps", "8", "-b", "8",
+              "--bits", "128", "-w", "0", "-q", "--resume", "--sequence-arg", "hidden=16",
+              "--backbone-arg", "channels=(8,8,16,16)", "--height", "32", "--width", "96")
+    one_line_error(res, 2, "--bits", "64", "128")
