@@ -122,7 +122,11 @@ def contract(charset, spec: InputSpec, profile: str = "ocrkit", ckpt_spec: dict 
     else:
         row_rule = (f"{rows}: one sequence of frames in reading order; row j owns frames "
                     f"[j*F/{rows}, (j+1)*F/{rows}) of the F frames, each decoded on its own")
-    return {
+    head = ((ckpt_spec or {}).get("head") or {})
+    steps = None
+    if head.get("name") == "lightformer":  # an autoregressive decoder: a fixed-length loop
+        steps = int((head.get("args") or {}).get("max_length", 32)) + 1
+    out = {
         "character": "\n".join(charset.chars), "blank_index": "0",
         "output": "logits [batch, frames, classes] before softmax; class 0 is the CTC blank, "
                   "class k >= 1 is line k of 'character'",
@@ -134,6 +138,14 @@ def contract(charset, spec: InputSpec, profile: str = "ocrkit", ckpt_spec: dict 
         "padding": padding,
         "decode": "CTC greedy: argmax per frame, merge repeats, drop class 0",
         "rows": row_rule}
+    if steps:
+        out["output"] = (f"logits [batch, {steps}, classes] before softmax, one step of greedy "
+                         "decoding each (the graph feeds each step's argmax to the next); "
+                         "class 0 ends the text, class k >= 1 is line k of 'character'")
+        out["decode"] = "argmax per step; the text is the classes before the first class 0"
+    if spec.channels == 3:
+        out["grey"] = "none: RGB input, channels in R, G, B order"
+    return out
 
 
 def export_onnx(checkpoint: str, out: str, *, opset: int = 17, profile: str = "ocrkit") -> dict:
@@ -146,9 +158,10 @@ def export_onnx(checkpoint: str, out: str, *, opset: int = 17, profile: str = "o
     model, charset = build_model(ckpt)
     spec = InputSpec(**ckpt["input"])
     if profile == "rapidocr":
-        if spec.rows > 1 or spec.policy != "keep-ratio" or spec.channels != 1:
-            raise UsageError("--profile rapidocr exports single-row, keep-ratio, grey "
-                             "recognizers (RapidOCR reads one line at a time)")
+        if spec.rows > 1 or spec.policy != "keep-ratio" or spec.channels != 1 \
+                or model.autoregressive:
+            raise UsageError("--profile rapidocr exports single-row, keep-ratio, grey CTC "
+                             "recognizers (RapidOCR reads one line at a time, CTC-decoded)")
         model = RapidOCRRecognizer(model, spec).eval()
         dummy = torch.zeros(1, 3, RAPIDOCR_HEIGHT, 320)
         names, axes = (["x"], ["softmax"]), {"x": {0: "batch", 3: "width"},
@@ -213,6 +226,9 @@ def verify_onnx(checkpoint: str, onnx_path: str, images) -> dict:
         resize = spec.transform("any" if spec.any_width else "fixed")
         x = spec.to_tensor([resize(im)[0] for im in images])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    core = model.model if profile == "rapidocr" else model
+    if getattr(core.head, "autoregressive", False):
+        core.head.stop_early = False  # the exported graph runs every step: compare them all
     with torch.no_grad():
         ref = model(x)
 

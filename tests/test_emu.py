@@ -83,7 +83,7 @@ def test_ema_of_the_class_code_sharpness_follows_eq_15():
     expected = 1.0
     for _ in range(3):
         _trained_forward(clf)
-        mean = float(clf._beta.mean())
+        mean = float(clf._beta.detach().mean())
         clf.aux_loss(torch.ones(2))
         expected = 0.9 * expected + 0.1 * mean
         assert math.isclose(float(clf.beta_prime), expected, rel_tol=1e-6)

@@ -26,7 +26,7 @@ def test_every_backbone_builds_and_runs(name):
 
 GEOMETRY = {"rows": 2, "feature_height": 4, "feature_width": 10}
 EXPECT = {"cap": (2, 10, 12), "bilstm": (2, 10, None), "multirow-stretch": (2, 20, 12),
-          "row-attention": (2, 2, 10, 12)}
+          "row-attention": (2, 2, 10, 12), "tokens": (2, 40, 12)}
 
 
 @pytest.mark.parametrize("name", NECKS)
@@ -49,9 +49,14 @@ def test_every_classifier_builds_and_runs(name):
 
 @pytest.mark.parametrize("name", sorted(registry.entries("heads")))
 def test_every_head_computes_a_finite_loss(name):
-    head = registry.build("heads", name)
+    head = registry.build("heads", name, in_channels=16, num_classes=6)
     logits = torch.randn(2, 12, 6, requires_grad=True)
-    loss = head.loss(logits, torch.tensor([1, 2, 3, 4, 5]), torch.tensor([2, 3]))
+    flat, lengths = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([2, 3])
+    if getattr(head, "autoregressive", False):  # per-position targets, end symbol added
+        targets = head.targets(flat, lengths)
+        loss = head.loss(logits[:, :targets.shape[1]], targets)
+    else:
+        loss = head.loss(logits, flat, lengths)
     loss.backward()
     assert torch.isfinite(loss) and logits.grad is not None
 

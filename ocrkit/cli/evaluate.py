@@ -81,7 +81,7 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
     n_workers = resolve_workers(workers, min(2, default_workers() - 1), warn)
     predictor = Predictor(checkpoint, device, beam_width, denoiser, warn=warn,
                           fixed_width=fixed_width)
-    dataset = open_dataset(list(data))
+    dataset = open_dataset(list(data), mode=predictor.input.mode)
     for line in dataset.issues.warnings():
         warn(line)
     labels = dataset.labels()[:limit] if limit else dataset.labels()

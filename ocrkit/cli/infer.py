@@ -127,7 +127,7 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
 
     try:
         for path in iter_inputs(inputs):
-            image, error = open_input(path)
+            image, error = open_input(path, predictor.input.mode)
             batch.append((path, error if error else image))
             failed = failed or error is not None
             if len(batch) >= batch_size:

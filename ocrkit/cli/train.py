@@ -134,6 +134,10 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
         click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
                      default=None,
                      help="[default: keep-ratio; stretch with --rows > 1]"),
+        click.option("--channels", type=click.Choice(["1", "3"]), default="1",
+                     show_default=True, callback=lambda ctx, param, value: int(value),
+                     help="Image channels the model reads: 1 grey, 3 RGB (Light-Former's "
+                          "input, scene text); stored in the checkpoint."),
         click.option("--rows", type=click.IntRange(min=1), default=1, show_default=True,
                      help="Text rows per image (multi-row necks: multirow-stretch, "
                           "row-attention); stored in the checkpoint."),

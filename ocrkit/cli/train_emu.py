@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import click
+from click.core import ParameterSource
 
 from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
 from ocrkit.cli.train import model_options, train_options
@@ -49,6 +50,11 @@ def emu_options(f):
     return f
 
 
+# --head lightformer: Light-Former's model (Tables I-II: MobileNetV3-small, 48x160 input;
+# the decoder reads every cell of the 6 x 40 map) for the options not given.
+LIGHTFORMER = {"backbone": "mobilenetv3-small", "neck": "tokens", "sequence": "none",
+               "height": 48, "width": 160}
+
 EMU_KEYS = {"bits": "bits", "scale": "scale", "mu": "mu", "lambda_reg": "lam",
             "gamma": "gamma", "emu_grad": "grad", "beta_mode": "beta_mode",
             "classnet_hidden": "classnet_hidden", "beta_hidden": "beta_hidden",
@@ -58,6 +64,7 @@ EMU_KEYS = {"bits": "bits", "scale": "scale", "mu": "mu", "lambda_reg": "lam",
 @click.command("train-emu", context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
   ocrkit train-emu --train s1/train --val s1/test -o runs/emu --max-steps 3000
+  ocrkit train-emu --train s1/train --val s1/test -o runs/lf-emu --head lightformer
   ocrkit train-emu --train s1/train --val s1/test -o runs/emu-k256 --bits 256 \\
       --backbone mobilenetv3-small --neck cap --height 48 --width 160
   ocrkit info runs/emu/best.pt        # parameters and bytes per part, code distances
@@ -67,7 +74,10 @@ Examples:
 @emu_options
 @config_option("train-emu")
 def train_emu(**opts) -> None:
-    """Train a recognizer whose classifier is EMU's multi-hot codes (CTC head).
+    """Train a recognizer whose classifier is EMU's multi-hot codes: under CTC
+    (PP-OCR + EMU, Table VII) or Light-Former's decoder (--head lightformer:
+    MobileNetV3-small, tokens, 48x160 unless given; the decoder's output embedding
+    is the codebook).
 
     best.pt holds the deployable form: the projection and a bit-packed codebook
     (ClassNet and the beta-net dropped); last.pt keeps everything for --resume.
@@ -80,6 +90,11 @@ def train_emu(**opts) -> None:
     if opts["bits"] % 8:
         raise click.BadParameter(f"{opts['bits']}: K must be a multiple of 8",
                                  param_hint="--bits")
+    if opts["head"] == "lightformer":  # Light-Former-EMU: the paper's model unless told
+        ctx = click.get_current_context()
+        for key, value in LIGHTFORMER.items():
+            if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None):
+                opts[key] = value
     opts["_config"] = replayable("train-emu", opts)
     opts["classifier"] = "multihot"
     opts["classifier_args"] = {arg: opts[key] for key, arg in EMU_KEYS.items()}

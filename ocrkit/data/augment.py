@@ -70,6 +70,16 @@ class Augment:
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         if rng.random() >= self.p:
             return image
+        if image.mode == "RGB":  # the same draws for each channel: one geometry, one noise
+            state = rng.bit_generator.state
+            bands = []
+            for band in image.split():
+                rng.bit_generator.state = state
+                bands.append(self._grey(band, rng))
+            return Image.merge("RGB", bands)
+        return self._grey(image, rng)
+
+    def _grey(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         im = image.convert("L")
         paper = _paper(im)
         if rng.random() < self.p_margin:

@@ -1,4 +1,5 @@
-"""Resize/pad policy: PIL image -> float32 array ``[1, H, W]`` in [0, 1].
+"""Resize/pad policy: PIL image -> float32 array ``[C, H, W]`` in [0, 1] (C = 1 grey,
+3 RGB: the image is converted to the model's mode first).
 
 Policies:
 
@@ -33,15 +34,18 @@ class ResizePad:
     width: int
     policy: str = "keep-ratio"
     max_width: int | None = None  # keep-ratio without padding, up to this width
+    channels: int = 1  # 1: grey ("L"), 3: RGB
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"policy {self.policy!r} not in {POLICIES}")
         if self.height < 1 or self.width < 1:
             raise ValueError("height and width must be positive")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels {self.channels}: 1 (grey) or 3 (RGB)")
 
     def __call__(self, image: Image.Image) -> tuple[np.ndarray, int]:
-        image = image.convert("L")
+        image = image.convert("L" if self.channels == 1 else "RGB")
         w, h = image.size
         if self.policy == "stretch":
             new_w, new_h = self.width, self.height
@@ -55,12 +59,14 @@ class ResizePad:
         if (new_w, new_h) != (w, h):
             image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         arr = np.asarray(image, dtype=np.float32) / 255.0
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # [C, H, W]
         if (new_w, new_h) == (self.width, self.height) or (
                 self.max_width and self.policy == "keep-ratio"):
-            return arr[None], new_w
-        out = np.full((self.height, self.width), border_median(arr), dtype=np.float32)
-        out[:new_h, :new_w] = arr
-        return out[None], new_w
+            return np.ascontiguousarray(arr), new_w
+        out = np.full((arr.shape[0], self.height, self.width), border_median(arr),
+                      dtype=np.float32)
+        out[:, :new_h, :new_w] = arr
+        return out, new_w
 
 
 def border_median(arr: np.ndarray) -> float:

@@ -102,7 +102,9 @@ class RecognizerOutput:
     ``features`` the backbone map ``[B, C, h, w]``; ``visual`` (V) ``[B, T, C]``
     or ``[B, R, T, C]``; ``context`` (H) ``[B(*R), T, C']`` (``visual`` folded when
     there is no sequence stage); ``rnn_state`` the top recurrent layer's final
-    ``(h, c)``, each ``[B(*R), 2*hidden]``, or None; ``taps`` name -> module output.
+    ``(h, c)``, each ``[B(*R), 2*hidden]``, or None; ``taps`` name -> module output;
+    ``extras`` what an autoregressive head adds (``glimpses`` its decoder outputs,
+    ``attention`` its last cross-attention weights).
     """
 
     logits: torch.Tensor
@@ -111,6 +113,7 @@ class RecognizerOutput:
     context: torch.Tensor
     rnn_state: tuple[torch.Tensor, torch.Tensor] | None = None
     taps: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # a head's: glimpses ...
 
 
 class Recognizer(nn.Module):
@@ -161,9 +164,15 @@ class Recognizer(nn.Module):
         if spec.get("sequence"):
             self.sequence = _build("necks", spec["sequence"], in_channels=channels)
             channels = _out_channels(self.sequence, "sequence")
-        self.classifier = _build("classifiers", spec["classifier"], in_channels=channels,
+        # A head receives the frames' channels and the class count (a factory that takes
+        # neither, like a plugin written before heads did, is built without them); a head
+        # that decodes by itself (``out_channels``) feeds the classifier its own width.
+        self.head = _build("heads", spec["head"], **_accepted(
+            "heads", spec["head"], in_channels=channels, num_classes=num_classes))
+        self.classifier = _build("classifiers", spec["classifier"],
+                                 in_channels=getattr(self.head, "out_channels", channels),
                                  num_classes=num_classes)
-        self.head = _build("heads", spec["head"])
+        self.autoregressive = bool(getattr(self.head, "autoregressive", False))
 
     # ------------------------------------------------------------------ denoiser
     def set_denoiser(self, config: dict | None, state_dict: dict | None = None) -> None:
@@ -201,9 +210,12 @@ class Recognizer(nn.Module):
         return (cleaned - mean) / std
 
     # ------------------------------------------------------------------ forward
-    def forward(self, images: torch.Tensor, outputs: bool = False, taps: Sequence[str] = ()):
+    def forward(self, images: torch.Tensor, outputs: bool = False, taps: Sequence[str] = (),
+                targets: torch.Tensor | None = None):
         """Images ``[B, C, H, W]`` -> logits ``[B, T, K]`` (or ``[B, R, T, K]``); with
-        ``outputs=True`` a :class:`RecognizerOutput` holding ``taps`` too."""
+        ``outputs=True`` a :class:`RecognizerOutput` holding ``taps`` too. An
+        autoregressive head reads ``targets`` (its :meth:`targets` form) for teacher
+        forcing and decodes greedily without them."""
         captured: dict[str, torch.Tensor] = {}
         handles = [self.tap_module(name).register_forward_hook(
             lambda module, args, out, name=name: captured.__setitem__(name, out))
@@ -218,6 +230,9 @@ class Recognizer(nn.Module):
             visual = self.neck(features)
             frames, rows = visual, None
             if frames.dim() == 4:  # [B, R, T, C]: text rows
+                if self.autoregressive:
+                    raise UsageError(f"head {self.spec['head']['name']!r} reads one text "
+                                     "row per image; use a single-row neck")
                 b, rows, t, c = frames.shape
                 # per-row: each row its own sequence; reading-order: one sequence per
                 # image, row 1 then row 2 ..., cut back into rows after the sequence stage
@@ -232,7 +247,13 @@ class Recognizer(nn.Module):
                 context = self.sequence(frames)
             if rows is not None and self.row_sequence == "reading-order":
                 context = context.reshape(b * rows, t, context.shape[-1])
-            logits = self.classifier(context)
+            extras: dict = {}
+            if self.autoregressive:
+                logits = self.head(context, self.classifier, targets=targets,
+                                   extras=extras if outputs else None)
+            else:
+                logits = self.head(context, self.classifier) if _calls_classifier(self.head) \
+                    else self.classifier(context)
         finally:
             for handle in handles:
                 handle.remove()
@@ -241,7 +262,7 @@ class Recognizer(nn.Module):
         if not outputs:
             return logits
         return RecognizerOutput(logits=logits, features=features, visual=visual,
-                                context=context, rnn_state=state, taps=captured)
+                                context=context, rnn_state=state, taps=captured, extras=extras)
 
     # ------------------------------------------------------------------ taps
     def tap_points(self) -> dict[str, str]:
@@ -342,6 +363,26 @@ def _entry(kind: str, part: dict) -> registry.Entry:
         raise
     part["dist"], part["version"] = entry.dist, entry.version
     return entry
+
+
+def _accepted(kind: str, part: dict, **kwargs) -> dict:
+    """The keyword arguments a component's factory accepts (by name or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(_entry(kind, part).load()).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return kwargs
+    names = {p.name for p in params}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def _calls_classifier(head: nn.Module) -> bool:
+    """Whether a (non-autoregressive) head's forward takes the classifier (WAVE2's
+    contract); a head with only loss and decode leaves it to the recognizer."""
+    return type(head).forward is not nn.Module.forward
 
 
 def _build(kind: str, part: dict, **kwargs) -> nn.Module:

@@ -42,8 +42,14 @@ class InputSpec:
             return None
         return self.width if mode == "batch" else max(self.width, 64 * self.height)
 
+    @property
+    def mode(self) -> str:
+        """The Pillow mode images are decoded in: ``L`` (grey) or ``RGB``."""
+        return "L" if self.channels == 1 else "RGB"
+
     def transform(self, width: str = "fixed") -> ResizePad:
-        return ResizePad(self.height, self.width, self.policy, self.max_width(width))
+        return ResizePad(self.height, self.width, self.policy, self.max_width(width),
+                         self.channels)
 
     def to_tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
         if len({a.shape for a in arrays}) > 1:

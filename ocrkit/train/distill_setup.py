@@ -265,6 +265,7 @@ def run_distill(opts: dict) -> dict | None:
         spec = student_spec(opts, t_arch, explicit)
         if s_input.rows > 1:
             spec["neck"]["args"].setdefault("rows", s_input.rows)
+        spec["in_channels"] = s_input.channels  # the student reads what its input holds
         torch.manual_seed(opts["seed"])
         student = Recognizer(spec, charset.num_classes, input_size=(s_input.height, s_input.width))
         torch.manual_seed(opts["seed"] + 1)  # a peer from scratch starts elsewhere
@@ -364,8 +365,10 @@ def _student_input(opts: dict, teacher: InputSpec | None, explicit: set[str], mo
         return InputSpec(height=opts["height"] or (224 if rows > 1 else 32),
                          width=opts["width"] or (224 if rows > 1 else 256),
                          policy=opts["resize"] or ("stretch" if rows > 1 else "keep-ratio"),
-                         rows=rows)
+                         rows=rows, channels=opts.get("channels", 1))
     given = {k: opts[k] for k in ("height", "width") if opts.get(k)}
+    if "channels" in explicit:
+        given["channels"] = opts["channels"]
     if opts.get("resize"):
         given["policy"] = opts["resize"]
     if "rows" in explicit:

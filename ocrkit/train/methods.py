@@ -84,14 +84,15 @@ def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
                      reduction=reduction)
 
 
-def with_classifier_terms(core, loss: torch.Tensor, per_sequence: torch.Tensor | None,
-                          terms: dict) -> torch.Tensor:
+def with_classifier_terms(core, loss: torch.Tensor, per_item: torch.Tensor | None,
+                          terms: dict, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Add a classifier's own loss (``aux_loss``, e.g. EMU's Eq. 14 regulariser, which
-    needs each sequence's loss) to ``loss``; its diagnostics join ``terms``."""
+    needs each sequence's or position's loss) to ``loss``; its diagnostics join
+    ``terms``."""
     aux = getattr(core.classifier, "aux_loss", None)
-    if aux is None or per_sequence is None:
+    if aux is None or per_item is None:
         return loss
-    extra = aux(per_sequence.detach())
+    extra = aux(per_item.detach(), mask) if mask is not None else aux(per_item.detach())
     reg = extra.pop("emu_reg")
     terms["emu_reg"] = reg.detach()
     terms.update({k: v.detach() for k, v in extra.items()})
@@ -99,7 +100,8 @@ def with_classifier_terms(core, loss: torch.Tensor, per_sequence: torch.Tensor |
 
 
 class SupervisedCTC(Method):
-    """CTC loss on labelled images; validation by the metrics of ocrkit.metrics."""
+    """CTC loss on labelled images (cross-entropy per position for an autoregressive
+    head, teacher-forced); validation by the metrics of ocrkit.metrics."""
 
     metric = "clp"
 
@@ -109,8 +111,17 @@ class SupervisedCTC(Method):
 
     def loss(self, model, batch: dict, device: torch.device) -> Loss:
         images = batch["images"].to(device, non_blocking=True)
-        logits = model(images)
         core = _unwrap(model)
+        if core.autoregressive:  # teacher forcing; cross-entropy per position
+            targets = core.head.targets(batch["targets"], batch["target_lengths"]).to(device)
+            logits = model(images, targets=targets)
+            per = core.head.loss(logits, targets, reduction="none")  # [B, L]
+            mask = targets != -100
+            loss = per.sum() / mask.sum().clamp_min(1)
+            terms = {"ce": loss.detach()}
+            return Loss(with_classifier_terms(core, loss, per, terms, mask), terms,
+                        images.shape[0])
+        logits = model(images)
         if hasattr(core.classifier, "aux_loss"):  # EMU: beta_hat needs each sequence's loss
             per = ctc_loss(core.head, logits, batch, device, reduction="none")
             loss = per.mean()

@@ -74,9 +74,11 @@ def apply_unknown_policy(charset: Charset, labels: list[str], policy: str,
 
 
 def open_datasets(opts: dict, say) -> tuple:
-    """The training and validation sets (None without --val); label-file problems said."""
-    train_set = open_dataset(list(opts["train_paths"]))
-    val_set = open_dataset(list(opts["val_paths"])) if opts["val_paths"] else None
+    """The training and validation sets (None without --val); label-file problems said.
+    Images are decoded in colour for ``--channels 3``."""
+    mode = "RGB" if opts.get("channels", 1) == 3 else "L"
+    train_set = open_dataset(list(opts["train_paths"]), mode=mode)
+    val_set = open_dataset(list(opts["val_paths"]), mode=mode) if opts["val_paths"] else None
     for name, data in (("training", train_set), ("validation", val_set)):
         for line in (data.issues.warnings() if data is not None else []):
             say(f"warning: {name} data: {line}")
@@ -139,12 +141,14 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
                          opts["head"], backbone_args=opts["backbone_args"],
                          neck_args=neck_args, sequence_args=opts["sequence_args"],
                          classifier_args=opts["classifier_args"], head_args=opts["head_args"],
-                         row_sequence=opts.get("row_sequence"))
+                         row_sequence=opts.get("row_sequence"),
+                         in_channels=opts.get("channels", 1))
         multirow = rows > 1
         input_spec = InputSpec(
             height=opts["height"] or (224 if multirow else 32),
             width=opts["width"] or (224 if multirow else 256),
-            policy=opts["resize"] or ("stretch" if multirow else "keep-ratio"), rows=rows)
+            policy=opts["resize"] or ("stretch" if multirow else "keep-ratio"), rows=rows,
+            channels=opts.get("channels", 1))
         if input_spec.height < 8 or input_spec.width < 8:
             raise UsageError("--height and --width must be at least 8")
         torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
@@ -159,6 +163,12 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
             raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
                              f"{opts['neck']!r} returns one sequence per image (use it with "
                              "row-attention)")
+        if model.autoregressive:
+            longest = max((len(label.replace("\n", "")) for label in labels), default=0)
+            if longest > model.head.max_length:
+                raise UsageError(f"the training labels run to {longest} characters and head "
+                                 f"{opts['head']!r} reads at most {model.head.max_length}; "
+                                 f"--head-arg max_length={longest}")
         spec = model.spec  # with the measured feature geometry and the denoiser
         method = (method_factory or SupervisedCTC)(charset)
         extra = {"spec": spec, "charset": charset.chars,

@@ -14,6 +14,10 @@ class LinearClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)
 
+    def embedding_table(self) -> torch.Tensor:
+        """The output embedding ``[N, d]`` an attention decoder shares: the weight rows."""
+        return self.fc.weight
+
 
 def linear(*, in_channels: int, num_classes: int) -> LinearClassifier:
     return LinearClassifier(in_channels=in_channels, num_classes=num_classes)

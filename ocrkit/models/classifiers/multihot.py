@@ -194,6 +194,7 @@ class MultiHotClassifier(nn.Module):
             self.register_buffer("beta_prime", torch.ones(()))  # Eq. 15, beta'(0) = 1
             self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self._beta: torch.Tensor | None = None  # the last training forward's beta
+        self._codes: torch.Tensor | None = None  # evaluation's class codes
 
     # ------------------------------------------------------------------ codes
     def class_logits_raw(self) -> torch.Tensor:
@@ -202,10 +203,26 @@ class MultiHotClassifier(nn.Module):
         return self.classnet(ids)
 
     def class_codes(self) -> torch.Tensor:
-        """The +-1 class codes ``[N, K]`` evaluation and deployment use."""
+        """The +-1 class codes ``[N, K]`` evaluation and deployment use (computed once
+        per evaluation: cached outside training, cleared by ``train()`` and loads)."""
+        if not self.training and self._codes is not None and not torch.jit.is_tracing():
+            return self._codes
         if self.packed:
-            return unpack_codes(self.codebook)
-        return sign_codes(self.class_logits_raw().float())
+            codes = unpack_codes(self.codebook)
+        else:
+            with torch.no_grad():
+                codes = sign_codes(self.class_logits_raw().float())
+        if not self.training and not torch.jit.is_tracing():
+            self._codes = codes
+        return codes
+
+    def train(self, mode: bool = True):
+        self._codes = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._codes = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def beta(self, x: torch.Tensor) -> torch.Tensor:
         """beta per frame ``[..., 1]`` (Eq. 10), or the schedule's value."""
@@ -234,21 +251,38 @@ class MultiHotClassifier(nn.Module):
             scores = sign_codes(z) @ self.class_codes().t()
         return scores * (self.scale / self.bits)
 
+    def embedding_table(self) -> torch.Tensor:
+        """The output embedding ``[N, d]`` Light-Former shares with the codebook
+        (Fig. 5): each class's sign code mapped back to ``d`` by the projection P
+        itself, ``c_y P^T / sqrt(K)`` (the paper leaves the K -> d map open). Sign
+        codes in training too (no gradient into ClassNet from here), so the decoder
+        reads at training what it reads deployed."""
+        codes = self.class_codes() if not self.training else \
+            sign_codes(self.class_logits_raw().detach().float())
+        return codes @ self.proj.weight / self.bits ** 0.5
+
     # ------------------------------------------------------------------ training
-    def aux_loss(self, sequence_loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eq. 13-15 after a training forward, given each sequence's loss ``[S]``.
+    def aux_loss(self, loss: torch.Tensor, mask: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """Eq. 13-15 after a training forward, given each sequence's loss ``[S]`` (CTC:
+        every frame of a sequence shares it) or each position's ``[S, T]`` (an
+        attention decoder: Eq. 13 as printed), ``mask`` ``[S, T]`` the positions
+        that count (targets, not padding).
 
         Returns ``{"emu_reg": regulariser (to add to the loss), "beta": batch-mean beta,
         "beta_prime": beta' after the update}``; updates beta' (Eq. 15)."""
         beta = self._beta
         if beta is None:
             raise RuntimeError("aux_loss needs a training forward first")
-        beta = beta.reshape(sequence_loss.shape[0], -1)  # [S, T]
-        beta_hat = self.mu / sequence_loss.detach().float().clamp_min(1e-6).unsqueeze(1)
-        below = (beta < beta_hat).float()
-        reg = -self.lam * (below * beta).mean()
+        beta = beta.reshape(loss.shape[0], -1)  # [S, T]
+        loss = loss.detach().float().clamp_min(1e-6)
+        beta_hat = self.mu / (loss.unsqueeze(1) if loss.dim() == 1 else loss)
+        weight = torch.ones_like(beta) if mask is None else mask.to(beta.dtype)
+        count = weight.sum().clamp_min(1)
+        below = (beta < beta_hat).to(beta.dtype) * weight
+        reg = -self.lam * (below * beta).sum() / count
         with torch.no_grad():
-            mean = beta.detach().mean()
+            mean = (beta.detach() * weight).sum() / count
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(mean)
                 mean /= torch.distributed.get_world_size()
@@ -257,7 +291,7 @@ class MultiHotClassifier(nn.Module):
             if self.beta_mode == "schedule":
                 self.beta_prime.fill_((1 + 0.5 * float(self.iteration)) ** 0.5)
         return {"emu_reg": reg, "beta": mean, "beta_prime": self.beta_prime.clone(),
-                "beta_below_hat": below.mean().detach()}
+                "beta_below_hat": (below.sum() / count).detach()}
 
     # ------------------------------------------------------------------ deployment
     def finalized_state(self) -> dict[str, torch.Tensor]:

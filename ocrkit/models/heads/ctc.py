@@ -25,6 +25,10 @@ class CTCHead(nn.Module):
         self.beam_width = beam_width
         self.ctc = nn.CTCLoss(blank=blank, reduction="mean", zero_infinity=zero_infinity)
 
+    def forward(self, frames: torch.Tensor, classifier) -> torch.Tensor:
+        """Every frame classified on its own: logits ``[B, T, K]``."""
+        return classifier(frames)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
              input_lengths: torch.Tensor | None = None, reduction: str = "mean"
              ) -> torch.Tensor:
@@ -98,5 +102,6 @@ def _lse(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-def ctc(*, blank: int = 0, beam_width: int = 1) -> CTCHead:
+def ctc(*, blank: int = 0, beam_width: int = 1, in_channels: int | None = None,
+        num_classes: int | None = None) -> CTCHead:
     return CTCHead(blank=blank, beam_width=beam_width)

@@ -1,0 +1,215 @@
+"""Light-Former's decoder (Li et al. 2022, §III-C): an autoregressive head.
+
+A Transformer decoder **without feed-forward blocks** whose units **share their
+parameters across layers** (ALBERT-style, the paper's ref. [52]): one unit - masked
+self-attention (Eq. 1) then cross-attention over the image tokens (Eq. 2), each
+with a residual connection and LayerNorm - is applied ``layers`` times (3 by
+default). The LayerNorms are shared too, so the parameter count does not depend on
+``layers``. ``ffn=N`` and ``share=False`` rebuild the standard decoder for Table
+IV's baseline rows.
+
+Tokens: class 0 (the CTC blank in ocrkit's charsets) is the end-of-text symbol;
+the start symbol is a learned vector. The output embedding is the classifier's
+(``classifier.embed(ids)``: a softmax classifier's weight rows, or EMU's class
+codes - the "shared" output embedding of Fig. 5), normalised by a LayerNorm,
+plus a sinusoidal position. ``embed="own"`` gives the head its own table.
+
+The head calls the classifier (``forward(tokens, classifier, targets)``): with
+targets it runs once over all positions (teacher forcing) and returns logits
+``[B, L+1, N]``; without, it decodes greedily for ``max_length + 1`` steps at most
+(all of them while tracing, so an exported graph is a fixed-length loop), and
+stops early once every line has ended. What the paper leaves open (heads,
+maximum length, positions, post-LN) is an argument.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ocrkit.models.necks.tokens import sinusoid
+
+IGNORE = -100
+
+
+class Attention(nn.Module):
+    """Multi-head scaled dot-product attention (Eq. 1-2). Written out rather than
+    ``nn.MultiheadAttention``, whose traced graph keeps the batch and sequence
+    lengths of the example: an exported model must read any batch and line width."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, memory, mask=None, need_weights: bool = False):
+        b = x.shape[0]
+        split = (lambda t: t.reshape(b, -1, self.heads, t.shape[-1] // self.heads)
+                 .transpose(1, 2))  # [B, heads, n, d/heads]
+        q, k, v = split(self.q(x)), split(self.k(memory)), split(self.v(memory))
+        scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)
+        if mask is not None:
+            scores = scores + mask
+        weights = scores.softmax(-1)
+        out = (self.drop(weights) @ v).transpose(1, 2).reshape(b, -1, q.shape[1] * q.shape[-1])
+        return self.out(out), (weights.mean(1) if need_weights else None)
+
+
+class DecoderUnit(nn.Module):
+    def __init__(self, d: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = Attention(d, heads, dropout)
+        self.cross_attn = Attention(d, heads, dropout)
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.ffn = (nn.Sequential(nn.Linear(d, ffn), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                  nn.Linear(ffn, d)) if ffn else None)
+        self.norm3 = nn.LayerNorm(d) if ffn else None
+
+    def forward(self, x, memory, mask, need_weights: bool = False):
+        a, _ = self.self_attn(x, x, mask)
+        x = self.norm1(x + self.drop(a))
+        a, weights = self.cross_attn(x, memory, need_weights=need_weights)
+        x = self.norm2(x + self.drop(a))
+        if self.ffn is not None:
+            x = self.norm3(x + self.drop(self.ffn(x)))
+        return x, weights
+
+
+class LightFormerHead(nn.Module):
+    """Args:
+        in_channels: channels of the image tokens (projected to ``d_model`` if they differ).
+        num_classes: classes including class 0, the end symbol.
+        d_model: decoder width (the paper: 256). heads: attention heads.
+        layers: decoder units applied (3). share: one set of parameters for all.
+        ffn: feed-forward width (0: none, Light-Former; 2048: the standard decoder).
+        max_length: longest text read (characters; the end symbol is one more step).
+        embed: ``shared`` (the classifier's embedding) or ``own``.
+        dropout: in attention and residual branches.
+    """
+
+    autoregressive = True
+    stop_early = True  # greedy decoding stops once every line has ended (not while tracing)
+
+    def __init__(self, *, in_channels: int, num_classes: int, d_model: int = 256, heads: int = 8,
+                 layers: int = 3, share: bool = True, ffn: int = 0, max_length: int = 32,
+                 embed: str = "shared", dropout: float = 0.1) -> None:
+        super().__init__()
+        if d_model % heads:
+            raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
+        if embed not in ("shared", "own"):
+            raise ValueError(f"embed={embed!r}: shared or own")
+        if layers < 1 or max_length < 1:
+            raise ValueError("layers and max_length must be at least 1")
+        self.num_classes, self.d_model, self.layers = num_classes, d_model, layers
+        self.max_length, self.embed_kind, self.share = max_length, embed, share
+        self.out_channels = d_model  # what the classifier reads
+        self.memory_proj = (nn.Linear(in_channels, d_model) if in_channels != d_model
+                            else nn.Identity())
+        self.units = nn.ModuleList([DecoderUnit(d_model, heads, ffn, dropout)
+                                    for _ in range(1 if share else layers)])
+        self.start = nn.Parameter(torch.randn(d_model) * 0.02)
+        self.embed_norm = nn.LayerNorm(d_model)
+        self.table = nn.Embedding(num_classes, d_model) if embed == "own" else None
+        self.register_buffer("position", sinusoid(max_length + 1, d_model), persistent=False)
+
+    # ------------------------------------------------------------------ decoder
+    def _table(self, classifier) -> torch.Tensor:
+        """The output embedding ``[N, d]``: the classifier's (``embedding_table()``) or own."""
+        if self.table is not None:
+            return self.table.weight
+        table = getattr(classifier, "embedding_table", None)
+        if table is None:
+            raise ValueError(f"classifier {classifier.__class__.__name__} has no "
+                             "embedding_table() to share; use --head-arg embed=own")
+        return table()
+
+    def _inputs(self, prev: torch.Tensor, batch: int, table: torch.Tensor) -> torch.Tensor:
+        """The start vector then the embedded previous tokens, positioned."""
+        start = self.start.expand(batch, 1, -1)
+        x = start if prev.shape[1] == 0 else \
+            torch.cat([start, F.embedding(prev, table).to(start.dtype)], 1)
+        return self.embed_norm(x) + self.position[: x.shape[1]]
+
+    def decode_steps(self, x: torch.Tensor, memory: torch.Tensor, need_weights: bool = False):
+        n = x.shape[1]
+        mask = torch.triu(torch.full((n, n), float("-inf"), device=x.device), 1)
+        weights = None
+        for i in range(self.layers):
+            x, weights = self.units[0 if self.share else i](x, memory, mask, need_weights)
+        return x, weights
+
+    def forward(self, frames: torch.Tensor, classifier, targets: torch.Tensor | None = None,
+                extras: dict | None = None) -> torch.Tensor:
+        """``frames`` ``[B, S, C]`` image tokens -> logits ``[B, L, N]``. ``targets``
+        ``[B, L]`` (:meth:`targets`): teacher forcing. ``extras`` (a dict) receives
+        ``glimpses`` (decoder outputs) and ``attention`` (last unit's cross-attention)."""
+        memory = self.memory_proj(frames)
+        b = memory.shape[0]
+        want = extras is not None
+        table = self._table(classifier)
+        if targets is not None:
+            prev = targets[:, :-1].clamp_min(0)  # ignored positions read as "end"
+            h, weights = self.decode_steps(self._inputs(prev, b, table), memory, want)
+            logits = classifier(h)
+        else:
+            ids = torch.zeros(b, 0, dtype=torch.long, device=memory.device)
+            ended = torch.zeros(b, dtype=torch.bool, device=memory.device)
+            steps = []
+            tracing = torch.jit.is_tracing()
+            for _ in range(self.max_length + 1):
+                h, weights = self.decode_steps(self._inputs(ids, b, table), memory, want)
+                step = classifier(h[:, -1:])
+                steps.append(step)
+                nxt = step[:, -1].argmax(-1)
+                ids = torch.cat([ids, nxt.unsqueeze(1)], 1)
+                ended = ended | (nxt == 0)
+                if self.stop_early and not tracing and bool(ended.all()):
+                    break
+            logits = torch.cat(steps, 1)
+        if want:
+            extras["glimpses"], extras["attention"] = h, weights
+        return logits
+
+    # ------------------------------------------------------------------ training
+    def targets(self, flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """CTC-style flat targets -> ``[B, max(len) + 1]``: the characters, the end
+        symbol (0), then ``IGNORE``."""
+        b = lengths.numel()
+        width = int(lengths.max()) + 1 if b else 1
+        out = torch.full((b, width), IGNORE, dtype=torch.long)
+        start = 0
+        for i, n in enumerate(lengths.tolist()):
+            out[i, :n] = flat[start:start + n]
+            out[i, n] = 0
+            start += n
+        return out
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+             ) -> torch.Tensor:
+        """Cross-entropy per position; ``none``: ``[B, L]`` (0 where ignored)."""
+        per = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
+                              reduction="none")
+        if reduction == "none":
+            return per
+        return per.sum() / (targets != IGNORE).sum().clamp_min(1)
+
+    @torch.no_grad()
+    def decode(self, logits: torch.Tensor, beam_width: int | None = None
+               ) -> list[tuple[list[int], float]]:
+        """Greedy: characters up to the first end symbol; confidence the mean
+        probability of the characters kept (of the end symbol when none)."""
+        probs = F.softmax(logits.float(), -1).cpu()
+        best_p, best = probs.max(-1)
+        out = []
+        for p, ids in zip(best_p, best):
+            ids = ids.tolist()
+            n = ids.index(0) if 0 in ids else len(ids)
+            out.append((ids[:n], float(p[:n].mean()) if n else float(p[0])))
+        return out
+
+
+def lightformer(*, in_channels: int, num_classes: int, **kwargs) -> LightFormerHead:
+    return LightFormerHead(in_channels=in_channels, num_classes=num_classes, **kwargs)
