@@ -1,0 +1,209 @@
+"""EMU (Li et al. 2022): sizes, classifier time, and accuracy against softmax.
+
+``sizes`` (seconds): Table VI's size column, softmax ``r*N*d`` against EMU
+``r*K*d + N*K/8`` at K = 128 ... 1024, N = 6,372, d = 256, and the same at
+N = 6,623 and 20,000; every EMU figure is also the byte count of a real
+deployable classifier's tensors. Then Table IV's model sizes for Light-Former on
+MobileNetV3-small (NoFFN+PS and the multi-hot classifier on or off, English N = 37)
+and Table V's (N = 6,372).
+
+``time`` (a minute): classifier time per frame on this CPU for d = 256, N = 6,372
+and 20,000, K = 512: softmax (a linear layer), EMU float (projection, sign, a
++-1 matrix product) and EMU popcount (projection, sign, packed XOR + popcount).
+
+``accuracy`` (hours on 2 cores): a large character set rendered by `ocrkit synth`
+(``--charset-size``, single rows; test on held-out lines), four models trained one
+after another with the same steps: softmax CRNN vs EMU CRNN (CTC), Light-Former vs
+Light-Former-EMU. Reports 1-NED, accuracy and model MB (``ocrkit info``).
+
+    python bench/emu_bench.py sizes
+    python bench/emu_bench.py time
+    python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ocrkit.models.classifiers.multihot import (MultiHotClassifier,  # noqa: E402
+                                                storage_bytes)
+
+MIB = 2 ** 20
+PAPER_VI = {128: 0.22, 256: 0.45, 512: 0.89, 1024: 1.78}  # Table VI, "MB"
+
+
+def _tensor_bytes(state: dict) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def sizes() -> list[dict]:
+    rows = []
+    for n in (6372, 6623, 20000):
+        softmax = storage_bytes(8, n, 256)["softmax"]
+        rows.append({"N": n, "classifier": "softmax", "K": None,
+                     "MiB": round(softmax / MIB, 3), "paper": 6.2 if n == 6372 else None})
+        for k in (128, 256, 512, 1024):
+            clf = MultiHotClassifier(in_channels=256, num_classes=n, bits=k)
+            real = _tensor_bytes(clf.finalized_state())
+            formula = storage_bytes(k, n, 256)
+            assert real == formula["emu"], (real, formula)
+            rows.append({"N": n, "classifier": "EMU", "K": k, "MiB": round(real / MIB, 3),
+                         "ratio": round(formula["ratio"], 4),
+                         "paper": PAPER_VI[k] if n == 6372 else None})
+    return rows
+
+
+def _model_bytes(spec: dict, classes: int) -> dict:
+    from ocrkit.models.recognizer import Recognizer, finalized
+
+    model = Recognizer(spec, classes)
+    model = finalized(model) or model
+    state = model.state_dict()
+    part = {p: _tensor_bytes({k: v for k, v in state.items() if k.startswith(p + ".")})
+            for p in ("backbone", "head", "classifier")}
+    return {"MiB": round(_tensor_bytes(state) / MIB, 2),
+            **{f"{p}_MiB": round(b / MIB, 2) for p, b in part.items()}}
+
+
+def lightformer_sizes() -> list[dict]:
+    """Deployable fp32 bytes of Light-Former on MobileNetV3-small (RGB). Table IV is
+    English: N = 37 (36 case-insensitive alphanumerics and the end symbol), where the
+    multi-hot classifier adds size (K > N). Table V is Chinese, N = 6,372; its
+    Light-Former baseline (16.1 MB) has an output embedding of its own (N x d) next
+    to the softmax classifier, ocrkit's default ties them (``embed=shared``)."""
+    from ocrkit.models.recognizer import make_spec
+
+    rows = []
+    table_iv = {(False, False): 19.7, (True, False): 3.7, (False, True): 20.4, (True, True): 4.4}
+    for noffn_ps in (False, True):
+        for mh in (False, True):
+            head = {"d_model": 256, "heads": 8, "layers": 3, "embed": "shared" if mh else "own"}
+            if not noffn_ps:
+                head.update(share=False, ffn=2048)
+            spec = make_spec("mobilenetv3-small", "tokens", None, "multihot" if mh else "linear",
+                             "lightformer", head_args=head, in_channels=3)
+            rows.append({"table": "IV", "N": 37, "NoFFN+PS": noffn_ps, "multi-hot": mh,
+                         **_model_bytes(spec, 37), "paper_MB": table_iv[(noffn_ps, mh)]})
+    for label, clf, embed, paper in (("Light-Former, own embedding", "linear", "own", 16.1),
+                                     ("Light-Former, tied embedding", "linear", "shared", None),
+                                     ("Light-Former-EMU", "multihot", "shared", 4.8)):
+        spec = make_spec("mobilenetv3-small", "tokens", None, clf, "lightformer",
+                         head_args={"embed": embed}, in_channels=3)
+        rows.append({"table": "V", "N": 6372, "model": label, **_model_bytes(spec, 6372),
+                     "paper_MB": paper})
+    return rows
+
+
+def timing(frames: int = 2048, repeats: int = 30) -> list[dict]:
+    torch.set_grad_enabled(False)
+    rows = []
+    for n in (6372, 20000):
+        x = torch.randn(frames, 256)
+        softmax = torch.nn.Linear(256, n).eval()
+        emu = MultiHotClassifier(in_channels=256, num_classes=n, bits=512)
+        state = emu.finalized_state()
+        variants = {"softmax": softmax}
+        for scoring in ("float", "popcount"):
+            packed = MultiHotClassifier(in_channels=256, num_classes=n, bits=512, packed=True,
+                                        scoring=scoring)
+            packed.load_state_dict(state)
+            variants[f"EMU {scoring}"] = packed.eval()
+        times = {name: [] for name in variants}
+        for name, module in variants.items():  # warm-up (caches, codebook unpacking)
+            module(x)
+        for _ in range(repeats):  # interleaved, so load on the machine hits all alike
+            for name, module in variants.items():
+                t0 = time.perf_counter()
+                module(x)
+                times[name].append(time.perf_counter() - t0)
+        for name, values in times.items():
+            rows.append({"N": n, "classifier": name, "threads": torch.get_num_threads(),
+                         "us_per_frame": round(statistics.median(values) / frames * 1e6, 3)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- accuracy
+def _ocrkit(args: list, log) -> dict:
+    cmd = [sys.executable, "-m", "ocrkit", *map(str, args)]
+    print("$", " ".join(cmd), file=log, flush=True)
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\n{res.stderr[-2000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["_seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def accuracy(out: str, steps: int, classes: int, count: int) -> list[dict]:
+    os.makedirs(out, exist_ok=True)
+    log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
+    data = os.path.join(out, f"synth-{classes}")
+    if not os.path.isdir(data):
+        _ocrkit(["synth", "--rows", 1, "--min-cols", 4, "--cols", 12, "-n", count,
+                 "--charset-size", classes, "--test-fraction", 0.05, "--seed", 7,
+                 "-o", data, "-q"], log)
+    train, test = os.path.join(data, "train"), os.path.join(data, "test")
+    common = ["--train", train, "--val", test, "--charset", os.path.join(train, "charset.txt"),
+              "--max-steps", steps, "--val-every", max(1, steps // 4), "--val-limit", 1000,
+              "-b", 32, "-q"]
+    crnn = ["--backbone", "mobilenetv3-small", "--height", 32, "--width", 256,
+            "--sequence-arg", "hidden=128", "--sequence-arg", "layers=1"]
+    lf = ["--head", "lightformer", "--head-arg", "max_length=16"]
+    # the paper's Light-Former baseline: an output embedding of its own (Table V's 16.1 MB)
+    runs = {
+        "CRNN softmax": ["train", *crnn],
+        "CRNN EMU": ["train-emu", *crnn],
+        "Light-Former": ["train", "--backbone", "mobilenetv3-small", "--neck", "tokens",
+                         "--sequence", "none", "--height", 48, "--width", 160, *lf,
+                         "--head-arg", "embed=own"],
+        "Light-Former-EMU": ["train-emu", *lf],
+    }
+    rows = []
+    for name, args in runs.items():
+        run = os.path.join(out, name.replace(" ", "-"))
+        if not os.path.isfile(os.path.join(run, "best.pt")):
+            _ocrkit([*args, *common, "-o", run], log)
+        ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), test, "-q"], log)
+        info = _ocrkit(["info", os.path.join(run, "best.pt"), "-q"], log)
+        rows.append({"model": name, "1-NED": round(100 * ev["one_minus_ned"], 2),
+                     "accuracy": round(100 * ev["accuracy"], 2),
+                     "MiB": round(info["tensor_bytes"] / MIB, 3),
+                     "classifier_MiB": round(info["parts"]["classifier"]["bytes"] / MIB, 3),
+                     "ms_per_line": ev.get("ms_per_image")})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["sizes", "time", "accuracy"])
+    ap.add_argument("--out", default="emu-bench")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--classes", type=int, default=3000)
+    ap.add_argument("--count", type=int, default=60000)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.what == "sizes":
+        rows = sizes() + lightformer_sizes()
+    elif args.what == "time":
+        rows = timing()
+    else:
+        rows = accuracy(args.out, args.steps, args.classes, args.count)
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
