@@ -272,3 +272,25 @@ def test_resume_with_other_bits_is_refused_in_one_line(emu_run, cli):
               "--bits", "128", "-w", "0", "-q", "--resume", "--sequence-arg", "hidden=16",
               "--backbone-arg", "channels=(8,8,16,16)", "--height", "32", "--width", "96")
     one_line_error(res, 2, "--bits", "64", "128")
+
+
+def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
+    import subprocess
+    import sys
+
+    from ocrkit.checkpoint import load_checkpoint
+
+    data, _, _ = emu_run
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29547", "-m", "ocrkit", "train-emu", "--train", str(data),
+         "-o", str(out), "--max-steps", "3", "--device", "cpu", "-q", "-b", "4", "-w", "0",
+         "--bits", "64", "--gamma", "0.5", "--sequence-arg", "hidden=16",
+         "--backbone-arg", "channels=(8,8,16,16)", "--height", "32", "--width", "96"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = load_checkpoint(str(out / "last.pt"))
+    assert last["meta"]["world_size"] == 2
+    beta_prime = float(last["train_state"]["net"]["classifier.beta_prime"])
+    assert beta_prime > 1.0  # three EMA steps towards batch means of beta >= 1

@@ -84,7 +84,6 @@ def train_emu(**opts) -> None:
     Every EMU term (emu_reg, beta, beta_prime) is logged in metrics.jsonl. The summary
     JSON adds the codebook's minimum Hamming distance and duplicate codes.
     """
-    from ocrkit.train import loop
     from ocrkit.train.run import run_training
 
     if opts["bits"] % 8:
@@ -98,8 +97,8 @@ def train_emu(**opts) -> None:
     opts["_config"] = replayable("train-emu", opts)
     opts["classifier"] = "multihot"
     opts["classifier_args"] = {arg: opts[key] for key, arg in EMU_KEYS.items()}
-    loop.FLAG_NAMES.update({f"spec.classifier.args.{arg}": f"--{key.replace('_', '-')}"
-                            for key, arg in EMU_KEYS.items()})
+    opts["_flag_names"] = {f"spec.classifier.args.{arg}": f"--{key.replace('_', '-')}"
+                           for key, arg in EMU_KEYS.items()}
     result = run_training(opts)
     if result is None:
         return

@@ -195,15 +195,11 @@ def _difference(old, new, path: str = "") -> tuple[str, object, object] | None:
     return None if old == new else (path, old, new)
 
 
-# Commands whose options set component arguments name them here (train-emu: --bits).
-FLAG_NAMES: dict[str, str] = {}
-
-
-def _as_flag(path: str) -> str:
+def _as_flag(path: str, names: dict[str, str] | None = None) -> str:
     """``spec.backbone.args.channels`` -> ``--backbone-arg channels``; ``input.height``
     -> ``--height``; other paths as they are."""
-    if path in FLAG_NAMES:
-        return FLAG_NAMES[path]
+    if names and path in names:  # a command's own option for a component argument
+        return names[path]
     parts = path.split(".")
     if parts[0] == "spec" and len(parts) >= 3 and parts[2] == "args":
         return f"--{parts[1]}-arg {'.'.join(parts[3:])}"
@@ -214,8 +210,10 @@ def _as_flag(path: str) -> str:
     return path
 
 
-def check_resumable(path: str, ckpt: dict, extra: dict) -> None:
-    """Refuse (one line) to resume a checkpoint of another kind, model or input."""
+def check_resumable(path: str, ckpt: dict, extra: dict,
+                    flag_names: dict[str, str] | None = None) -> None:
+    """Refuse (one line) to resume a checkpoint of another kind, model or input
+    (``flag_names``: spec path -> the command's option, e.g. train-emu's ``--bits``)."""
     kind_old, kind_new = ckpt.get("kind", "recognizer"), extra.get("kind", "recognizer")
     if kind_old != kind_new:
         raise UsageError(f"--resume: {path} is a {kind_old} checkpoint, not a {kind_new} run; "
@@ -230,9 +228,9 @@ def check_resumable(path: str, ckpt: dict, extra: dict) -> None:
         if found:
             where, old, new = found
             raise UsageError(
-                f"--resume: {path} was trained with {_as_flag(where)} = {old!r}, this command "
-                f"gives {new!r}; resume with the run's own options, or start a new run "
-                "(another -o, or --overwrite)")
+                f"--resume: {path} was trained with {_as_flag(where, flag_names)} = {old!r}, "
+                f"this command gives {new!r}; resume with the run's own options, or start a "
+                "new run (another -o, or --overwrite)")
 
 
 def param_groups(method, model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -303,12 +301,14 @@ class Trainer:
     def __init__(self, model: nn.Module, method, train_set, val_set, collate: Callable,
                  cfg: TrainConfig, checkpoint_extra: dict,
                  console_print: Callable[[str], None] | None = None,
-                 val_collate: Callable | None = None, config: dict | None = None) -> None:
+                 val_collate: Callable | None = None, config: dict | None = None,
+                 flag_names: dict[str, str] | None = None) -> None:
         self.model, self.method = model, method
         self.train_set, self.val_set, self.collate = train_set, val_set, collate
         self.val_collate = val_collate or collate
         self.cfg, self.extra = cfg, checkpoint_extra
         self.config = config or {}  # the command and its options, for --config
+        self.flag_names = flag_names  # how the command spells component arguments
         self.say = console_print or (lambda msg: None)
         cfg.validate()
 
@@ -374,7 +374,7 @@ class Trainer:
         last_path = os.path.join(cfg.out, "last.pt")
         if cfg.resume and os.path.isfile(last_path):
             ckpt = load_checkpoint(last_path)
-            check_resumable(last_path, ckpt, self.extra)
+            check_resumable(last_path, ckpt, self.extra, self.flag_names)
             ts = ckpt["train_state"]
             model.load_state_dict(ts["net"] if "net" in ts else ckpt["state_dict"])
             opt.load_state_dict(ts["optimizer"])

@@ -183,7 +183,7 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
                                   width="batch"),
                           cfg, extra, console_print=say,
                           val_collate=Collate(input_spec, None, width="any"),
-                          config=opts.get("_config"))
+                          config=opts.get("_config"), flag_names=opts.get("_flag_names"))
         summary = trainer.fit()
     if not main_process():
         return None
