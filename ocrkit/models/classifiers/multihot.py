@@ -213,7 +213,8 @@ class MultiHotClassifier(nn.Module):
     def class_codes(self) -> torch.Tensor:
         """The +-1 class codes ``[N, K]`` evaluation and deployment use (computed once
         per evaluation: cached outside training, cleared by ``train()`` and loads)."""
-        if not self.training and self._codes is not None and not torch.jit.is_tracing():
+        if not self.training and self._codes is not None and not torch.jit.is_tracing() \
+                and self._codes.device == self.proj.weight.device:
             return self._codes
         if self.packed:
             codes = unpack_codes(self.codebook)
