@@ -294,3 +294,17 @@ def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
     assert last["meta"]["world_size"] == 2
     beta_prime = float(last["train_state"]["net"]["classifier.beta_prime"])
     assert beta_prime > 1.0  # three EMA steps towards batch means of beta >= 1
+
+
+def test_distill_learns_from_an_emu_teacher_and_refuses_an_emu_student(emu_run, tmp_path, cli):
+    from tests.conftest import one_line_error
+
+    data, out, _ = emu_run
+    common = ["distill", "--teacher", out / "best.pt", "--train", data, "--max-steps", "2",
+              "-b", "8", "-w", "0", "-q", "--no-augment"]
+    res = cli(*common, "-o", tmp_path / "s", "--classifier", "linear")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["steps"] == 2
+    res = cli(*common, "-o", tmp_path / "e")  # the half preset keeps the teacher's classifier
+    one_line_error(res, 2, "EMU", "--classifier linear")
+    assert not (tmp_path / "e").exists()

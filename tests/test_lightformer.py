@@ -181,3 +181,13 @@ def test_labels_longer_than_the_decoder_reads_are_refused_before_training(lf_dat
               "--neck", "tokens", "--sequence", "none", *args)
     one_line_error(res, 2, "max_length=")
     assert not (tmp_path / "r").exists()
+
+
+def test_distill_refuses_an_autoregressive_student(lf_data, tmp_path, cli):
+    from tests.conftest import one_line_error
+
+    res = cli("distill", "--kd-mode", "dml", "--student-preset", "none", "--train", lf_data,
+              "-o", tmp_path / "d", "--head", "lightformer", "--neck", "tokens", "--sequence",
+              "none", "--max-steps", "2", "-q", "-w", "0")
+    one_line_error(res, 2, "step by step", "CTC")
+    assert not (tmp_path / "d").exists()

@@ -291,6 +291,17 @@ def run_distill(opts: dict) -> dict | None:
                       warmup=opts["kd_warmup"] if opts.get("kd_warmup") is not None
                       else (0.3 if init == "scratch" else 0.0),
                       gate=opts.get("kd_gate") or ("teacher-better" if opts["online"] else "none"))
+        trained = ("teacher", teacher) if (opts["online"] or mode == "dml") else None
+        for role, model in (("student", student), ("teacher", teacher)):
+            head = model.spec["head"]["name"]
+            if model.autoregressive:
+                raise UsageError(f"the {role}'s head {head!r} decodes step by step; distill "
+                                 "matches CTC frames (distil CTC recognizers)")
+            if hasattr(model.classifier, "aux_loss") and (role == "student" or trained):
+                raise UsageError(f"the {role} would train an EMU (multihot) classifier, which "
+                                 "distill does not do yet: give the student --classifier "
+                                 "linear (a frozen EMU teacher is fine), or train EMU models "
+                                 "with train-emu")
         check_pair(kd, student, teacher, s_input, t_input)
         kd.hints = _hint_pairs(kd, student, teacher, s_input, t_input, list(opts["hint"]), say)
         regs = {}
