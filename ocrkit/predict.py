@@ -45,6 +45,9 @@ class Predictor:
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.beam_width = beam_width
+        if beam_width and beam_width > 1 and self.model.autoregressive and warn:
+            warn(f"head {self.ckpt['spec']['head']['name']!r} decodes greedily; "
+                 "--beam-width is not used")
 
     def mismatch(self, image) -> str | None:
         """Why ``image`` looks unlike this model's training input, or None."""

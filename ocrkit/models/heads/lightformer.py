@@ -44,11 +44,18 @@ class Attention(nn.Module):
         self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, memory, mask=None, need_weights: bool = False):
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(t.shape[0], -1, self.heads, t.shape[-1] // self.heads).transpose(1, 2)
+
+    def keys(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``memory`` ``[B, heads, n, d/heads]``: computed once per
+        image when the memory does not change (cross-attention over the image tokens)."""
+        return self._split(self.k(memory)), self._split(self.v(memory))
+
+    def forward(self, x, memory, mask=None, need_weights: bool = False, kv=None):
         b = x.shape[0]
-        split = (lambda t: t.reshape(b, -1, self.heads, t.shape[-1] // self.heads)
-                 .transpose(1, 2))  # [B, heads, n, d/heads]
-        q, k, v = split(self.q(x)), split(self.k(memory)), split(self.v(memory))
+        q = self._split(self.q(x))  # [B, heads, n, d/heads]
+        k, v = kv if kv is not None else self.keys(memory)
         scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)
         if mask is not None:
             scores = scores + mask
@@ -68,10 +75,10 @@ class DecoderUnit(nn.Module):
                                   nn.Linear(ffn, d)) if ffn else None)
         self.norm3 = nn.LayerNorm(d) if ffn else None
 
-    def forward(self, x, memory, mask, need_weights: bool = False):
+    def forward(self, x, memory, mask, need_weights: bool = False, kv=None):
         a, _ = self.self_attn(x, x, mask)
         x = self.norm1(x + self.drop(a))
-        a, weights = self.cross_attn(x, memory, need_weights=need_weights)
+        a, weights = self.cross_attn(x, memory, need_weights=need_weights, kv=kv)
         x = self.norm2(x + self.drop(a))
         if self.ffn is not None:
             x = self.norm3(x + self.drop(self.ffn(x)))
@@ -133,13 +140,23 @@ class LightFormerHead(nn.Module):
             torch.cat([start, F.embedding(prev, table).to(start.dtype)], 1)
         return self.embed_norm(x) + self.position[: x.shape[1]]
 
-    def decode_steps(self, x: torch.Tensor, memory: torch.Tensor, need_weights: bool = False):
+    def decode_steps(self, x: torch.Tensor, memory: torch.Tensor, need_weights: bool = False,
+                     kv: list | None = None):
+        """The decoder over the inputs ``x`` so far; ``kv``: each unit's keys and values
+        of the memory (:meth:`memory_keys`), computed once per image, not per step."""
         n = x.shape[1]
         mask = torch.triu(torch.full((n, n), float("-inf"), device=x.device), 1)
         weights = None
         for i in range(self.layers):
-            x, weights = self.units[0 if self.share else i](x, memory, mask, need_weights)
+            u = 0 if self.share else i
+            x, weights = self.units[u](x, memory, mask, need_weights,
+                                       kv[u] if kv is not None else None)
         return x, weights
+
+    def memory_keys(self, memory: torch.Tensor) -> list:
+        """Cross-attention keys and values of the image tokens, one pair per distinct
+        unit (one when the units share their parameters)."""
+        return [unit.cross_attn.keys(memory) for unit in self.units]
 
     def forward(self, frames: torch.Tensor, classifier, targets: torch.Tensor | None = None,
                 extras: dict | None = None) -> torch.Tensor:
@@ -152,15 +169,17 @@ class LightFormerHead(nn.Module):
         table = self._table(classifier)
         if targets is not None:
             prev = targets[:, :-1].clamp_min(0)  # ignored positions read as "end"
-            h, weights = self.decode_steps(self._inputs(prev, b, table), memory, want)
+            h, weights = self.decode_steps(self._inputs(prev, b, table), memory, want,
+                                           self.memory_keys(memory))
             logits = classifier(h)
         else:
             ids = torch.zeros(b, 0, dtype=torch.long, device=memory.device)
             ended = torch.zeros(b, dtype=torch.bool, device=memory.device)
             steps = []
             tracing = torch.jit.is_tracing()
+            kv = self.memory_keys(memory)
             for _ in range(self.max_length + 1):
-                h, weights = self.decode_steps(self._inputs(ids, b, table), memory, want)
+                h, weights = self.decode_steps(self._inputs(ids, b, table), memory, want, kv)
                 step = classifier(h[:, -1:])
                 steps.append(step)
                 nxt = step[:, -1].argmax(-1)
