@@ -170,6 +170,15 @@ def test_lightformer_trains_evaluates_infers_and_exports(lf_data, tmp_path, cli,
         assert got.shape[:2] == (batch, 9)
     meta = session.get_modelmeta().custom_metadata_map
     assert "first class 0" in meta["decode"]
+    res = cli("info", out / "best.pt", "-q")
+    info = json.loads(res.stdout)
+    assert set(info["parts"]) == {"backbone", "head", "classifier"}
+    if command == "train":  # softmax: r*N*d weights and N biases
+        soft = info["softmax"]
+        assert soft["d"] == 32 and soft["formula_bytes"] == 4 * soft["N"] * 32
+        assert soft["classifier_bytes"] == soft["formula_bytes"] + 4 * soft["N"]
+    else:
+        assert info["emu"]["classifier_bytes"] == info["emu"]["formula_bytes"]
 
 
 def test_labels_longer_than_the_decoder_reads_are_refused_before_training(lf_data, tmp_path,
