@@ -63,6 +63,15 @@ def multirow_set(tmp_path_factory, cjk_font) -> str:
     return str(out)
 
 
+def free_port() -> str:
+    """A TCP port nobody listens on now (for torchrun's --master_port)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 def one_line_error(res, code: int, *needles: str) -> str:
     """Assert exit ``code``, no traceback, and that stderr ends with a single
     ``ocrkit: error: ...`` line holding every needle; returns that line."""

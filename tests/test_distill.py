@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import one_line_error
+from conftest import free_port, one_line_error
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import build_model, load_checkpoint
 from ocrkit.models.recognizer import Recognizer, make_spec
@@ -383,7 +383,7 @@ def test_torchrun_two_processes_distill_on_cpu(kd, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29541", "-m", "ocrkit", "distill", "--teacher",
+         "--master_port", free_port(), "-m", "ocrkit", "distill", "--teacher",
          str(kd / "teacher/best.pt"), "--train", str(kd / "train.lmdb"), "--val",
          str(kd / "val.lmdb"), "-o", str(out), "--max-steps", "3", "--device", "cpu", *LOOP],
         capture_output=True, text=True, timeout=300)

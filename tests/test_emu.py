@@ -279,12 +279,13 @@ def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
     import sys
 
     from ocrkit.checkpoint import load_checkpoint
+    from tests.conftest import free_port
 
     data, _, _ = emu_run
     out = tmp_path / "ddp"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29547", "-m", "ocrkit", "train-emu", "--train", str(data),
+         "--master_port", free_port(), "-m", "ocrkit", "train-emu", "--train", str(data),
          "-o", str(out), "--max-steps", "3", "--device", "cpu", "-q", "-b", "4", "-w", "0",
          "--bits", "64", "--gamma", "0.5", "--sequence-arg", "hidden=16",
          "--backbone-arg", "channels=(8,8,16,16)", "--height", "32", "--width", "96"],

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ocrkit.checkpoint import load_checkpoint
+from conftest import free_port
 
 TINY = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
         "--sequence-arg", "layers=1", "--height", "32", "--width", "112", "-b", "8", "-w", "0"]
@@ -132,7 +133,7 @@ def test_torchrun_two_processes_on_cpu(lmdbs, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29533", "-m", "ocrkit", "train", "--train", str(lmdbs / "train.lmdb"),
+         "--master_port", free_port(), "-m", "ocrkit", "train", "--train", str(lmdbs / "train.lmdb"),
          "--val", str(lmdbs / "val.lmdb"), "-o", str(out), "--max-steps", "3", "--device", "cpu",
          "-q", *TINY], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
