@@ -19,6 +19,7 @@ Light-Former-EMU. Reports 1-NED, accuracy and model MB (``ocrkit info``).
     python bench/emu_bench.py sizes
     python bench/emu_bench.py time
     python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000]
+        [--models "CRNN softmax,CRNN EMU"]
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def _ocrkit(args: list, log) -> dict:
     return out
 
 
-def accuracy(out: str, steps: int, classes: int, count: int) -> list[dict]:
+def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None
+             ) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
     data = os.path.join(out, f"synth-{classes}")
@@ -157,8 +159,10 @@ def accuracy(out: str, steps: int, classes: int, count: int) -> list[dict]:
     common = ["--train", train, "--val", test, "--charset", os.path.join(train, "charset.txt"),
               "--max-steps", steps, "--val-every", max(1, steps // 4), "--val-limit", 1000,
               "-b", 32, "-q"]
-    crnn = ["--backbone", "mobilenetv3-small", "--height", 32, "--width", 256,
-            "--sequence-arg", "hidden=128", "--sequence-arg", "layers=1"]
+    # CPU scale: a narrow VGG and one BiLSTM layer (d = 256 frames, as the paper's d)
+    crnn = ["--backbone", "vgg-small", "--backbone-arg", "channels=(32,64,96,128)",
+            "--height", 32, "--width", 256, "--sequence-arg", "hidden=128",
+            "--sequence-arg", "layers=1"]
     lf = ["--head", "lightformer", "--head-arg", "max_length=16"]
     # the paper's Light-Former baseline: an output embedding of its own (Table V's 16.1 MB)
     runs = {
@@ -171,6 +175,8 @@ def accuracy(out: str, steps: int, classes: int, count: int) -> list[dict]:
     }
     rows = []
     for name, args in runs.items():
+        if models and name not in models:
+            continue
         run = os.path.join(out, name.replace(" ", "-"))
         if not os.path.isfile(os.path.join(run, "best.pt")):
             _ocrkit([*args, *common, "-o", run], log)
@@ -192,6 +198,8 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=3000)
     ap.add_argument("--count", type=int, default=60000)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--models", default=None,
+                    help="accuracy: a comma-separated subset, e.g. 'CRNN softmax,CRNN EMU'")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -200,7 +208,8 @@ def main() -> None:
     elif args.what == "time":
         rows = timing()
     else:
-        rows = accuracy(args.out, args.steps, args.classes, args.count)
+        rows = accuracy(args.out, args.steps, args.classes, args.count,
+                        args.models.split(",") if args.models else None)
     for row in rows:
         print(json.dumps(row))
 
