@@ -283,3 +283,29 @@ def test_recognizer_keeps_an_attached_denoiser_frozen_and_in_eval_mode():
     assert any(k.startswith("denoiser.") for k in model.state_dict())
     rebuilt = Recognizer(model.spec, 6)  # the spec carries the denoiser's configuration
     rebuilt.load_state_dict(model.state_dict())
+
+
+def test_row_loss_layouts_equal_the_other_necks_losses():
+    """--row-loss: joined = one CTC over the rows in reading order; per-row on a
+    stretched sequence = one CTC per row over that row's frames."""
+    from ocrkit.models.heads.ctc import CTCHead
+    from ocrkit.train.methods import ctc_loss
+
+    torch.manual_seed(0)
+    head = CTCHead()
+    b, rows, t, k = 2, 3, 5, 7
+    batch = {"targets": torch.tensor([1, 2, 3, 4, 5, 6, 1, 2]),
+             "target_lengths": torch.tensor([4, 4]),
+             "row_target_lengths": torch.tensor([1, 2, 1, 2, 0, 2])}
+    per_row = torch.randn(b, rows, t, k)
+    joined = ctc_loss(head, per_row, batch, torch.device("cpu"), row_loss="joined")
+    want = head.loss(per_row.reshape(b, rows * t, k), batch["targets"], batch["target_lengths"])
+    assert torch.isclose(joined, want)
+    stretched = per_row.reshape(b, rows * t, k)
+    spans = [(0, 5), (5, 10), (10, 15)]
+    split = ctc_loss(head, stretched, batch, torch.device("cpu"), row_loss="per-row",
+                     spans=spans)
+    assert torch.isclose(split, ctc_loss(head, per_row, batch, torch.device("cpu")))
+    with pytest.raises(Exception, match="equal"):
+        ctc_loss(head, stretched, batch, torch.device("cpu"), row_loss="per-row",
+                 spans=[(0, 4), (4, 10), (10, 15)])

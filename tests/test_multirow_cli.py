@@ -94,6 +94,19 @@ def test_reading_order_needs_a_neck_that_returns_rows(cli, sets, tmp_path):
     assert res.exit_code == 2 and "returns one sequence per image" in res.stderr
 
 
+@pytest.mark.parametrize("neck", ["multirow-stretch", "row-attention"])
+def test_row_loss_swaps_the_ctc_layout_of_either_neck(cli, sets, tmp_path, neck):
+    layout = "per-row" if neck == "multirow-stretch" else "joined"
+    res = cli("train", "--train", sets / "plain/train", "-o", tmp_path / "r", "--rows", 3,
+              "--neck", neck, "--row-loss", layout, "--max-steps", 2, *TINY)
+    assert res.exit_code == 0, res.output
+    config = json.load(open(tmp_path / "r" / "config.json"))
+    assert config["options"]["row_loss"] == layout
+    res = cli("train", "--train", sets / "plain/train", "-o", tmp_path / "s",
+              "--row-loss", layout, "--max-steps", 1, *TINY)
+    assert res.exit_code == 2 and "--row-loss" in res.stderr and "--rows" in res.stderr
+
+
 def test_rows_need_a_multirow_neck(cli, sets, tmp_path):
     res = cli("train", "--train", sets / "plain/train", "-o", tmp_path / "r", "--rows", 3,
               "--max-steps", 1, *TINY)

@@ -163,8 +163,17 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
     return lambda f: _apply(f, options)
 
 
+def row_loss_option(f):
+    return click.option(
+        "--row-loss", type=click.Choice(["per-row", "joined"]), default=None,
+        help="Multi-row models: one CTC loss per text row (row attention's Eq. 10; with "
+             "multirow-stretch over each row's frames) or one over the rows joined in "
+             "reading order (stretching's Eq. 3; with row-attention its rows joined) "
+             "[default: the neck's own].")(f)
+
+
 def train_options(f):
-    return data_options()(loop_options()(f))
+    return data_options()(loop_options()(row_loss_option(f)))
 
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b

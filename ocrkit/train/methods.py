@@ -66,13 +66,32 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
+ROW_LOSSES = ("per-row", "joined")
+
+
 def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
-             reduction: str = "mean") -> torch.Tensor:
+             reduction: str = "mean", row_loss: str | None = None,
+             spans: list[tuple[int, int]] | None = None) -> torch.Tensor:
     """CTC loss of ``logits`` against a collated batch's targets: one loss per image
     for ``[B, T, K]`` logits (single rows and MultiRow Stretching, Eq. 3), one per
     text row for ``[B, H, T, K]`` (row attention, Eq. 10). ``reduction="none"``: the
-    per-sequence losses (images, or rows), whose mean is the ``"mean"`` loss."""
+    per-sequence losses (images, or rows), whose mean is the ``"mean"`` loss.
+
+    ``row_loss`` swaps the two for multi-row models (an ablation of issue 12):
+    ``joined`` gives row attention one CTC loss over its rows joined in reading
+    order; ``per-row`` gives a stretched sequence one loss per text row over the
+    row's frames (``spans``, equal widths)."""
     lengths = batch["target_lengths"]
+    if logits.dim() == 4 and row_loss == "joined":
+        logits = logits.reshape(logits.shape[0], -1, logits.shape[-1])
+    elif logits.dim() == 3 and row_loss == "per-row" and spans:
+        widths = {e - s for s, e in spans}
+        if len(widths) != 1 or spans[0][0] != 0 or any(
+                a[1] != b[0] for a, b in zip(spans, spans[1:])):
+            raise OcrkitError("--row-loss per-row needs rows of equal, contiguous frame "
+                              "spans (multirow-stretch with pool=rows)")
+        logits = logits[:, :spans[-1][1]].reshape(logits.shape[0], len(spans), -1,
+                                                  logits.shape[-1])
     if logits.dim() == 4:  # [B, H, T, K]: one CTC loss per row (Eq. 10)
         b, rows = logits.shape[:2]
         lengths = batch.get("row_target_lengths")
@@ -105,9 +124,11 @@ class SupervisedCTC(Method):
 
     metric = "clp"
 
-    def __init__(self, charset: Charset, beam_width: int = 1) -> None:
+    def __init__(self, charset: Charset, beam_width: int = 1, row_loss: str | None = None
+                 ) -> None:
         self.charset = charset
         self.beam_width = beam_width
+        self.row_loss = row_loss  # None: each neck's own (Eq. 3 or Eq. 10)
 
     def loss(self, model, batch: dict, device: torch.device) -> Loss:
         images = batch["images"].to(device, non_blocking=True)
@@ -122,11 +143,14 @@ class SupervisedCTC(Method):
             return Loss(with_classifier_terms(core, loss, per, terms, mask), terms,
                         images.shape[0])
         logits = model(images)
+        rows = {"row_loss": self.row_loss,
+                "spans": core.row_spans(logits.shape[1]) if self.row_loss == "per-row"
+                and logits.dim() == 3 else None}
         if hasattr(core.classifier, "aux_loss"):  # EMU: beta_hat needs each sequence's loss
-            per = ctc_loss(core.head, logits, batch, device, reduction="none")
+            per = ctc_loss(core.head, logits, batch, device, reduction="none", **rows)
             loss = per.mean()
         else:
-            per, loss = None, ctc_loss(core.head, logits, batch, device)
+            per, loss = None, ctc_loss(core.head, logits, batch, device, **rows)
         terms = {"ctc": loss.detach()}
         total = with_classifier_terms(core, loss, per, terms)
         return Loss(total, terms, images.shape[0])

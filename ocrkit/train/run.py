@@ -170,7 +170,11 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
                                  f"{opts['head']!r} reads at most {model.head.max_length}; "
                                  f"--head-arg max_length={longest}")
         spec = model.spec  # with the measured feature geometry and the denoiser
-        method = (method_factory or SupervisedCTC)(charset)
+        if opts.get("row_loss") and rows == 1:
+            raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
+                             "give --rows")
+        method = method_factory(charset) if method_factory else \
+            SupervisedCTC(charset, row_loss=opts.get("row_loss"))
         extra = {"spec": spec, "charset": charset.chars,
                  "input": {**input_spec.__dict__},
                  "train_data": [os.path.abspath(p) for p in opts["train_paths"]]}
