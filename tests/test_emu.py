@@ -244,6 +244,9 @@ def test_info_reports_bytes_per_part_and_the_formula_it_matches(emu_run, cli):
     assert emu["packed"] and emu["classifier_bytes"] == emu["formula_bytes"]
     assert emu["formula_bytes"] == storage_bytes(64, emu["N"], emu["d"])["emu"]
     assert info["tensor_bytes"] == sum(p["bytes"] for p in info["parts"].values())
+    n, d = emu["N"], emu["d"]
+    assert emu["model_bytes_with_softmax"] == \
+        info["tensor_bytes"] - emu["classifier_bytes"] + 4 * n * d + 4 * n
     # the file is its tensors plus a small header (spec, charset, zip entries)
     assert info["tensor_bytes"] < info["file_bytes"] < info["tensor_bytes"] + 64 * 1024
 

@@ -43,10 +43,14 @@ def checkpoint_info(path: str) -> dict:
     dim, classes = getattr(clf, "in_channels", None), out["classes"]
     if hasattr(clf, "bits"):
         formula = storage_bytes(clf.bits, classes, dim)
+        own = parts.get("classifier", {}).get("bytes", 0)
+        # the same model with a softmax classifier (weights and biases) instead
+        as_softmax = out["tensor_bytes"] - own + formula["softmax"] + 4 * classes
         out["emu"] = {"bits": clf.bits, "d": dim, "N": classes, "packed": clf.packed,
                       "formula_bytes": formula["emu"], "softmax_bytes": formula["softmax"],
-                      "psi": round(formula["psi"], 5),
-                      "classifier_bytes": parts.get("classifier", {}).get("bytes"),
+                      "psi": round(formula["psi"], 5), "classifier_bytes": own,
+                      "model_bytes_with_softmax": as_softmax,
+                      "smaller_than_softmax": round(as_softmax / out["tensor_bytes"], 3),
                       **clf.code_report()}
     elif dim is None and hasattr(clf, "fc"):
         out["softmax"] = {"d": clf.fc.in_features, "N": classes,
@@ -96,6 +100,8 @@ def info(checkpoint, quiet) -> None:
             console.print(f"EMU K={e['bits']} d={e['d']} N={e['N']}: r*K*d + N*K/8 = "
                           f"{_mib(e['formula_bytes'])} (softmax r*N*d {_mib(e['softmax_bytes'])}, "
                           f"psi {e['psi']}); classifier tensors {_mib(e['classifier_bytes'])}; "
+                          f"the model is {e['smaller_than_softmax']}x smaller than with a "
+                          f"softmax classifier; "
                           f"min Hamming distance {e['min_hamming']}, duplicate codes "
                           f"{e['duplicate_pairs']}", highlight=False)
     click.echo(json.dumps(result, ensure_ascii=False))
