@@ -63,6 +63,16 @@ class Attention(nn.Module):
         out = (self.drop(weights) @ v).transpose(1, 2).reshape(b, -1, q.shape[1] * q.shape[-1])
         return self.out(out), (weights.mean(1) if need_weights else None)
 
+    def step(self, x: torch.Tensor, past: tuple | None):
+        """Self-attention of one new position ``x`` ``[B, 1, d]`` over the earlier
+        positions' keys and values ``past`` (cached: a causal decoder never changes
+        them) and its own; returns the output and the cache grown by one."""
+        k, v = self.keys(x)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        out, _ = self.forward(x, None, kv=(k, v))
+        return out, (k, v)
+
 
 class DecoderUnit(nn.Module):
     def __init__(self, d: int, heads: int, ffn: int, dropout: float) -> None:
@@ -77,7 +87,15 @@ class DecoderUnit(nn.Module):
 
     def forward(self, x, memory, mask, need_weights: bool = False, kv=None):
         a, _ = self.self_attn(x, x, mask)
-        x = self.norm1(x + self.drop(a))
+        return self._after_self(self.norm1(x + self.drop(a)), memory, need_weights, kv)
+
+    def step(self, x, kv, past, need_weights: bool = False):
+        """One new position (greedy decoding): ``(output, grown cache, weights)``."""
+        a, past = self.self_attn.step(x, past)
+        x, weights = self._after_self(self.norm1(x + self.drop(a)), None, need_weights, kv)
+        return x, past, weights
+
+    def _after_self(self, x, memory, need_weights, kv):
         a, weights = self.cross_attn(x, memory, need_weights=need_weights, kv=kv)
         x = self.norm2(x + self.drop(a))
         if self.ffn is not None:
@@ -172,22 +190,30 @@ class LightFormerHead(nn.Module):
             h, weights = self.decode_steps(self._inputs(prev, b, table), memory, want,
                                            self.memory_keys(memory))
             logits = classifier(h)
-        else:
-            ids = torch.zeros(b, 0, dtype=torch.long, device=memory.device)
+        else:  # greedy, one position per step; self-attention keys cached per layer
             ended = torch.zeros(b, dtype=torch.bool, device=memory.device)
-            steps = []
-            tracing = torch.jit.is_tracing()
             kv = self.memory_keys(memory)
-            for _ in range(self.max_length + 1):
-                h, weights = self.decode_steps(self._inputs(ids, b, table), memory, want, kv)
-                step = classifier(h[:, -1:])
+            pasts: list = [None] * self.layers
+            steps, outs, maps = [], [], []
+            tracing = torch.jit.is_tracing()
+            x = self.start.expand(b, 1, -1)
+            for t in range(self.max_length + 1):
+                x = self.embed_norm(x) + self.position[t:t + 1]
+                for i in range(self.layers):
+                    u = 0 if self.share else i
+                    x, pasts[i], weights = self.units[u].step(x, kv[u], pasts[i], want)
+                step = classifier(x)
                 steps.append(step)
+                outs.append(x)
+                maps.append(weights)
                 nxt = step[:, -1].argmax(-1)
-                ids = torch.cat([ids, nxt.unsqueeze(1)], 1)
                 ended = ended | (nxt == 0)
                 if self.stop_early and not tracing and bool(ended.all()):
                     break
+                x = F.embedding(nxt.unsqueeze(1), table).to(self.start.dtype)
             logits = torch.cat(steps, 1)
+            h = torch.cat(outs, 1)
+            weights = torch.cat(maps, 1) if want else None
         if want:
             extras["glimpses"], extras["attention"] = h, weights
         return logits
