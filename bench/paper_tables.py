@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -270,11 +271,19 @@ def row(table: str, method: str, result: dict, note: str = "") -> dict:
             "train_s": result["train"]["_seconds"], "note": note}
 
 
-def table5(bench: "Bench", cfg: dict) -> list[dict]:
-    """Table 5: teacher, student alone, distilled offline / online, DML, ctc-mean-kl."""
+# Offline distillation with terms switched off: which of Eq. 16's terms help.
+ABLATION = (("offline, no lstm term", ["--lambda-lstm", 0]),
+            ("offline, no hints", ["--lambda-hint", 0]),
+            ("offline, soft targets only", ["--lambda-lstm", 0, "--lambda-hint", 0]))
+
+
+def table5(bench: "Bench", cfg: dict, kinds=("single", "multi"), ablation: bool = False
+           ) -> list[dict]:
+    """Table 5: teacher, student alone, distilled offline / online, DML, ctc-mean-kl
+    (and, with ``ablation``, offline with each KD term switched off)."""
     t5, out = cfg["t5"], []
     recipe = t5["recipe"]
-    for kind in ("single", "multi"):
+    for kind in kinds:
         t = t5[kind]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
         rows = ["--rows", t["rows"]] if t["rows"] > 1 else []
@@ -287,8 +296,11 @@ def table5(bench: "Bench", cfg: dict) -> list[dict]:
                    "student alone": bench.recognizer(f"t5-{kind}-student", data, t["rows"],
                                                      t["size"], alone_spec)}
         kd = [*recipe, "--val", os.path.join(data, "test"), "--val-limit", 512]
+        offline = ["--teacher", os.path.join(t_run, "best.pt")]
         for label, args in (
-                ("distilled offline", ["--teacher", os.path.join(t_run, "best.pt")]),
+                ("distilled offline", offline),
+                *(((f"distilled {label}", [*offline, *extra]) for label, extra in ABLATION)
+                  if ablation else ()),
                 ("distilled online", ["--teacher", os.path.join(t_run, "config.json"),
                                       "--online"]),
                 # two half-width peers learning from each other (no teacher)
@@ -296,7 +308,7 @@ def table5(bench: "Bench", cfg: dict) -> list[dict]:
                          *alone_spec]),
                 ("ctc-mean-kl", ["--teacher", os.path.join(t_run, "best.pt"), "--kd-mode",
                                  "ctc-mean-kl"])):
-            name = f"t5-{kind}-{label.replace(' ', '-')}"
+            name = f"t5-{kind}-" + re.sub(r"[^a-z0-9]+", "-", label)
             results[label] = bench.distilled(name, data, [*args, *kd])
         if t.get("long"):  # the paper's online setting over the teacher's whole schedule
             results["student alone, long"] = bench.recognizer(
@@ -371,6 +383,10 @@ def main() -> None:
     parser.add_argument("--tables", default="2,3,4,5", help="comma-separated subset of 2,3,4,5")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--t5-data", default="single,multi",
+                        help="Table 5's data: single, multi or both")
+    parser.add_argument("--t5-ablation", action="store_true",
+                        help="Table 5: add offline runs with each KD term switched off")
     args = parser.parse_args()
     cfg = SCALES[args.scale]
     tables = set(args.tables.split(","))
@@ -406,7 +422,8 @@ def main() -> None:
                     if "psnr" in val else "")
             rows.append(row("4", method, bench.recognizer(
                 f"t4-{variant}-crnn", data, t["rows"], t["size"], t["recognizer"], path), note))
-    rows5 = table5(bench, cfg) if "5" in tables else []
+    rows5 = (table5(bench, cfg, args.t5_data.split(","), args.t5_ablation)
+             if "5" in tables else [])
     seconds = time.perf_counter() - bench.t0
     text = markdown(rows, args.scale, seconds, bench.stage_seconds)
     if rows5:
