@@ -183,9 +183,9 @@ def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] |
             _ocrkit([*args, *common, "-o", run], log)
         ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), test, "-q"], log)
         info = _ocrkit(["info", os.path.join(run, "best.pt"), "-q"], log)
-        steps_run = json.load(open(os.path.join(run, "config.json"), encoding="utf-8"))
-        rows.append({"model": name, "classes": info.get("classes"),
-                     "steps": steps_run["options"]["max_steps"],
+        with open(os.path.join(run, "config.json"), encoding="utf-8") as fh:
+            steps_run = json.load(fh)["options"]["max_steps"]  # a cached run's own steps
+        rows.append({"model": name, "classes": info["classes"], "steps": steps_run,
                      "1-NED": round(100 * ev["one_minus_ned"], 2),
                      "accuracy": round(100 * ev["accuracy"], 2),
                      "MiB": round(info["tensor_bytes"] / MIB, 3),

@@ -384,7 +384,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--t5-data", default="single,multi",
-                        help="Table 5's data: single, multi or both")
+                        choices=["single", "multi", "single,multi"],
+                        help="Table 5's data: single rows, multi-row images, or both")
     parser.add_argument("--t5-ablation", action="store_true",
                         help="Table 5: add offline runs with each KD term switched off")
     args = parser.parse_args()

@@ -118,17 +118,21 @@ def test_resize_pad_and_augmentation_keep_colour():
 
 
 # ------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def lf_data(tmp_path_factory, cjk_font):
+def _synth(folder, cjk_font, *args):
     from click.testing import CliRunner
 
     from ocrkit.cli import cli
 
-    data = tmp_path_factory.mktemp("lf") / "s1"
-    res = CliRunner().invoke(cli, ["synth", "--rows", "1", "--cols", "5", "-n", "24", "--seed",
-                                   "4", "--font", cjk_font, "--out", str(data), "-w", "1", "-q"])
+    res = CliRunner().invoke(cli, ["synth", "--rows", "1", *args, "--font", cjk_font,
+                                   "--out", str(folder), "-w", "1", "-q"])
     assert res.exit_code == 0, res.output
-    return data
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lf_data(tmp_path_factory, cjk_font):
+    return _synth(tmp_path_factory.mktemp("lf") / "s1", cjk_font, "--cols", "5", "-n", "24",
+                  "--seed", "4")
 
 
 SMALL = ["--max-steps", "4", "--val-every", "2", "-b", "8", "-w", "0", "-q", "--no-augment",
@@ -204,16 +208,8 @@ def test_distill_refuses_an_autoregressive_student(lf_data, tmp_path, cli):
 
 @pytest.fixture(scope="module")
 def read_data(tmp_path_factory, cjk_font):
-    from click.testing import CliRunner
-
-    from ocrkit.cli import cli
-
-    data = tmp_path_factory.mktemp("lf-read") / "c20"
-    res = CliRunner().invoke(cli, ["synth", "--rows", "1", "--cols", "4", "--charset-size", "20",
-                                   "-n", "300", "--test-fraction", "0.2", "--seed", "3",
-                                   "--font", cjk_font, "--out", str(data), "-w", "1", "-q"])
-    assert res.exit_code == 0, res.output
-    return data
+    return _synth(tmp_path_factory.mktemp("lf-read") / "c20", cjk_font, "--cols", "4",
+                  "--charset-size", "20", "-n", "300", "--test-fraction", "0.2", "--seed", "3")
 
 
 @pytest.mark.parametrize("command", ["train", "train-emu"])
