@@ -18,7 +18,11 @@ Tables (paper §4.4, data: §4.1 / Table 1, recipes: Appendix A.1):
 * Table 3, 7-row images without box lines: MultiRow Stretching vs row attention
   (the paper's full convolution; at cpu scale also the light ``column`` variant),
   each row attention also with ``--row-sequence reading-order`` (the BiLSTM reads
-  the rows in reading order, per-row CTC unchanged).
+  the rows in reading order, per-row CTC unchanged), and in reading order with
+  ``features=input`` (Eq. 6 as printed: the mask gates the backbone's own rows).
+  ``--t3-seeds 0,1,2`` trains each model with several seeds on the same data and
+  reports the mean (at this scale a run's escape from the CTC plateau depends on
+  its initialisation); ``--t3-methods`` picks rows.
 * Table 4, multi-row images with box lines: MultiRow Stretching alone, after a
   DDeCAE, after a Line-DDeCAE (both denoisers trained first on the same
   training images and their clean twins).
@@ -114,7 +118,19 @@ SCALES = {
                                             "--row-sequence", "reading-order", *CPU_RECIPE],
                "Attention (column), reading order": [
                    *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
-                   "--row-sequence", "reading-order", *CPU_RECIPE]},
+                   "--row-sequence", "reading-order", *CPU_RECIPE],
+               # Eq. 6 as printed: the mask gates the backbone's own rows (features=input)
+               "Attention, input rows, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
+                   "--row-sequence", "reading-order", *CPU_RECIPE],
+               "Attention, input rows, scaled gate, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
+                   "--neck-arg", "gate_scale=auto", "--row-sequence", "reading-order",
+                   *CPU_RECIPE],
+               "Attention (column), input rows, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
+                   "--neck-arg", "features=input", "--row-sequence", "reading-order",
+                   *CPU_RECIPE]},
         "t4": {"data": "m7box", "rows": 7, "size": ["--height", 112, "--width", 112],
                "recognizer": [*SMALL_VGG, "--neck", "multirow-stretch", *CPU_RECIPE],
                "denoiser": ["--base", 16, "--depth", 3, "-b", 32, "--max-steps", 3000,
@@ -229,12 +245,15 @@ class Bench:
         return folder
 
     def recognizer(self, name: str, data: str, rows: int, size: list, args: list,
-                   denoiser: str | None = None) -> dict:
+                   denoiser: str | None = None, seed: int | None = None) -> dict:
+        """Train and evaluate; ``seed`` (default: the bench's) seeds the model and the
+        batch order only - the data are the bench seed's."""
         run = os.path.join(self.out, "runs", name)
         extra = ["--denoiser", denoiser] if denoiser else []
+        seed = self.seed if seed is None else seed
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train", "--train", os.path.join(data, "train"), "-o", run, "--rows", rows, *size,
-            *args, *extra, "--device", self.device, "--seed", self.seed, "--save-every", 1000,
+            *args, *extra, "--device", self.device, "--seed", seed, "--save-every", 1000,
             "--overwrite", "-q"))  # not cached: a stage cut short earlier starts over
         ev = self.cached(f"eval-{name}", lambda: self.ocrkit(
             "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
@@ -259,6 +278,31 @@ class Bench:
             "--device", self.device, "--seed", self.seed, "--save-every", 1000,
             "--val-limit", 256, "--overwrite", "-q"))
         return os.path.join(run, "best.pt"), result
+
+
+T3_TAGS = {"MultiRow Stretching": "stretch", "Attention": "attention",
+           "Attention (column)": "attention-column",
+           "Attention, reading order": "attention-reading-order",
+           "Attention (column), reading order": "attention-column-reading-order",
+           "Attention, input rows, reading order": "attention-input-reading-order",
+           "Attention, input rows, scaled gate, reading order":
+               "attention-input-scaled-reading-order",
+           "Attention (column), input rows, reading order":
+               "attention-column-input-reading-order"}
+
+
+def mean_result(results: list[dict]) -> tuple[dict, str]:
+    """Several seeds' results -> one with the mean metrics, and a note with each seed's
+    CLP (how far a single run can be from another at this scale)."""
+    if len(results) == 1:
+        return results[0], ""
+    evs = [r["eval"] for r in results]
+    ev = {k: sum(e[k] for e in evs) / len(evs) for k in ("clp", "clp_ed", "ilp")}
+    if all("row_level" in e for e in evs):
+        ev["row_level"] = {"ilp": sum(e["row_level"]["ilp"] for e in evs) / len(evs)}
+    train = {"_seconds": sum(r["train"]["_seconds"] for r in results) / len(results)}
+    note = "mean of seeds; CLP " + " / ".join(f"{100 * e['clp']:.1f}" for e in evs)
+    return {"eval": ev, "train": train}, note
 
 
 def row(table: str, method: str, result: dict, note: str = "") -> dict:
@@ -388,8 +432,21 @@ def main() -> None:
                         help="Table 5's data: single rows, multi-row images, or both")
     parser.add_argument("--t5-ablation", action="store_true",
                         help="Table 5: add offline runs with each KD term switched off")
+    parser.add_argument("--t3-seeds", default=None,
+                        help="Table 3: train each model with these seeds (e.g. 0,1,2; the data "
+                             "stay --seed's) and report the mean and each seed's CLP")
+    parser.add_argument("--t3-methods", default=None,
+                        help="Table 3: a comma-separated subset of stretch, attention, "
+                             "attention-column, attention-reading-order, "
+                             "attention-column-reading-order")
     args = parser.parse_args()
     cfg = SCALES[args.scale]
+    seeds3 = [int(s) for s in args.t3_seeds.split(",")] if args.t3_seeds else [args.seed]
+    methods3 = set(args.t3_methods.split(",")) if args.t3_methods else None
+    unknown = (methods3 or set()) - set(T3_TAGS.values())
+    if unknown:
+        parser.error(f"--t3-methods: unknown {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(T3_TAGS.values())}")
     tables = set(args.tables.split(","))
     bench = Bench(args.out or f"bench-out/paper-{args.scale}", args.device, args.seed)
     rows: list[dict] = []
@@ -402,15 +459,13 @@ def main() -> None:
     if "3" in tables:
         t = cfg["t3"]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
-        for method, tag in (("MultiRow Stretching", "stretch"), ("Attention", "attention"),
-                            ("Attention (column)", "attention-column"),
-                            ("Attention, reading order", "attention-reading-order"),
-                            ("Attention (column), reading order",
-                             "attention-column-reading-order")):
-            if method not in t:
+        for method, tag in T3_TAGS.items():
+            if method not in t or (methods3 and tag not in methods3):
                 continue
-            rows.append(row("3", method, bench.recognizer(f"t3-{tag}", data, t["rows"],
-                                                          t["size"], t[method])))
+            runs = [bench.recognizer(f"t3-{tag}" + (f"-s{seed}" if seed != bench.seed else ""),
+                                     data, t["rows"], t["size"], t[method], seed=seed)
+                    for seed in seeds3]
+            rows.append(row("3", method, *mean_result(runs)))
     if "4" in tables:
         t = cfg["t4"]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])

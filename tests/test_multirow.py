@@ -61,10 +61,12 @@ def test_stretch_row_spans(h, rows, expect):
     assert neck.row_spans(h * 4) == expect
 
 
+@pytest.mark.parametrize("features", ["input", "conv"])
 @pytest.mark.parametrize("variant", ["full", "column"])
-def test_row_attention_gives_exactly_h_rows_and_a_mask_in_0_1(variant):
+def test_row_attention_gives_exactly_h_rows_and_a_mask_in_0_1(variant, features):
     torch.manual_seed(0)
-    neck = RowAttention(in_channels=6, rows=3, feature_height=7, feature_width=5, variant=variant)
+    neck = RowAttention(in_channels=6, rows=3, feature_height=7, feature_width=5, variant=variant,
+                        features=features)
     x = torch.randn(2, 6, 7, 5) * 10
     with torch.no_grad():
         feats, mask = neck.mask_and_features(x)
@@ -76,12 +78,13 @@ def test_row_attention_gives_exactly_h_rows_and_a_mask_in_0_1(variant):
 
 
 def test_row_attention_full_is_the_papers_conv1d_over_the_height():
-    neck = RowAttention(in_channels=4, rows=2, feature_height=5, feature_width=3)
+    neck = RowAttention(in_channels=4, rows=2, feature_height=5, feature_width=3,
+                        features="conv")
     d, k = 3 * 4, 5 - 2 + 1
-    assert isinstance(neck.features, nn.Conv1d)
-    assert neck.features.weight.shape == (d, d, k)  # (w*c)^2 * k weights
+    assert isinstance(neck.features, nn.Conv1d) and isinstance(neck.attention, nn.Conv1d)
+    assert neck.features.weight.shape == neck.attention.weight.shape == (d, d, k)  # (w*c)^2*k
     light = RowAttention(in_channels=4, rows=2, feature_height=5, feature_width=3,
-                         variant="column")
+                         variant="column", features="conv")
     assert light.features.weight.numel() == 4 * 4 * k
     # the column variant is width-agnostic; the full one names the size it was built for
     assert light(torch.randn(1, 4, 5, 9)).shape == (1, 2, 9, 4)
@@ -89,10 +92,62 @@ def test_row_attention_full_is_the_papers_conv1d_over_the_height():
         neck(torch.randn(1, 4, 5, 9))
 
 
-def test_row_attention_full_row_j_sees_feature_rows_j_to_j_plus_k():
+@pytest.mark.parametrize("variant", ["full", "column"])
+def test_row_attention_input_features_are_the_gated_input_rows(variant):
+    """features=input (Eq. 6 as printed, ECA-style): one convolution, the mask; the
+    output is ReLU(input) * mask when h = H, and the band means of the input when h > H."""
+    torch.manual_seed(0)
+    neck = RowAttention(in_channels=4, rows=3, feature_height=3, feature_width=5, variant=variant,
+                        features="input")
+    assert neck.features is None
+    assert sum(p.numel() for p in neck.parameters()) == neck.attention.weight.numel() + \
+        neck.attention.bias.numel()
+    x = torch.randn(2, 4, 3, 5)
+    with torch.no_grad():
+        feats, mask = neck.mask_and_features(x)
+        out = neck(x)
+    assert torch.equal(feats, torch.relu(x).permute(0, 2, 3, 1))
+    assert torch.allclose(out, torch.relu(x).permute(0, 2, 3, 1) * mask)
+    tall = RowAttention(in_channels=4, rows=3, feature_height=6, feature_width=5,
+                        variant=variant, features="input")
+    x = torch.rand(1, 4, 6, 5)
+    with torch.no_grad():
+        feats, _ = tall.mask_and_features(x)
+    band = (x[:, :, 2] + x[:, :, 3]) / 2  # text row 1 owns feature rows 2 and 3
+    assert torch.allclose(feats[:, 1], band.permute(0, 2, 1))
+
+
+def test_row_attention_gate_scale_keeps_the_initial_mask_and_shrinks_adam_steps():
+    """gate_scale=s: the mask's convolution output is multiplied by s and its weights
+    start divided by s - the same initial mask, but an Adam step (about lr per weight,
+    whatever the gradient) moves the mask's pre-activation s times less."""
+    x = torch.rand(2, 6, 3, 5)
+
+    def neck_and_step(scale):
+        torch.manual_seed(0)
+        neck = RowAttention(in_channels=6, rows=3, feature_height=3, feature_width=5,
+                            variant="column", features="input", gate_scale=scale)
+        before = neck.attention(x).detach() * neck.gate_scale
+        opt = torch.optim.Adam(neck.parameters(), lr=1e-2)
+        neck(x).square().sum().backward()
+        opt.step()
+        return neck, before, neck.attention(x).detach() * neck.gate_scale - before
+
+    plain, start, moved = neck_and_step(1.0)
+    scaled, start_scaled, moved_scaled = neck_and_step("auto")
+    assert scaled.gate_scale == pytest.approx(6 ** -0.5)  # 1 / sqrt(fan-in): c * k = 6 * 1
+    assert torch.allclose(start, start_scaled, atol=1e-5)
+    assert torch.allclose(moved_scaled, moved * scaled.gate_scale, rtol=1e-3, atol=1e-6)
+    with pytest.raises(UsageError, match="gate_scale must be 'auto' or a number in"):
+        RowAttention(in_channels=6, rows=3, feature_height=3, feature_width=5, gate_scale=2)
+
+
+@pytest.mark.parametrize("features", ["input", "conv"])
+def test_row_attention_full_row_j_sees_feature_rows_j_to_j_plus_k(features):
     """Output row j depends on input rows j..j+k-1 only (a valid conv over the height)."""
     torch.manual_seed(0)
-    neck = RowAttention(in_channels=2, rows=3, feature_height=5, feature_width=2)
+    neck = RowAttention(in_channels=2, rows=3, feature_height=5, feature_width=2,
+                        features=features)
     x = torch.randn(1, 2, 5, 2)
     y = x.clone()
     y[:, :, 4] += 5.0  # change the last feature row only
@@ -161,8 +216,10 @@ def test_reading_order_keeps_eq_10s_per_row_ctc_loss():
 
 
 def test_full_row_attention_too_large_is_refused_not_allocated():
-    with pytest.raises(UsageError, match="variant=full needs two Conv1d.*variant=column"):
+    with pytest.raises(UsageError, match="variant=full needs two Conv1d.*: 411 M .*variant=column"):
         RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28)
+    with pytest.raises(UsageError, match="variant=full needs a Conv1d.*: 206 M .*variant=column"):
+        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, features="input")
     RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, variant="column")
 
 

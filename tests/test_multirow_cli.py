@@ -63,16 +63,19 @@ def test_train_each_multirow_neck_then_infer_rows_and_evaluate_rows(cli, sets, t
     assert result["samples"] == 6 and result["row_level"]["samples"] == 18
 
 
-@pytest.mark.parametrize("variant", ["full", "column"])
-def test_row_attention_in_reading_order_everywhere(cli, sets, tmp_path, variant):
-    """--row-sequence reading-order: stored in the spec, read back by evaluate, infer, ONNX
-    export (--verify parity) and distill."""
+@pytest.mark.parametrize("variant,features", [("full", "conv"), ("column", "input")])
+def test_row_attention_in_reading_order_everywhere(cli, sets, tmp_path, variant, features):
+    """--row-sequence reading-order (and either reading of Eq. 6): stored in the spec, read
+    back by evaluate, infer, ONNX export (--verify parity) and distill."""
     out = tmp_path / "ro"
     res = cli("train", "--train", sets / "plain/train", "--val", sets / "plain/test", "-o", out,
               "--rows", 3, "--neck", "row-attention", "--neck-arg", f"variant={variant}",
+              "--neck-arg", f"features={features}",
               "--row-sequence", "reading-order", "--max-steps", 2, *TINY)
     assert res.exit_code == 0, res.output
-    assert load_checkpoint(str(out / "best.pt"))["spec"]["row_sequence"] == "reading-order"
+    spec = load_checkpoint(str(out / "best.pt"))["spec"]
+    assert spec["row_sequence"] == "reading-order"
+    assert spec["neck"]["args"]["features"] == features
     res = cli("infer", "-m", out / "best.pt", sets / "plain/test")
     assert all(len(json.loads(x)["rows"]) == 3 for x in res.stdout.splitlines())
     assert json.loads(cli("evaluate", out / "best.pt", sets / "plain/test", "-q").stdout)[
@@ -83,8 +86,9 @@ def test_row_attention_in_reading_order_everywhere(cli, sets, tmp_path, variant)
     res = cli("distill", "--teacher", out / "best.pt", "--train", sets / "plain/train",
               "-o", tmp_path / "kd", "--max-steps", 1, "-b", 8, "-w", 0, "-q")
     assert res.exit_code == 0, res.output
-    assert load_checkpoint(str(tmp_path / "kd/best.pt"))["spec"]["row_sequence"] == \
-        "reading-order"
+    student = load_checkpoint(str(tmp_path / "kd/best.pt"))["spec"]
+    assert student["row_sequence"] == "reading-order"
+    assert student["neck"]["args"]["features"] == features
 
 
 def test_reading_order_needs_a_neck_that_returns_rows(cli, sets, tmp_path):

@@ -30,12 +30,21 @@ rebuilds the same neck.
     some rows own no frame and come back empty; image-level text is unaffected.
 
 ``row-attention`` (Eq. 4-10)
-    View ``[B, h, w*c]``; two ``Conv1d(w*c, w*c, kernel=h-H+1)`` over the height
-    give features (ReLU) and a sigmoid mask; their product has exactly H rows,
-    returned as ``[B, H, w, c]``: each row goes through the sequence stage and
-    its own CTC loss, averaged over rows and batch (Eq. 10). Eq. 6 prints
-    ``ReLU(x)``; we read it as ``ReLU(x')`` (the conv output), otherwise Eq. 5
-    would be unused.
+    View ``[B, h, w*c]``; ``Conv1d(w*c, w*c, kernel=h-H+1)`` over the height
+    gives a sigmoid mask of exactly H rows (Eq. 7-8), which multiplies the
+    features (Eq. 9); the result, ``[B, H, w, c]``, sends each row through the
+    sequence stage and its own CTC loss, averaged over rows and batch (Eq. 10).
+    What the mask multiplies is ambiguous in the paper, so it is an option:
+
+    ``features="conv"`` (default): Eq. 6 read as ``ReLU(x')``, a second
+    convolution (Eq. 5) whose output the mask gates; otherwise Eq. 5 would be
+    unused. ``features="input"``: Eq. 6 as printed, ``x' = ReLU(x)`` - the
+    backbone's own feature rows, gated by the mask, as in ECANet (which
+    multiplies its input by a sigmoid of a Conv1d); well defined in the
+    paper's geometry (h = H, kernel 1); when h > H the input is first averaged
+    down to H rows within each text row's band (as ``multirow-stretch``'s
+    ``pool="rows"``), while the mask's convolution still sees the h-H+1 rows
+    around each row. One convolution instead of two: half the parameters.
 
     ``variant="full"`` is the paper's convolution: ``2 * (w*c)^2 * k``
     parameters (w=14, c=128, k=1 already gives 6.4 M), tied to one input width.
@@ -117,18 +126,23 @@ class RowAttention(nn.Module):
     geometry = True
 
     def __init__(self, *, in_channels: int, rows: int, feature_height: int,
-                 feature_width: int, variant: str = "full",
-                 max_params: int = MAX_FULL_PARAMS) -> None:
+                 feature_width: int, variant: str = "full", features: str = "conv",
+                 gate_scale: float | str = 1.0, max_params: int = MAX_FULL_PARAMS) -> None:
         super().__init__()
         if variant not in ("full", "column"):
             raise UsageError(f"row-attention: variant must be 'full' or 'column', not {variant!r}")
+        if features not in ("input", "conv"):
+            raise UsageError(f"row-attention: features must be 'input' or 'conv', not "
+                             f"{features!r}")
+        convs = 2 if features == "conv" else 1
         if variant == "full" and feature_height >= rows >= 1:
             d, k = feature_width * in_channels, feature_height - rows + 1
-            need = 2 * (d * d * k + d)
+            need = convs * (d * d * k + d)
             if need > max_params:
-                light = 2 * (in_channels * in_channels * k + in_channels)
+                light = convs * (in_channels * in_channels * k + in_channels)
                 raise UsageError(
-                    f"row-attention variant=full needs two Conv1d({d}, {d}, {k}) over "
+                    f"row-attention variant=full needs {('a', 'two')[convs - 1]} "
+                    f"Conv1d({d}, {d}, {k}) over "
                     f"{feature_width} columns x {in_channels} channels: {need / 1e6:,.0f} M "
                     f"parameters (limit {max_params / 1e6:,.0f} M); use --neck-arg "
                     f"variant=column ({light / 1e6:.2f} M, any width) or a smaller input")
@@ -142,15 +156,35 @@ class RowAttention(nn.Module):
         k = feature_height - rows + 1
         if variant == "full":
             d = feature_width * in_channels
-            self.features = nn.Conv1d(d, d, k)
+            self.features = nn.Conv1d(d, d, k) if features == "conv" else None
             self.attention = nn.Conv1d(d, d, k)
         else:
-            self.features = nn.Conv2d(in_channels, in_channels, (k, 1))
+            self.features = (nn.Conv2d(in_channels, in_channels, (k, 1)) if features == "conv"
+                             else None)
             self.attention = nn.Conv2d(in_channels, in_channels, (k, 1))
+        fan_in = self.attention.weight[0].numel()
+        if gate_scale == "auto":
+            gate_scale = fan_in ** -0.5
+        try:
+            gate_scale = float(gate_scale)
+        except (TypeError, ValueError):
+            gate_scale = 0.0
+        if not 0 < gate_scale <= 1:
+            raise UsageError(f"row-attention: gate_scale must be 'auto' or a number in (0, 1], "
+                             f"not {gate_scale!r}")
+        self.gate_scale = gate_scale
+        if gate_scale != 1.0:  # the same initial mask; smaller steps of its pre-activation
+            with torch.no_grad():
+                self.attention.weight.div_(gate_scale)
+                self.attention.bias.div_(gate_scale)
 
     def mask_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(ReLU features, sigmoid mask), both ``[B, H, w, c]``."""
         b, c, h, w = x.shape
+        if self.features is None:  # Eq. 6 as printed: the input's rows (pooled to H)
+            pooled = x if h == self.rows else \
+                torch.einsum("rh,bchw->bcrw", band_means(h, self.rows).to(x), x)
+            feats = torch.relu(pooled).permute(0, 2, 3, 1)  # [B, H, w, c]
         if self.variant == "full":
             if (h, w) != (self.feature_height, self.feature_width):
                 raise UsageError(
@@ -158,18 +192,17 @@ class RowAttention(nn.Module):
                     f"{self.feature_width} feature map, got {h}x{w}: feed images of the "
                     "training input size")
             seq = x.permute(0, 3, 1, 2).reshape(b, w * c, h)  # channels = (w, c), length = h
-            feats = torch.relu(self.features(seq))  # [B, w*c, H]
-            mask = torch.sigmoid(self.attention(seq))
 
-            def rows(t):
+            def rows(t):  # [B, w*c, H] -> [B, H, w, c]
                 return t.reshape(b, w, c, self.rows).permute(0, 3, 1, 2)
+            mask = rows(torch.sigmoid(self.attention(seq) * self.gate_scale))
+            if self.features is not None:
+                feats = rows(torch.relu(self.features(seq)))
         else:
-            feats = torch.relu(self.features(x))  # [B, c, H, w]
-            mask = torch.sigmoid(self.attention(x))
-
-            def rows(t):
-                return t.permute(0, 2, 3, 1)
-        return rows(feats), rows(mask)
+            mask = torch.sigmoid(self.attention(x) * self.gate_scale).permute(0, 2, 3, 1)
+            if self.features is not None:
+                feats = torch.relu(self.features(x)).permute(0, 2, 3, 1)
+        return feats, mask
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats, mask = self.mask_and_features(x)
@@ -183,9 +216,11 @@ def multirow_stretch(*, in_channels: int, rows: int = 1, feature_height: int | N
 
 
 def row_attention(*, in_channels: int, rows: int, feature_height: int, feature_width: int,
-                  variant: str = "full", max_params: int = MAX_FULL_PARAMS) -> RowAttention:
+                  variant: str = "full", features: str = "conv", gate_scale: float | str = 1.0,
+                  max_params: int = MAX_FULL_PARAMS) -> RowAttention:
     return RowAttention(in_channels=in_channels, rows=rows, feature_height=feature_height,
-                        feature_width=feature_width, variant=variant, max_params=max_params)
+                        feature_width=feature_width, variant=variant, features=features,
+                        gate_scale=gate_scale, max_params=max_params)
 
 
 multirow_stretch.geometry = True
