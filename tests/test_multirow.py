@@ -138,8 +138,11 @@ def test_row_attention_gate_scale_keeps_the_initial_mask_and_shrinks_adam_steps(
     assert scaled.gate_scale == pytest.approx(6 ** -0.5)  # 1 / sqrt(fan-in): c * k = 6 * 1
     assert torch.allclose(start, start_scaled, atol=1e-5)
     assert torch.allclose(moved_scaled, moved * scaled.gate_scale, rtol=1e-3, atol=1e-6)
-    with pytest.raises(UsageError, match="gate_scale must be 'auto' or a number in"):
-        RowAttention(in_channels=6, rows=3, feature_height=3, feature_width=5, gate_scale=2)
+    for bad in (2, "wide"):
+        with pytest.raises(UsageError, match=f"gate_scale must be 'auto' or a number in "
+                                             rf"\(0, 1\], not {bad!r}"):
+            RowAttention(in_channels=6, rows=3, feature_height=3, feature_width=5,
+                         gate_scale=bad)
 
 
 @pytest.mark.parametrize("features", ["input", "conv"])

@@ -162,16 +162,16 @@ class RowAttention(nn.Module):
             self.features = (nn.Conv2d(in_channels, in_channels, (k, 1)) if features == "conv"
                              else None)
             self.attention = nn.Conv2d(in_channels, in_channels, (k, 1))
-        fan_in = self.attention.weight[0].numel()
+        given = gate_scale
         if gate_scale == "auto":
-            gate_scale = fan_in ** -0.5
+            gate_scale = self.attention.weight[0].numel() ** -0.5  # 1 / sqrt(fan-in)
         try:
             gate_scale = float(gate_scale)
         except (TypeError, ValueError):
             gate_scale = 0.0
         if not 0 < gate_scale <= 1:
             raise UsageError(f"row-attention: gate_scale must be 'auto' or a number in (0, 1], "
-                             f"not {gate_scale!r}")
+                             f"not {given!r}")
         self.gate_scale = gate_scale
         if gate_scale != 1.0:  # the same initial mask; smaller steps of its pre-activation
             with torch.no_grad():
