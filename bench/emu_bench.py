@@ -199,6 +199,14 @@ def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] |
     return rows
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``HxW`` -> ``(H, W)`` (an argparse type)."""
+    if not re.fullmatch(r"\d+x\d+", text.lower()):
+        raise argparse.ArgumentTypeError(f"{text!r}: HxW, e.g. 32x256")
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["sizes", "time", "accuracy"])
@@ -209,12 +217,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--models", default=None,
                     help="accuracy: a comma-separated subset, e.g. 'CRNN softmax,CRNN EMU'")
-    ap.add_argument("--lf-size", default="32x256",
+    ap.add_argument("--lf-size", type=_size, default="32x256",
                     help="accuracy: Light-Former's input HxW (the paper's is 48x160)")
     ap.add_argument("--lf-lr", type=float, default=5e-4, help="accuracy: Light-Former's peak lr")
     args = ap.parse_args()
-    if not re.fullmatch(r"\d+x\d+", args.lf_size.lower()):
-        ap.error(f"--lf-size {args.lf_size!r}: HxW, e.g. 32x256")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what == "sizes":
@@ -224,7 +230,7 @@ def main() -> None:
     else:
         rows = accuracy(args.out, args.steps, args.classes, args.count,
                         args.models.split(",") if args.models else None,
-                        tuple(int(v) for v in args.lf_size.lower().split("x")), args.lf_lr)
+                        args.lf_size, args.lf_lr)
     for row in rows:
         print(json.dumps(row))
 

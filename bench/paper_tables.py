@@ -436,9 +436,8 @@ def main() -> None:
                         help="Table 3: train each model with these seeds (e.g. 0,1,2; the data "
                              "stay --seed's) and report the mean and each seed's CLP")
     parser.add_argument("--t3-methods", default=None,
-                        help="Table 3: a comma-separated subset of stretch, attention, "
-                             "attention-column, attention-reading-order, "
-                             "attention-column-reading-order")
+                        help="Table 3: a comma-separated subset of "
+                             + ", ".join(T3_TAGS.values()))
     args = parser.parse_args()
     cfg = SCALES[args.scale]
     seeds3 = [int(s) for s in args.t3_seeds.split(",")] if args.t3_seeds else [args.seed]

@@ -83,6 +83,15 @@ def band_means(height: int, rows: int) -> torch.Tensor:
     return weights
 
 
+def pool_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``[B, c, h, w] -> [B, c, rows, w]``: adaptive average pooling of the height
+    within each text row's band, as a matrix product (exports to ONNX); the
+    identity when ``h == rows``."""
+    if x.shape[2] == rows:
+        return x
+    return torch.einsum("rh,bchw->bcrw", band_means(int(x.shape[2]), rows).to(x), x)
+
+
 class MultiRowStretch(nn.Module):
     """``[B, c, h, w] -> [B, h*w, c]``: feature rows concatenated in reading order."""
 
@@ -101,9 +110,8 @@ class MultiRowStretch(nn.Module):
         self.feature_width = feature_width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool == "rows" and x.shape[2] != self.rows:
-            # adaptive average pooling of the height as a matrix product (exports to ONNX)
-            x = torch.einsum("rh,bchw->bcrw", band_means(int(x.shape[2]), self.rows).to(x), x)
+        if self.pool == "rows":
+            x = pool_rows(x, self.rows)
         b, c, h, w = x.shape
         return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
 
@@ -182,9 +190,7 @@ class RowAttention(nn.Module):
         """(ReLU features, sigmoid mask), both ``[B, H, w, c]``."""
         b, c, h, w = x.shape
         if self.features is None:  # Eq. 6 as printed: the input's rows (pooled to H)
-            pooled = x if h == self.rows else \
-                torch.einsum("rh,bchw->bcrw", band_means(h, self.rows).to(x), x)
-            feats = torch.relu(pooled).permute(0, 2, 3, 1)  # [B, H, w, c]
+            feats = torch.relu(pool_rows(x, self.rows)).permute(0, 2, 3, 1)  # [B, H, w, c]
         if self.variant == "full":
             if (h, w) != (self.feature_height, self.feature_width):
                 raise UsageError(
