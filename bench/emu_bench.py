@@ -20,6 +20,7 @@ Light-Former-EMU. Reports 1-NED, accuracy and model MB (``ocrkit info``).
     python bench/emu_bench.py time
     python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000]
         [--models "CRNN softmax,CRNN EMU"] [--lf-size 32x256] [--lf-lr 5e-4]
+        [--lf-ctc-weight 0.3]
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def _ocrkit(args: list, log) -> dict:
 
 
 def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,
-             lf_size: tuple[int, int] = (32, 256), lf_lr: float = 5e-4) -> list[dict]:
+             lf_size: tuple[int, int] = (32, 256), lf_lr: float = 5e-4,
+             lf_ctc_weight: float = 0.0) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
     data = os.path.join(out, f"synth-{classes}")
@@ -170,20 +172,23 @@ def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] |
     # it stayed at the label-frequency loss; a post-LN decoder gets a lower peak lr
     lf = ["--head", "lightformer", "--head-arg", "max_length=16", "--height", lf_size[0],
           "--width", lf_size[1], "--lr", lf_lr]
+    # joint CTC-attention training (not the paper's): a run of its own, named for it
+    suffix = f" +CTC {lf_ctc_weight:g}" if lf_ctc_weight else ""
+    if lf_ctc_weight:
+        lf += ["--head-arg", f"ctc_weight={lf_ctc_weight:g}"]
     # the paper's Light-Former baseline: an output embedding of its own (Table V's 16.1 MB)
     runs = {
         "CRNN softmax": ["train", *crnn],
         "CRNN EMU": ["train-emu", *crnn],
-        "Light-Former": ["train", "--backbone", "mobilenetv3-small", "--neck", "tokens",
-                         "--sequence", "none", *lf,
-                         "--head-arg", "embed=own"],
-        "Light-Former-EMU": ["train-emu", *lf],
+        "Light-Former" + suffix: ["train", "--backbone", "mobilenetv3-small", "--neck", "tokens",
+                                  "--sequence", "none", *lf, "--head-arg", "embed=own"],
+        "Light-Former-EMU" + suffix: ["train-emu", *lf],
     }
     rows = []
     for name, args in runs.items():
-        if models and name not in models:
+        if models and name.split(" +")[0] not in models:
             continue
-        run = os.path.join(out, name.replace(" ", "-"))
+        run = os.path.join(out, name.replace(" +", "-").replace(" ", "-"))
         if not os.path.isfile(os.path.join(run, "best.pt")):
             _ocrkit([*args, *common, "-o", run], log)
         ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), test, "-q"], log)
@@ -220,6 +225,9 @@ def main() -> None:
     ap.add_argument("--lf-size", type=_size, default="32x256",
                     help="accuracy: Light-Former's input HxW (the paper's is 48x160)")
     ap.add_argument("--lf-lr", type=float, default=5e-4, help="accuracy: Light-Former's peak lr")
+    ap.add_argument("--lf-ctc-weight", type=float, default=0.0,
+                    help="accuracy: Light-Former's auxiliary CTC loss weight (--head-arg "
+                         "ctc_weight; 0: the paper's training)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -230,7 +238,7 @@ def main() -> None:
     else:
         rows = accuracy(args.out, args.steps, args.classes, args.count,
                         args.models.split(",") if args.models else None,
-                        args.lf_size, args.lf_lr)
+                        args.lf_size, args.lf_lr, args.lf_ctc_weight)
     for row in rows:
         print(json.dumps(row))
 

@@ -111,6 +111,8 @@ SCALES = {
         # full row attention was still on the CTC plateau at step 490.
         "t3": {"data": "m7", "rows": 7, "size": ["--height", 112, "--width", 112],
                "MultiRow Stretching": [*SMALL_VGG, "--neck", "multirow-stretch", *CPU_RECIPE],
+               "MultiRow Stretching, per-row loss": [*SMALL_VGG, "--neck", "multirow-stretch",
+                                                     "--row-loss", "per-row", *CPU_RECIPE],
                "Attention": [*SMALL_VGG, "--neck", "row-attention", *CPU_RECIPE],
                "Attention (column)": [*SMALL_VGG, "--neck", "row-attention", "--neck-arg",
                                       "variant=column", *CPU_RECIPE],
@@ -130,7 +132,26 @@ SCALES = {
                "Attention (column), input rows, reading order": [
                    *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
                    "--neck-arg", "features=input", "--row-sequence", "reading-order",
-                   *CPU_RECIPE]},
+                   *CPU_RECIPE],
+               "Attention, input rows, zero-init gate, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
+                   "--neck-arg", "gate_init=zero", "--row-sequence", "reading-order",
+                   *CPU_RECIPE],
+               "Attention, input rows, zero-init scaled gate, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
+                   "--neck-arg", "gate_init=zero", "--neck-arg", "gate_scale=auto",
+                   "--row-sequence", "reading-order", *CPU_RECIPE],
+               "Attention, input rows, reading order, joined loss": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
+                   "--row-sequence", "reading-order", "--row-loss", "joined", *CPU_RECIPE],
+               "Attention (column), input rows, reading order, joined loss": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
+                   "--neck-arg", "features=input", "--row-sequence", "reading-order",
+                   "--row-loss", "joined", *CPU_RECIPE],
+               "Attention (column), input rows, zero-init gate, reading order": [
+                   *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
+                   "--neck-arg", "features=input", "--neck-arg", "gate_init=zero",
+                   "--row-sequence", "reading-order", *CPU_RECIPE]},
         "t4": {"data": "m7box", "rows": 7, "size": ["--height", 112, "--width", 112],
                "recognizer": [*SMALL_VGG, "--neck", "multirow-stretch", *CPU_RECIPE],
                "denoiser": ["--base", 16, "--depth", 3, "-b", 32, "--max-steps", 3000,
@@ -280,7 +301,8 @@ class Bench:
         return os.path.join(run, "best.pt"), result
 
 
-T3_TAGS = {"MultiRow Stretching": "stretch", "Attention": "attention",
+T3_TAGS = {"MultiRow Stretching": "stretch",
+           "MultiRow Stretching, per-row loss": "stretch-per-row-loss", "Attention": "attention",
            "Attention (column)": "attention-column",
            "Attention, reading order": "attention-reading-order",
            "Attention (column), reading order": "attention-column-reading-order",
@@ -288,7 +310,17 @@ T3_TAGS = {"MultiRow Stretching": "stretch", "Attention": "attention",
            "Attention, input rows, scaled gate, reading order":
                "attention-input-scaled-reading-order",
            "Attention (column), input rows, reading order":
-               "attention-column-input-reading-order"}
+               "attention-column-input-reading-order",
+           "Attention, input rows, zero-init gate, reading order":
+               "attention-input-zero-reading-order",
+           "Attention, input rows, zero-init scaled gate, reading order":
+               "attention-input-zero-scaled-reading-order",
+           "Attention (column), input rows, zero-init gate, reading order":
+               "attention-column-input-zero-reading-order",
+           "Attention, input rows, reading order, joined loss":
+               "attention-input-reading-order-joined",
+           "Attention (column), input rows, reading order, joined loss":
+               "attention-column-input-reading-order-joined"}
 
 
 def mean_result(results: list[dict]) -> tuple[dict, str]:

@@ -40,11 +40,14 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 1
-    held_out: str = "serif"  # the pip font design kept out of training
+    # the pip font design kept out of training. Training on a sans and a serif (Song)
+    # design reads an unseen sans design at 94.8 % exact lines; training on two sans
+    # designs reads the serif at 67.4 % (CHANGELOG): cover both families in training
+    held_out: str = "sans-wqy"
     quiet: bool = False
 
 
-def _fonts(held_out: str = "serif") -> tuple[list[str], str, str]:
+def _fonts(held_out: str = "sans-wqy") -> tuple[list[str], str, str]:
     """(training fonts, held-out test font, what is held out) as --font args.
 
     The pip fonts (``ocrkit[fonts]``) are three designs: the ``held_out`` one is the
@@ -55,6 +58,9 @@ def _fonts(held_out: str = "serif") -> tuple[list[str], str, str]:
 
     arg = lambda f: f"{f.path}:{f.index}"  # noqa: E731
     pip = dict((design, path) for path, design in pip_font_files(designs=True))
+    if len(pip) > 1 and held_out not in pip:
+        raise UsageError(f"--held-out {held_out}: not an installed pip font design "
+                         f"(installed: {', '.join(sorted(pip))})")
     if held_out in pip and len(pip) > 1:
         train = [arg(preferred_face(p)) for d, p in pip.items() if d != held_out]
         return train, arg(preferred_face(pip[held_out])), f"design: {held_out}"

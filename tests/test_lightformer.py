@@ -129,6 +129,49 @@ def _synth(folder, cjk_font, *args):
     return folder
 
 
+@pytest.mark.parametrize("classifier", ["linear", "multihot"])
+def test_auxiliary_ctc_classifies_the_image_tokens_and_adds_nothing_else(classifier):
+    plain, joint = _model(classifier), _model(classifier, ctc_weight=0.5)
+    assert _count(plain) == _count(joint)
+    joint.load_state_dict(plain.state_dict())
+    images = torch.rand(2, 1, 32, 64)
+    targets = torch.tensor([[3, 4, 0], [7, 0, IGNORE]])
+    joint.train()
+    out = joint(images, outputs=True, targets=targets)
+    h, w = out.extras["feature_size"]
+    assert out.visual.shape[1] == h * w and h > 1
+    tokens = w  # the tokens neck's cells, averaged per column
+    assert out.extras["ctc_logits"].shape == (2, w, 12)
+    memory = joint.head.memory_proj(out.visual)
+    assert torch.allclose(joint.head._columns(memory, out.extras)[:, 1],
+                          memory[:, h:2 * h].mean(1), atol=1e-6)
+    if classifier == "multihot":  # the decoder's call is the one EMU's regulariser reads
+        assert joint.classifier._beta.shape[:2] == (2, 3)
+    flat, lengths = torch.tensor([3, 4, 7]), torch.tensor([2, 1])
+    expected = torch.nn.CTCLoss(blank=0, zero_infinity=True)(
+        out.extras["ctc_logits"].log_softmax(-1).transpose(0, 1), flat,
+        torch.full((2,), tokens), lengths)
+    assert torch.isclose(joint.head.ctc_loss(out.extras["ctc_logits"], flat, lengths), expected)
+    joint.load_state_dict(plain.state_dict())  # the training forward moved BatchNorm's stats
+    plain.eval(), joint.eval()
+    with torch.no_grad():  # inference is the decoder's alone
+        assert torch.equal(plain(images), joint(images))
+    with pytest.raises(ValueError, match="ctc_weight=-1: at least 0"):
+        _head(ctc_weight=-1)
+
+
+def test_auxiliary_ctc_is_a_logged_term_of_the_training_loss(lf_data, tmp_path, cli):
+    out = tmp_path / "run"
+    res = cli("train", "--train", lf_data, "-o", out, "--head", "lightformer", "--neck",
+              "tokens", "--sequence", "none", *SMALL, "--head-arg", "ctc_weight=0.25")
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in open(out / "metrics.jsonl") if '"terms"' in line]
+    terms = records[-1]["terms"]
+    assert terms["aux_ctc"] > 0
+    assert records[-1]["loss"] == pytest.approx(terms["ce"] + 0.25 * terms["aux_ctc"], rel=1e-4)
+    assert json.load(open(out / "config.json"))["spec"]["head"]["args"]["ctc_weight"] == 0.25
+
+
 @pytest.fixture(scope="module")
 def lf_data(tmp_path_factory, cjk_font):
     return _synth(tmp_path_factory.mktemp("lf") / "s1", cjk_font, "--cols", "5", "-n", "24",

@@ -11,7 +11,7 @@ from ocrkit.charset import Charset
 from ocrkit.data.datasets import Sample
 from ocrkit.errors import UsageError
 from ocrkit.models.denoise import Denoiser
-from ocrkit.models.necks.multirow import MultiRowStretch, RowAttention
+from ocrkit.models.necks.multirow import MultiRowStretch, RowAttention, pool_rows
 from ocrkit.models.recognizer import Recognizer, make_spec
 from ocrkit.train.data import Collate, InputSpec
 from ocrkit.train.methods import SupervisedCTC
@@ -143,6 +143,24 @@ def test_row_attention_gate_scale_keeps_the_initial_mask_and_shrinks_adam_steps(
                                              rf"\(0, 1\], not {bad!r}"):
             RowAttention(in_channels=6, rows=3, feature_height=3, feature_width=5,
                          gate_scale=bad)
+
+
+@pytest.mark.parametrize("variant", ["full", "column"])
+def test_row_attention_zero_init_gate_starts_as_stretching_and_learns(variant):
+    """gate_init=zero: the mask starts at 0.5 everywhere, so with features=input the
+    neck's first output is half the band-pooled rows (stretching's frames); the first
+    step moves the gate off zero."""
+    torch.manual_seed(0)
+    neck = RowAttention(in_channels=4, rows=3, feature_height=6, feature_width=5,
+                        variant=variant, features="input", gate_init="zero")
+    x = torch.randn(2, 4, 6, 5)
+    _, mask = neck.mask_and_features(x)
+    assert torch.equal(mask, torch.full_like(mask, 0.5))
+    assert torch.allclose(neck(x), 0.5 * torch.relu(pool_rows(x, 3)).permute(0, 2, 3, 1))
+    neck(x).sum().backward()
+    assert neck.attention.weight.grad.abs().sum() > 0
+    with pytest.raises(UsageError, match="gate_init must be 'default' or 'zero', not 'ones'"):
+        RowAttention(in_channels=4, rows=3, feature_height=6, feature_width=5, gate_init="ones")
 
 
 @pytest.mark.parametrize("features", ["input", "conv"])

@@ -193,12 +193,15 @@ def test_demo_chain_prints_final_json_last(tmp_path):
                   "--charset-size", 12, "-q")
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["train_steps"] == 3 and final["test_images"] == 8
-    assert final["held_out"] == "design: serif" and "clp" in final["training_fonts"]
+    assert final["held_out"] == "design: sans-wqy" and "clp" in final["training_fonts"]
     assert {"clp", "ilp", "cer", "one_minus_ned"} <= set(final)
     assert (out / "run" / "best.pt").is_file() and (out / "train.lmdb" / "data.mdb").is_file()
     # A second run replaces its own earlier demo; a foreign folder is refused.
-    assert ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8,
-                  "--steps", 1, "--charset-size", 12, "-q").returncode == 0
+    again = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8,
+                   "--steps", 1, "--charset-size", 12, "--held-out", "serif", "-q")
+    assert json.loads(again.stdout.strip().splitlines()[-1])["held_out"] == "design: serif"
+    fonts = [json.loads(line)["font"] for line in open(out / "train" / "labels.jsonl")]
+    assert not [f for f in fonts if "Serif" in f] and len(set(fonts)) == 2
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")

@@ -104,7 +104,8 @@ class RecognizerOutput:
     there is no sequence stage); ``rnn_state`` the top recurrent layer's final
     ``(h, c)``, each ``[B(*R), 2*hidden]``, or None; ``taps`` name -> module output;
     ``extras`` what an autoregressive head adds (``glimpses`` its decoder outputs,
-    ``attention`` its last cross-attention weights).
+    ``attention`` its last cross-attention weights), next to ``feature_size``, the
+    backbone map's ``(h, w)``, which the head receives in it.
     """
 
     logits: torch.Tensor
@@ -113,7 +114,7 @@ class RecognizerOutput:
     context: torch.Tensor
     rnn_state: tuple[torch.Tensor, torch.Tensor] | None = None
     taps: dict[str, torch.Tensor] = field(default_factory=dict)
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # a head's: glimpses ...
+    extras: dict = field(default_factory=dict)  # feature_size, a head's glimpses ...
 
 
 class Recognizer(nn.Module):
@@ -247,7 +248,7 @@ class Recognizer(nn.Module):
                 context = self.sequence(frames)
             if rows is not None and self.row_sequence == "reading-order":
                 context = context.reshape(b * rows, t, context.shape[-1])
-            extras: dict = {}
+            extras: dict = {"feature_size": tuple(features.shape[-2:])}
             if self.autoregressive:
                 logits = self.head(context, self.classifier, targets=targets,
                                    extras=extras if outputs else None)

@@ -135,11 +135,21 @@ class SupervisedCTC(Method):
         core = _unwrap(model)
         if core.autoregressive:  # teacher forcing; cross-entropy per position
             targets = core.head.targets(batch["targets"], batch["target_lengths"]).to(device)
-            logits = model(images, targets=targets)
+            aux_weight = float(getattr(core.head, "ctc_weight", 0) or 0)
+            if aux_weight:  # joint CTC-attention: the head also classifies the image tokens
+                out = model(images, targets=targets, outputs=True)
+                logits = out.logits
+            else:
+                logits = model(images, targets=targets)
             per = core.head.loss(logits, targets, reduction="none")  # [B, L]
             mask = targets != -100
             loss = per.sum() / mask.sum().clamp_min(1)
             terms = {"ce": loss.detach()}
+            if aux_weight:
+                ctc = core.head.ctc_loss(out.extras["ctc_logits"], batch["targets"].to(device),
+                                         batch["target_lengths"].to(device))
+                terms["aux_ctc"] = ctc.detach()
+                loss = loss + aux_weight * ctc
             return Loss(with_classifier_terms(core, loss, per, terms, mask), terms,
                         images.shape[0])
         logits = model(images)

@@ -20,6 +20,17 @@ targets it runs once over all positions (teacher forcing) and returns logits
 (all of them while tracing, so an exported graph is a fixed-length loop), and
 stops early once every line has ended. What the paper leaves open (heads,
 maximum length, positions, post-LN) is an argument.
+
+``ctc_weight=w`` (default 0, the paper's training) adds joint CTC-attention
+training (Kim, Hori & Watanabe 2017; the paper does not use it): the image tokens,
+averaged per column of the backbone map when they are the ``tokens`` neck's (one
+per cell, column by column: ``w`` CTC frames, not ``h*w``, a quarter of the
+classifier's work on a 4-row map), are classified by the *same* classifier and
+trained with CTC (class 0, the end symbol, as the blank), weight ``w`` next to
+the decoder's cross-entropy. It adds no parameters and changes nothing at inference; it gives the
+encoder a per-character signal from the first step, which the decoder's
+cross-attention otherwise has to find on its own (at thousands of classes it stays
+at the label-frequency loss for hundreds of steps).
 """
 
 from __future__ import annotations
@@ -113,6 +124,7 @@ class LightFormerHead(nn.Module):
         max_length: longest text read (characters; the end symbol is one more step).
         embed: ``shared`` (the classifier's embedding) or ``own``.
         dropout: in attention and residual branches.
+        ctc_weight: weight of the auxiliary CTC loss on the image tokens (0: none).
     """
 
     autoregressive = True
@@ -120,7 +132,7 @@ class LightFormerHead(nn.Module):
 
     def __init__(self, *, in_channels: int, num_classes: int, d_model: int = 256, heads: int = 8,
                  layers: int = 3, share: bool = True, ffn: int = 0, max_length: int = 32,
-                 embed: str = "shared", dropout: float = 0.1) -> None:
+                 embed: str = "shared", dropout: float = 0.1, ctc_weight: float = 0.0) -> None:
         super().__init__()
         if d_model % heads:
             raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
@@ -128,6 +140,9 @@ class LightFormerHead(nn.Module):
             raise ValueError(f"embed={embed!r}: shared or own")
         if layers < 1 or max_length < 1:
             raise ValueError("layers and max_length must be at least 1")
+        if not 0 <= float(ctc_weight):
+            raise ValueError(f"ctc_weight={ctc_weight}: at least 0")
+        self.ctc_weight = float(ctc_weight)
         self.num_classes, self.d_model, self.layers = num_classes, d_model, layers
         self.max_length, self.embed_kind, self.share = max_length, embed, share
         self.out_channels = d_model  # what the classifier reads
@@ -180,12 +195,20 @@ class LightFormerHead(nn.Module):
                 extras: dict | None = None) -> torch.Tensor:
         """``frames`` ``[B, S, C]`` image tokens -> logits ``[B, L, N]``. ``targets``
         ``[B, L]`` (:meth:`targets`): teacher forcing. ``extras`` (a dict) receives
-        ``glimpses`` (decoder outputs) and ``attention`` (last unit's cross-attention)."""
+        ``glimpses`` (decoder outputs) and ``attention`` (last unit's cross-attention);
+        with targets and ``ctc_weight`` also ``ctc_logits`` ``[B, S', N]``, the image
+        tokens classified (for :meth:`ctc_loss`); it may hold ``feature_size``, the
+        backbone map's ``(h, w)``: when ``S == h*w`` the tokens are averaged per
+        column first (``S' = w``)."""
         memory = self.memory_proj(frames)
         b = memory.shape[0]
         want = extras is not None
         table = self._table(classifier)
         if targets is not None:
+            if want and self.ctc_weight:
+                # before the decoder's call: a classifier that keeps per-call state for
+                # its own loss (EMU's beta) must keep the decoder's
+                extras["ctc_logits"] = classifier(self._columns(memory, extras))
             prev = targets[:, :-1].clamp_min(0)  # ignored positions read as "end"
             h, weights = self.decode_steps(self._inputs(prev, b, table), memory, want,
                                            self.memory_keys(memory))
@@ -240,6 +263,25 @@ class LightFormerHead(nn.Module):
         if reduction == "none":
             return per
         return per.sum() / (targets != IGNORE).sum().clamp_min(1)
+
+    @staticmethod
+    def _columns(memory: torch.Tensor, extras: dict) -> torch.Tensor:
+        """``[B, h*w, d]`` tokens (column by column) -> ``[B, w, d]`` column means;
+        other sequences unchanged."""
+        h, w = extras.get("feature_size", (1, memory.shape[1]))
+        if h > 1 and memory.shape[1] == h * w:
+            return memory.reshape(memory.shape[0], w, h, memory.shape[-1]).mean(2)
+        return memory
+
+    def ctc_loss(self, ctc_logits: torch.Tensor, flat: torch.Tensor, lengths: torch.Tensor
+                 ) -> torch.Tensor:
+        """The auxiliary CTC loss (mean per target length, blank = class 0) of
+        ``ctc_logits`` ``[B, S, N]`` against CTC-style flat targets."""
+        log_probs = F.log_softmax(ctc_logits.float(), -1).transpose(0, 1)
+        steps = torch.full((log_probs.shape[1],), log_probs.shape[0], dtype=torch.long,
+                           device=log_probs.device)
+        return F.ctc_loss(log_probs, flat, steps, lengths, blank=0, reduction="mean",
+                          zero_infinity=True)
 
     @torch.no_grad()
     def decode(self, logits: torch.Tensor, beam_width: int | None = None

@@ -53,6 +53,14 @@ rebuilds the same neck.
     ``w`` times fewer, and it works for any input width. It is lighter because a
     text row is the same whatever column it is read at; what it gives up is the
     full variant's freedom to mix features across columns before the BiLSTM.
+
+    ``gate_init="zero"`` starts the mask's convolution at zero weights and bias
+    (the paper is silent on its initialisation; ``"default"`` is PyTorch's): the
+    mask starts at 0.5 everywhere, so with ``features="input"`` the network
+    starts as MultiRow Stretching's (rows band-pooled, halved) and learns the gate
+    from there - as zero-initialised gates and residual branches do (ReZero,
+    ControlNet's zero convolutions). A random full gate, fan-in ``w*c*k``, starts
+    by mixing every column's features into every mask value.
 """
 
 from __future__ import annotations
@@ -135,8 +143,12 @@ class RowAttention(nn.Module):
 
     def __init__(self, *, in_channels: int, rows: int, feature_height: int,
                  feature_width: int, variant: str = "full", features: str = "conv",
-                 gate_scale: float | str = 1.0, max_params: int = MAX_FULL_PARAMS) -> None:
+                 gate_scale: float | str = 1.0, gate_init: str = "default",
+                 max_params: int = MAX_FULL_PARAMS) -> None:
         super().__init__()
+        if gate_init not in ("default", "zero"):
+            raise UsageError(f"row-attention: gate_init must be 'default' or 'zero', not "
+                             f"{gate_init!r}")
         if variant not in ("full", "column"):
             raise UsageError(f"row-attention: variant must be 'full' or 'column', not {variant!r}")
         if features not in ("input", "conv"):
@@ -181,7 +193,10 @@ class RowAttention(nn.Module):
             raise UsageError(f"row-attention: gate_scale must be 'auto' or a number in (0, 1], "
                              f"not {given!r}")
         self.gate_scale = gate_scale
-        if gate_scale != 1.0:  # the same initial mask; smaller steps of its pre-activation
+        if gate_init == "zero":
+            nn.init.zeros_(self.attention.weight)
+            nn.init.zeros_(self.attention.bias)
+        elif gate_scale != 1.0:  # the same initial mask; smaller steps of its pre-activation
             with torch.no_grad():
                 self.attention.weight.div_(gate_scale)
                 self.attention.bias.div_(gate_scale)
@@ -223,10 +238,11 @@ def multirow_stretch(*, in_channels: int, rows: int = 1, feature_height: int | N
 
 def row_attention(*, in_channels: int, rows: int, feature_height: int, feature_width: int,
                   variant: str = "full", features: str = "conv", gate_scale: float | str = 1.0,
-                  max_params: int = MAX_FULL_PARAMS) -> RowAttention:
+                  gate_init: str = "default", max_params: int = MAX_FULL_PARAMS
+                  ) -> RowAttention:
     return RowAttention(in_channels=in_channels, rows=rows, feature_height=feature_height,
                         feature_width=feature_width, variant=variant, features=features,
-                        gate_scale=gate_scale, max_params=max_params)
+                        gate_scale=gate_scale, gate_init=gate_init, max_params=max_params)
 
 
 multirow_stretch.geometry = True
