@@ -27,10 +27,10 @@ averaged per column of the backbone map when they are the ``tokens`` neck's (one
 per cell, column by column: ``w`` CTC frames, not ``h*w``, a quarter of the
 classifier's work on a 4-row map), are classified by the *same* classifier and
 trained with CTC (class 0, the end symbol, as the blank), weight ``w`` next to
-the decoder's cross-entropy. It adds no parameters and changes nothing at inference; it gives the
-encoder a per-character signal from the first step, which the decoder's
-cross-attention otherwise has to find on its own (at thousands of classes it stays
-at the label-frequency loss for hundreds of steps).
+the decoder's cross-entropy. It adds no parameters and changes nothing at
+inference; it gives the encoder a per-character signal from the first step,
+which the decoder's cross-attention otherwise has to find on its own. (At 4,901
+classes on MobileNetV3-small it did not shorten the slow start: CHANGELOG.md.)
 """
 
 from __future__ import annotations
