@@ -30,6 +30,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from data_tools.synth.fonts import PIP_FONT_PACKAGES, pip_font_files  # noqa: E402
 from paper_tables import Bench  # noqa: E402
 
 MODEL = ["--backbone-arg", "channels=(32,64,128,128)", "--backbone-arg", "width_stride=8",
@@ -44,17 +45,16 @@ def main() -> None:
     parser.add_argument("--charset-size", type=int, default=500)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--held-out", choices=["sans", "sans-wqy", "serif"], default="serif",
+    parser.add_argument("--held-out", choices=[d for _, _, d in PIP_FONT_PACKAGES],
+                        default="serif",
                         help="the pip font design tested on; the other two train")
     args = parser.parse_args()
-    from data_tools.synth.fonts import pip_font_files
-
     fonts = dict((design, path) for path, design in pip_font_files(designs=True))
-    missing = {"sans", "sans-wqy", "serif"} - set(fonts)
+    missing = {d for _, _, d in PIP_FONT_PACKAGES} - set(fonts)
     if missing:
         sys.exit(f"needs the pip fonts of `pip install 'ocrkit[fonts]'` (missing {missing})")
     names = {"sans": "Noto Sans CJK", "sans-wqy": "WenQuanYi Micro Hei", "serif": "Noto Serif SC"}
-    trained = [d for d in ("sans", "sans-wqy", "serif") if d != args.held_out]
+    trained = [d for d in fonts if d != args.held_out]
     train_fonts = [a for d in trained for a in ("--font", fonts[d])]
     bench = Bench(args.out, args.device, args.seed)
     common = ["--charset-size", args.charset_size, "-q", "--overwrite"]

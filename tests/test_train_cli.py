@@ -187,6 +187,14 @@ def test_unknown_backbone_is_usage_error(lmdbs, tmp_path, cli):
     assert res.exit_code == 2 and "Did you mean resnet31" in res.stderr
 
 
+def test_demo_held_out_choices_are_the_pip_font_designs():
+    # the CLI keeps its own copy (importing data_tools.synth would slow `ocrkit --help`)
+    from data_tools.synth.fonts import PIP_FONT_PACKAGES
+    from ocrkit.cli.demo import HELD_OUT
+
+    assert HELD_OUT == tuple(design for _, _, design in PIP_FONT_PACKAGES)
+
+
 def test_demo_chain_prints_final_json_last(tmp_path):
     out = tmp_path / "demo"
     proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8, "--steps", 3,
