@@ -161,6 +161,31 @@ def test_evaluation_scores_equal_the_packed_deployable_form_on_both_scoring_path
     assert bool((inner.round() % 2 == 0).all()) and float(inner.abs().max()) <= 64
 
 
+@pytest.mark.parametrize("embed_map", ["proj", "linear"])
+def test_output_embedding_maps_the_sign_codes_and_survives_packing(embed_map):
+    torch.manual_seed(0)
+    clf = MultiHotClassifier(in_channels=16, num_classes=40, bits=64, embed_map=embed_map)
+    codes = sign_codes(clf.class_logits_raw().detach())
+    weight = clf.proj.weight / 8 if embed_map == "proj" else clf.embed_map.weight.t()
+    clf.train()
+    table = clf.embedding_table()
+    assert table.shape == (40, 16)
+    assert torch.allclose(table, codes @ weight, atol=1e-6)
+    table.sum().backward()  # the map learns from the embedding; ClassNet does not
+    learner = clf.proj if embed_map == "proj" else clf.embed_map
+    assert learner.weight.grad is not None and learner.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in clf.classnet.parameters())
+    state = clf.finalized_state()
+    assert ("embed_map.weight" in state) == (embed_map == "linear")
+    packed = MultiHotClassifier(in_channels=16, num_classes=40, bits=64, packed=True,
+                                embed_map=embed_map)
+    packed.load_state_dict(state)
+    packed.eval()
+    clf.eval()
+    with torch.no_grad():
+        assert torch.allclose(packed.embedding_table(), clf.embedding_table(), atol=1e-6)
+
+
 def test_storage_matches_the_formula_and_table_vi():
     mib = 2 ** 20
     for k, want in ((128, 0.222), (256, 0.444), (512, 0.889), (1024, 1.778)):
@@ -186,7 +211,7 @@ def test_code_report_finds_duplicate_codes():
 
 def test_bad_arguments_are_refused():
     for kw in ({"bits": 12}, {"grad": "ste"}, {"beta_mode": "x"}, {"gamma": 1.0},
-               {"scoring": "gpu"}):
+               {"scoring": "gpu"}, {"embed_map": "own"}):
         with pytest.raises(ValueError):
             _clf(**kw)
 

@@ -184,12 +184,14 @@ SMALL = ["--max-steps", "4", "--val-every", "2", "-b", "8", "-w", "0", "-q", "--
          "--height", "32", "--width", "96"]
 
 
-@pytest.mark.parametrize("command", ["train", "train-emu"])
-def test_lightformer_trains_evaluates_infers_and_exports(lf_data, tmp_path, cli, command):
+@pytest.mark.parametrize("command,embed_map", [("train", None), ("train-emu", "proj"),
+                                               ("train-emu", "linear")])
+def test_lightformer_trains_evaluates_infers_and_exports(lf_data, tmp_path, cli, command,
+                                                         embed_map):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "run"
-    extra = ["--bits", "16", "--channels", "3"] if command == "train-emu" else \
-        ["--neck", "tokens", "--sequence", "none"]
+    extra = ["--bits", "16", "--channels", "3", "--embed-map", embed_map] \
+        if command == "train-emu" else ["--neck", "tokens", "--sequence", "none"]
     res = cli(command, "--train", lf_data, "--val", lf_data, "-o", out, "--head", "lightformer",
               *SMALL, *extra)
     assert res.exit_code == 0, res.output
@@ -224,8 +226,10 @@ def test_lightformer_trains_evaluates_infers_and_exports(lf_data, tmp_path, cli,
         soft = info["softmax"]
         assert soft["d"] == 32 and soft["formula_bytes"] == 4 * soft["N"] * 32
         assert soft["classifier_bytes"] == soft["formula_bytes"] + 4 * soft["N"]
-    else:
-        assert info["emu"]["classifier_bytes"] == info["emu"]["formula_bytes"]
+    else:  # the formula, plus a K x d embedding map of its own when asked for
+        emu = info["emu"]
+        assert emu["embed_map_bytes"] == (4 * 16 * 32 if embed_map == "linear" else 0)
+        assert emu["classifier_bytes"] == emu["formula_bytes"] + emu["embed_map_bytes"]
 
 
 def test_labels_longer_than_the_decoder_reads_are_refused_before_training(lf_data, tmp_path,

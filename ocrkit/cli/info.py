@@ -49,6 +49,9 @@ def checkpoint_info(path: str) -> dict:
         out["emu"] = {"bits": clf.bits, "d": dim, "N": classes, "packed": clf.packed,
                       "formula_bytes": formula["emu"], "softmax_bytes": formula["softmax"],
                       "psi": round(formula["psi"], 5), "classifier_bytes": own,
+                      # a K -> d output-embedding map of its own (embed_map=linear)
+                      "embed_map_bytes": clf.embed_map.weight.numel() * 4
+                      if getattr(clf, "embed_map", None) is not None else 0,
                       "model_bytes_with_softmax": as_softmax,
                       "smaller_than_softmax": round(as_softmax / out["tensor_bytes"], 3),
                       **clf.code_report()}
@@ -99,7 +102,9 @@ def info(checkpoint, quiet) -> None:
             e = result["emu"]
             console.print(f"EMU K={e['bits']} d={e['d']} N={e['N']}: r*K*d + N*K/8 = "
                           f"{_mib(e['formula_bytes'])} (softmax r*N*d {_mib(e['softmax_bytes'])}, "
-                          f"psi {e['psi']}); classifier tensors {_mib(e['classifier_bytes'])}; "
+                          f"psi {e['psi']}); classifier tensors {_mib(e['classifier_bytes'])}"
+                          + (f" (with a K->d embedding map of {_mib(e['embed_map_bytes'])})"
+                             if e["embed_map_bytes"] else "") + "; "
                           f"the model is {e['smaller_than_softmax']}x smaller than with a "
                           f"softmax classifier; "
                           f"min Hamming distance {e['min_hamming']}, duplicate codes "

@@ -44,6 +44,11 @@ def emu_options(f):
                      show_default=True,
                      help="How the deployed model scores classes: a +-1 matrix product, or "
                           "XOR and popcount of packed codes (CPU; same scores)."),
+        click.option("--embed-map", type=click.Choice(["proj", "linear"]), default="proj",
+                     show_default=True,
+                     help="--head lightformer: how the decoder's output embedding maps the "
+                          "K-bit codes to d: the projection P (no parameters) or a K x d "
+                          "matrix of its own (r*K*d bytes more)."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -58,7 +63,7 @@ LIGHTFORMER = {"backbone": "mobilenetv3-small", "neck": "tokens", "sequence": "n
 EMU_KEYS = {"bits": "bits", "scale": "scale", "mu": "mu", "lambda_reg": "lam",
             "gamma": "gamma", "emu_grad": "grad", "beta_mode": "beta_mode",
             "classnet_hidden": "classnet_hidden", "beta_hidden": "beta_hidden",
-            "scoring": "scoring"}
+            "scoring": "scoring", "embed_map": "embed_map"}
 
 
 @click.command("train-emu", context_settings={"max_content_width": 100}, epilog="""\b

@@ -46,6 +46,7 @@ from torch.nn import functional as F
 GRAD_MODES = ("literal", "exact")
 BETA_MODES = ("adaptive", "schedule")
 SCORINGS = ("float", "popcount")
+EMBED_MAPS = ("proj", "linear")
 
 
 class ScaledTanh(torch.autograd.Function):
@@ -162,13 +163,17 @@ class MultiHotClassifier(nn.Module):
         packed: the deployable form (codebook only; no ClassNet, no beta-net).
         scoring: ``float`` (+-1 matrix product) or ``popcount`` (CPU, packed codes;
             evaluation only).
+        embed_map: how :meth:`embedding_table` maps the K-bit codes to the decoder's d
+            (the paper leaves it open): ``proj``, the projection P itself (no
+            parameters), or ``linear``, a K x d matrix of its own (deployed with the
+            codebook: ``r*K*d`` bytes more).
     """
 
     def __init__(self, *, in_channels: int, num_classes: int, bits: int = 512,
                  scale: float = 20.0, classnet_hidden: int = 256, beta_hidden: int = 64,
                  mu: float = 1.0, lam: float = 1e-4, gamma: float = 0.999,
                  grad: str = "literal", beta_mode: str = "adaptive", packed: bool = False,
-                 scoring: str = "float") -> None:
+                 scoring: str = "float", embed_map: str = "proj") -> None:
         super().__init__()
         if bits < 8 or bits % 8 or bits > 65535:
             raise ValueError(f"bits={bits}: K must be a multiple of 8 from 8 to 65528")
@@ -178,6 +183,8 @@ class MultiHotClassifier(nn.Module):
             raise ValueError(f"beta_mode={beta_mode!r}: one of {', '.join(BETA_MODES)}")
         if scoring not in SCORINGS:
             raise ValueError(f"scoring={scoring!r}: one of {', '.join(SCORINGS)}")
+        if embed_map not in EMBED_MAPS:
+            raise ValueError(f"embed_map={embed_map!r}: one of {', '.join(EMBED_MAPS)}")
         if not 0 < gamma < 1:
             raise ValueError(f"gamma={gamma}: the EMA decay must lie in (0, 1)")
         if scale <= 0 or mu <= 0 or lam < 0:
@@ -186,6 +193,8 @@ class MultiHotClassifier(nn.Module):
         self.scale, self.mu, self.lam, self.gamma = float(scale), float(mu), float(lam), gamma
         self.grad, self.beta_mode, self.packed, self.scoring = grad, beta_mode, packed, scoring
         self.proj = nn.Linear(in_channels, bits, bias=False)  # P of Eq. 9
+        self.embed_map = nn.Linear(bits, in_channels, bias=False) \
+            if embed_map == "linear" else None
         if packed:
             self.register_buffer("codebook", torch.zeros(num_classes, bits // 8,
                                                          dtype=torch.uint8))
@@ -263,11 +272,14 @@ class MultiHotClassifier(nn.Module):
     def embedding_table(self) -> torch.Tensor:
         """The output embedding ``[N, d]`` Light-Former shares with the codebook
         (Fig. 5): each class's sign code mapped back to ``d`` by the projection P
-        itself, ``c_y P^T / sqrt(K)`` (the paper leaves the K -> d map open). Sign
-        codes in training too (no gradient into ClassNet from here), so the decoder
-        reads at training what it reads deployed."""
+        itself, ``c_y P^T / sqrt(K)``, or (``embed_map=linear``) by a K x d matrix of
+        its own (the paper leaves the K -> d map open). Sign codes in training too (no
+        gradient into ClassNet from here), so the decoder reads at training what it
+        reads deployed."""
         codes = self.class_codes() if not self.training else \
             sign_codes(self.class_logits_raw().detach().float())
+        if self.embed_map is not None:
+            return self.embed_map(codes.to(self.embed_map.weight.dtype))
         return codes @ self.proj.weight / self.bits ** 0.5
 
     # ------------------------------------------------------------------ training
@@ -304,12 +316,16 @@ class MultiHotClassifier(nn.Module):
 
     # ------------------------------------------------------------------ deployment
     def finalized_state(self) -> dict[str, torch.Tensor]:
-        """The deployable form's state: the projection and the bit-packed codebook."""
+        """The deployable form's state: the projection, the bit-packed codebook (and the
+        K -> d embedding map when it has one)."""
         if self.packed:
             return {k: v.detach().clone() for k, v in self.state_dict().items()}
         with torch.no_grad():
             codebook = pack_codes(self.class_logits_raw().float())
-        return {"proj.weight": self.proj.weight.detach().clone(), "codebook": codebook.cpu()}
+        state = {"proj.weight": self.proj.weight.detach().clone(), "codebook": codebook.cpu()}
+        if self.embed_map is not None:
+            state["embed_map.weight"] = self.embed_map.weight.detach().clone()
+        return state
 
     def code_report(self) -> dict:
         """See :func:`code_report`."""
