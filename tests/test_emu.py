@@ -302,6 +302,20 @@ def test_resume_with_other_bits_is_refused_in_one_line(emu_run, cli):
     one_line_error(res, 2, "--bits", "64", "128")
 
 
+def test_an_embedding_map_without_a_decoder_to_read_it_is_refused_in_one_line(emu_run,
+                                                                             tmp_path, cli):
+    from tests.conftest import one_line_error
+
+    data, _, _ = emu_run
+    out = tmp_path / "ctc-map"
+    res = cli("train-emu", "--train", data, "-o", out, "--max-steps", "2", "-b", "8",
+              "--bits", "16", "-w", "0", "-q", "--embed-map", "linear",
+              "--sequence-arg", "hidden=16", "--backbone-arg", "channels=(8,8,16,16)",
+              "--height", "32", "--width", "96")
+    one_line_error(res, 2, "embed_map=linear", "'ctc'")
+    assert not (out / "best.pt").exists() and not (out / "last.pt").exists()
+
+
 def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
     import subprocess
     import sys

@@ -50,7 +50,8 @@ def checkpoint_info(path: str) -> dict:
                       "formula_bytes": formula["emu"], "softmax_bytes": formula["softmax"],
                       "psi": round(formula["psi"], 5), "classifier_bytes": own,
                       # a K -> d output-embedding map of its own (embed_map=linear)
-                      "embed_map_bytes": clf.embed_map.weight.numel() * 4
+                      "embed_map_bytes": clf.embed_map.weight.numel()
+                      * clf.embed_map.weight.element_size()
                       if getattr(clf, "embed_map", None) is not None else 0,
                       "model_bytes_with_softmax": as_softmax,
                       "smaller_than_softmax": round(as_softmax / out["tensor_bytes"], 3),

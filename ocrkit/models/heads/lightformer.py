@@ -145,6 +145,9 @@ class LightFormerHead(nn.Module):
         self.ctc_weight = float(ctc_weight)
         self.num_classes, self.d_model, self.layers = num_classes, d_model, layers
         self.max_length, self.embed_kind, self.share = max_length, embed, share
+        # reads the classifier's embedding_table() (Recognizer checks a classifier's
+        # embedding map has a reader)
+        self.shares_embedding = embed == "shared"
         self.out_channels = d_model  # what the classifier reads
         self.memory_proj = (nn.Linear(in_channels, d_model) if in_channels != d_model
                             else nn.Identity())
