@@ -29,8 +29,9 @@ classifier's work on a 4-row map), are classified by the *same* classifier and
 trained with CTC (class 0, the end symbol, as the blank), weight ``w`` next to
 the decoder's cross-entropy. It adds no parameters and changes nothing at
 inference; it gives the encoder a per-character signal from the first step,
-which the decoder's cross-attention otherwise has to find on its own. (At 4,901
-classes on MobileNetV3-small it did not shorten the slow start: CHANGELOG.md.)
+which the decoder's cross-attention otherwise has to find on its own. At 4,901 classes
+it did not shorten MobileNetV3-small's slow start, but on a VGG + BiLSTM encoder it
+made Light-Former-EMU learn (CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ocrkit.models.heads.ctc import CTCHead
 from ocrkit.models.necks.tokens import sinusoid
 
 IGNORE = -100
+_AUX_CTC = CTCHead(blank=0)  # ctc_weight's loss: the CTC head's (no state)
 
 
 class Attention(nn.Module):
@@ -279,12 +282,8 @@ class LightFormerHead(nn.Module):
     def ctc_loss(self, ctc_logits: torch.Tensor, flat: torch.Tensor, lengths: torch.Tensor
                  ) -> torch.Tensor:
         """The auxiliary CTC loss (mean per target length, blank = class 0) of
-        ``ctc_logits`` ``[B, S, N]`` against CTC-style flat targets."""
-        log_probs = F.log_softmax(ctc_logits.float(), -1).transpose(0, 1)
-        steps = torch.full((log_probs.shape[1],), log_probs.shape[0], dtype=torch.long,
-                           device=log_probs.device)
-        return F.ctc_loss(log_probs, flat, steps, lengths, blank=0, reduction="mean",
-                          zero_infinity=True)
+        ``ctc_logits`` ``[B, S, N]`` against CTC-style flat targets: the CTC head's."""
+        return _AUX_CTC.loss(ctc_logits, flat, lengths)
 
     @torch.no_grad()
     def decode(self, logits: torch.Tensor, beam_width: int | None = None
