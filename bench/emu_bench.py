@@ -21,6 +21,7 @@ Light-Former-EMU. Reports 1-NED, accuracy and model MB (``ocrkit info``).
     python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000]
         [--models "CRNN softmax,CRNN EMU"] [--lf-size 32x256] [--lf-lr 5e-4]
         [--lf-ctc-weight 0.3] [--lf-encoder paper|crnn] [--lf-embed-map proj|linear]
+        [--lf-bits 384]
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _ocrkit(args: list, log) -> dict:
 def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,
              lf_size: tuple[int, int] = (32, 256), lf_lr: float = 5e-4,
              lf_ctc_weight: float = 0.0, lf_encoder: str = "paper",
-             lf_embed_map: str = "proj") -> list[dict]:
+             lf_embed_map: str = "proj", lf_bits: int = 512) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
     data = os.path.join(out, f"synth-{classes}")
@@ -191,13 +192,16 @@ def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] |
         lf += ["--head-arg", f"ctc_weight={lf_ctc_weight:g}"]
     # EMU's codes to the decoder's d: P itself (the default) or a K x d map of its own
     emu_suffix = " +embed-map-linear" if lf_embed_map == "linear" else ""
+    # K, the code length (Table VI's K = 128 ... 1024; the paper's default 512)
+    emu_suffix += f" +bits-{lf_bits}" if lf_bits != 512 else ""
     # the paper's Light-Former baseline: an output embedding of its own (Table V's 16.1 MB)
     runs = {
         "CRNN softmax": ["train", *crnn],
         "CRNN EMU": ["train-emu", *crnn],
         "Light-Former" + suffix: ["train", *lf, "--head-arg", "embed=own"],
         "Light-Former-EMU" + suffix + emu_suffix: ["train-emu", *lf,
-                                                   "--embed-map", lf_embed_map],
+                                                   "--embed-map", lf_embed_map,
+                                                   "--bits", lf_bits],
     }
     rows = []
     for name, args in runs.items():
@@ -249,6 +253,8 @@ def main() -> None:
     ap.add_argument("--lf-embed-map", choices=["proj", "linear"], default="proj",
                     help="accuracy: Light-Former-EMU's K -> d output-embedding map "
                          "(train-emu --embed-map)")
+    ap.add_argument("--lf-bits", type=int, default=512,
+                    help="accuracy: Light-Former-EMU's code length K (train-emu --bits)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -260,7 +266,7 @@ def main() -> None:
         rows = accuracy(args.out, args.steps, args.classes, args.count,
                         args.models.split(",") if args.models else None,
                         args.lf_size, args.lf_lr, args.lf_ctc_weight, args.lf_encoder,
-                        args.lf_embed_map)
+                        args.lf_embed_map, args.lf_bits)
     for row in rows:
         print(json.dumps(row))
 
