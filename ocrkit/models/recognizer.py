@@ -174,13 +174,12 @@ class Recognizer(nn.Module):
                                  in_channels=getattr(self.head, "out_channels", channels),
                                  num_classes=num_classes)
         self.autoregressive = bool(getattr(self.head, "autoregressive", False))
-        if getattr(self.classifier, "embed_map", None) is not None \
-                and not getattr(self.head, "shares_embedding", False):
+        needs = getattr(self.classifier, "embedding_reader_needed", None)
+        if needs and not getattr(self.head, "shares_embedding", False):
             # parameters nothing reads: dead bytes, and an error under DDP
-            raise UsageError(f"classifier {spec['classifier']['name']!r} with embed_map="
-                             f"linear needs a head that reads its output embedding (--head "
-                             f"lightformer, embed=shared); head {spec['head']['name']!r} "
-                             "does not")
+            raise UsageError(f"classifier {spec['classifier']['name']!r} with {needs} needs "
+                             f"a head that reads its output embedding (--head lightformer, "
+                             f"embed=shared); head {spec['head']['name']!r} does not")
 
     # ------------------------------------------------------------------ denoiser
     def set_denoiser(self, config: dict | None, state_dict: dict | None = None) -> None:

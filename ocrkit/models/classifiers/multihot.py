@@ -282,6 +282,12 @@ class MultiHotClassifier(nn.Module):
             return self.embed_map(codes.to(self.embed_map.weight.dtype))
         return codes @ self.proj.weight / self.bits ** 0.5
 
+    @property
+    def embedding_reader_needed(self) -> str | None:
+        """What of this classifier only a head reading :meth:`embedding_table` uses
+        (the recognizer refuses it under any other head); ``None``: nothing."""
+        return "embed_map=linear" if self.embed_map is not None else None
+
     # ------------------------------------------------------------------ training
     def aux_loss(self, loss: torch.Tensor, mask: torch.Tensor | None = None
                  ) -> dict[str, torch.Tensor]:
