@@ -295,10 +295,45 @@ def _shared_env(path: str):
             env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
                             max_readers=512)
         except lmdb.Error as exc:
-            raise UsageError(f"{path}: cannot open LMDB ({exc})") from None
+            raise UsageError(f"{path}: cannot open LMDB ({_lmdb_reason(exc)}){_REMEDY}"
+                             ) from None
+        try:
+            _check_complete(path, env)
+        except BaseException:
+            env.close()
+            raise
         entry = _SHARED[key] = [env, os.getpid(), 0]
     entry[2] += 1
     return entry[0]
+
+
+_REMEDY = "; copy it again from its source, or rebuild it with `ocrkit build-lmdb`"
+
+
+def _lmdb_reason(exc: Exception) -> str:
+    """py-lmdb's message without its C-level prefix (``mdb_get: MDB_PAGE_NOTFOUND: ...``)."""
+    text = " ".join(str(exc).split())
+    return text.split(": ", 1)[-1] if text.startswith("mdb_") else text
+
+
+def _check_complete(path: str, env) -> None:
+    """Refuse a database whose data file is shorter than the pages its meta page says
+    it uses (an interrupted copy or download): reading such a file through the memory
+    map would kill the process with SIGBUS, with no message at all."""
+    data = os.path.join(path, "data.mdb") if os.path.isdir(path) else path
+    try:
+        size = os.path.getsize(data)
+        used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    except (OSError, lmdb.Error):
+        return
+    if size < used:
+        raise UsageError(f"{path}: truncated LMDB: data.mdb holds {size:,} bytes of the "
+                         f"{used:,} its pages need (an interrupted copy?){_REMEDY}")
+
+
+def corrupt(path: str, exc: Exception) -> UsageError:
+    """The one-line error for an LMDB page that cannot be read."""
+    return UsageError(f"{path}: corrupt LMDB ({_lmdb_reason(exc)}){_REMEDY}")
 
 
 def _release_env(path: str) -> None:
@@ -320,6 +355,13 @@ class LmdbReader:
         self.path = path
         self._env = None
         self._pid = None
+        try:
+            self._read_header()
+        except lmdb.Error as exc:
+            raise corrupt(path, exc) from None
+
+    def _read_header(self) -> None:
+        path = self.path
         with self._txn() as txn:
             raw = txn.get(b"num-samples")
             if raw is None:
@@ -356,16 +398,23 @@ class LmdbReader:
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
         key = index + self.first
-        with self._txn() as txn:
-            image = txn.get(b"image-%09d" % key)
-            label = txn.get(b"label-%09d" % key)
+        try:
+            with self._txn() as txn:
+                image = txn.get(b"image-%09d" % key)
+                label = txn.get(b"label-%09d" % key)
+        except lmdb.Error as exc:
+            raise corrupt(self.path, exc) from None
         if image is None or label is None:
-            raise OcrkitError(f"{self.path}: sample {key} is missing")
+            raise UsageError(f"{self.path}: corrupt LMDB (sample {key} of {self.num_samples} "
+                             f"is missing){_REMEDY}")
         return image, _text(label)
 
     def labels(self) -> Iterator[str]:
-        with self._txn() as txn:
-            for n in range(self.first, self.num_samples + self.first):
-                raw = txn.get(b"label-%09d" % n)
-                if raw is not None:
-                    yield _text(raw)
+        try:
+            with self._txn() as txn:
+                for n in range(self.first, self.num_samples + self.first):
+                    raw = txn.get(b"label-%09d" % n)
+                    if raw is not None:
+                        yield _text(raw)
+        except lmdb.Error as exc:
+            raise corrupt(self.path, exc) from None

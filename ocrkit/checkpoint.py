@@ -38,7 +38,15 @@ def save_checkpoint(path: str, payload: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
+            writer = _Writer(fh)
+            try:
+                torch.save(payload, writer)
+            except RuntimeError:
+                # torch reports a failed write as "[enforce fail at inline_container.cc]";
+                # the OSError the file raised (full disk, file-size limit) says why
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -48,8 +56,36 @@ def save_checkpoint(path: str, payload: dict) -> None:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OcrkitError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+            raise OcrkitError(f"{_write_reason(exc)} while writing {path}; nothing was "
+                              "replaced") from None
         raise
+
+
+class _Writer:
+    """A file's ``write`` that keeps the OSError it raised (torch.save turns it into a
+    RuntimeError without the reason)."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def _write_reason(exc: OSError) -> str:
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EFBIG:
+        return f"{reason} (over the file-size limit: ulimit -f)"
+    return reason
 
 
 def load_checkpoint(path: str, map_location="cpu") -> dict:

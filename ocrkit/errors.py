@@ -34,3 +34,17 @@ class Interrupted(OcrkitError):
     could; the message says how to continue."""
 
     exit_code = 130
+
+
+def plain_message(exc: BaseException) -> str:
+    """The message of ``exc`` as a user should read it. An exception raised in a
+    DataLoader worker reaches the main process rebuilt around the worker's whole
+    traceback ("Caught UsageError in DataLoader worker process 0. Original
+    Traceback ..."): its last line holds the original message."""
+    import re
+
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return text
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), text)
+    return re.sub(r"^[\w.]+: ", "", last.strip(), count=1)

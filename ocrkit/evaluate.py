@@ -103,6 +103,27 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
     return result, sorted(worst, reverse=True)
 
 
+def rows_mismatch(labels: list[str], model_rows: int) -> str | None:
+    """What is wrong when labels hold more text rows than the model reads, or None.
+
+    A single-row model given multi-row data outputs one line per image, scored
+    against the label's rows joined: the metrics then measure the mismatch, not
+    the model. Counted from the labels' rows (newline-separated), which stay
+    right where the image test (:func:`ocrkit.data.transforms.input_mismatch`)
+    cannot tell (wide pages, rows too close to part)."""
+    counts = [label.count("\n") + 1 for label in labels]
+    over = [n for n in counts if n > model_rows]
+    if not over:
+        return None
+    lo, hi = min(over), max(over)
+    held = f"{lo} rows" if lo == hi else f"{lo} to {hi} rows"
+    reads = "one row" if model_rows == 1 else f"at most {model_rows} rows"
+    hint = (f"evaluate a model trained with --rows {hi}" if model_rows == 1
+            else f"rows after row {model_rows} are not read")
+    return (f"{len(over)} of {len(counts)} samples hold {held} of text; this model reads "
+            f"{reads}, so the metrics measure that mismatch ({hint})")
+
+
 def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: int = 0,
              errors: int = 0, limit: int | None = None, on_batch=None) -> tuple[dict, list]:
     """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples.

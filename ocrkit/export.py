@@ -211,8 +211,9 @@ def rapidocr_input(images) -> np.ndarray:
     return batch
 
 
-def verify_onnx(checkpoint: str, onnx_path: str, images) -> dict:
-    """Run torch and onnxruntime on the same images; compare outputs and decoded text."""
+def verify_onnx(checkpoint: str, onnx_path: str, images, device: str = "cpu") -> dict:
+    """Run torch (on ``device``) and onnxruntime (on the CPU) on the same images; compare
+    outputs and decoded text."""
     ort = _need("onnxruntime")
     ckpt = load_checkpoint(checkpoint)
     model, charset = build_model(ckpt)
@@ -230,7 +231,8 @@ def verify_onnx(checkpoint: str, onnx_path: str, images) -> dict:
     if getattr(core.head, "autoregressive", False):
         core.head.stop_early = False  # the exported graph runs every step: compare them all
     with torch.no_grad():
-        ref = model(x)
+        ref = model.to(device)(x.to(device)).float().cpu()
+    model.cpu()
 
     def texts(out):
         if profile == "rapidocr":  # probabilities with a never-used space column

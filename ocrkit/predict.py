@@ -7,7 +7,7 @@ import torch
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import build_model, load_checkpoint
 from ocrkit.train.data import InputSpec
-from ocrkit.train.loop import resolve_device
+from ocrkit.train.setup import resolve_device
 
 
 def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int | None = None

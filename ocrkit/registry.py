@@ -123,9 +123,18 @@ def build(kind: str, name: str, **kwargs):
 
     A factory that rejects its arguments becomes one usage error naming the
     component, the arguments the user gave and the factory's reason."""
+    import warnings
+
     factory = get(kind, name).load()
     try:
-        return factory(**kwargs)
+        # what torch warns about while building from arguments it then rejects (zero-size
+        # tensors ...) is noise next to the reason; a build that succeeds says it again
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            built = factory(**kwargs)
+        for w in said:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return built
     except OcrkitError:
         raise
     except ARGUMENT_ERRORS as exc:

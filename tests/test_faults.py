@@ -1,4 +1,4 @@
-"""Fault injection from the CLI: every case of the reliability catalogue (issue 9).
+"""Fault injection from the CLI: every case of the reliability catalogues (issues 9 and 24).
 
 Each test runs the command a user would, then checks the exit code, that stderr
 is one ``ocrkit: error: ...`` line (never a traceback), and that nothing outside
@@ -290,7 +290,7 @@ def test_an_interrupted_synth_folder_is_refused_with_how_to_finish_it(cli, world
                  ("evaluate", world / "run/best.pt", data),
                  ("train", "--train", data, "-o", tmp_path / "r", "--max-steps", 1, *TINY)):
         one_line_error(cli(*args), 2, "incomplete", "synth --resume --out")
-    assert not (tmp_path / "r").exists() and not (tmp_path / "x.lmdb").exists()
+    assert not (tmp_path / "r").exists()
     (data / "meta.json").unlink()  # interrupted before this version wrote meta.json first
     one_line_error(cli("build-lmdb", data, tmp_path / "x.lmdb"), 2, "interrupted", "--overwrite")
 
@@ -325,7 +325,12 @@ def test_unknown_label_characters_follow_a_stated_policy(cli, world, tmp_path):
     charset.write_text("\n".join(chars[:-3]) + "\n", encoding="utf-8")  # 3 characters missing
     base = ["train", "--train", world / "set.lmdb", "--charset", charset, "--max-steps", 1,
             *TINY]
-    res = cli(*base, "-o", tmp_path / "skip")
+    # Not asked: refused when more than 5 % of the labels would change ...
+    one_line_error(cli(*base, "-o", tmp_path / "default"), 2, "labels hold", "more than 5%",
+                   "--unknown skip trains anyway")
+    assert not (tmp_path / "default").exists()
+    # ... asked: trained, and said.
+    res = cli(*base, "-o", tmp_path / "skip", "--unknown", "skip")
     assert res.exit_code == 0 and "--unknown skip" in res.stderr and "labels hold" in res.stderr
     one_line_error(cli(*base, "-o", tmp_path / "err", "--unknown", "error"), 2, "outside the charset",
              "--unknown skip", "--replacement")
@@ -568,3 +573,548 @@ def test_export_verify_with_a_bad_sample_image(cli, world, tmp_path):
     res = cli("export", world / "run/best.pt", "-o", tmp_path / "m.onnx", "--verify",
               "--samples", samples)
     assert res.exit_code == 0 and "skipped 1 unreadable" in res.stderr
+
+
+# ================================================== round two (issue 24): no hang, no silence
+def _sub(*args, timeout: float = 90, **kw) -> Proc:
+    """``python -m ocrkit ARGS`` under a timeout (a hang fails the test, never the suite)."""
+    try:
+        return Proc(ocrkit(*args, timeout=timeout, **kw))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"ocrkit {' '.join(map(str, args[:3]))} ... did not end in {timeout} s")
+
+
+def _labelled(folder, world, labels: list[str], image_bytes: bytes | None = None):
+    """A gt.txt folder of the world's images (or ``image_bytes``) with ``labels``."""
+    import shutil
+
+    folder.mkdir()
+    images = sorted((world / "set/images/0000").glob("*.png"))
+    lines = []
+    for i, label in enumerate(labels):
+        name = f"{i}.png"
+        if image_bytes is None:
+            shutil.copy(images[i % len(images)], folder / name)
+        else:
+            (folder / name).write_bytes(image_bytes)
+        lines.append(f"{name}\t{label}")
+    (folder / "gt.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_no_usable_sample_is_refused_before_training_never_a_hang(world, tmp_path):
+    charset = tmp_path / "latin.txt"
+    charset.write_text("A\nB\nC\n", encoding="utf-8")
+    out = tmp_path / "r"
+    res = _sub("train", "--train", world / "set.lmdb", "--charset", charset, "-o", out,
+               "--max-steps", 5, *TINY, timeout=60)
+    one_line_error(res, 2, "no training sample left", "24 of 24 labels",
+                   "outside --charset")
+    assert not out.exists()
+    # A teacher whose charset does not cover the data: the same line, naming the teacher.
+    latin = _labelled(tmp_path / "latin", world, ["ABC", "CAB", "BCA", "AAB"])
+    res = _sub("distill", "--teacher", world / "run/best.pt", "--train", latin, "-o", out,
+               "--max-steps", 5, "-b", 4, "-w", 0, timeout=60)
+    one_line_error(res, 2, "no training sample left", "4 of 4", "the teacher's charset")
+    assert not out.exists()
+
+
+def test_an_epoch_of_unusable_batches_is_an_error_not_a_spin(world, tmp_path):
+    data = _labelled(tmp_path / "broken", world, ["天地"] * 8, image_bytes=b"not an image")
+    out = tmp_path / "r"
+    res = _sub("train", "--train", data, "-o", out, "--max-steps", 5, *TINY, timeout=60)
+    one_line_error(res, 1, "no usable training sample", "a whole epoch",
+                   "not an image")
+
+
+_SLOW = """
+import os, sys, time
+phase, marker, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+import ocrkit.data.datasets as ds
+import ocrkit.train.loop as loop
+
+def touch():
+    open(marker, "a").close()
+
+if phase == "validation":
+    real = ds.FolderDataset.__getitem__
+    def slow(self, i):
+        touch(); time.sleep(1.0); return real(self, i)
+    ds.FolderDataset.__getitem__ = slow
+elif phase == "loading":
+    real, calls = ds.LmdbDataset.__getitem__, [0]
+    def slow(self, i):
+        calls[0] += 1
+        if calls[0] > 16:
+            touch(); time.sleep(0.3)
+        return real(self, i)
+    ds.LmdbDataset.__getitem__ = slow
+elif phase == "saving":
+    real = loop.save_checkpoint
+    def slow(path, payload):
+        touch(); time.sleep(2.0); return real(path, payload)
+    loop.save_checkpoint = slow
+sys.argv = ["ocrkit", *args]
+from ocrkit.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("phase", ["loading", "validation", "saving"])
+def test_sigterm_ends_a_run_within_seconds_at_any_point(world, tmp_path, phase):
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW)
+    marker, out = tmp_path / "marker", tmp_path / "run"
+    tiny = [a if a != "8" else "2" for a in TINY]  # batches of 2: a validation batch is 2 s
+    args = ["train", "--train", world / "set.lmdb", "--val", world / "set", "-o", out,
+            "--max-steps", 10000, "--val-every", 3, "--save-every", 3, "-q", *tiny]
+    proc = subprocess.Popen([sys.executable, str(script), phase, str(marker), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()[1][-2000:]
+    time.sleep(0.3)
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"SIGTERM during {phase} was ignored")
+    took = time.time() - sent
+    assert took < 8, f"SIGTERM during {phase} took {took:.1f} s to end the run"
+    one_line_error(Proc(subprocess.CompletedProcess(args, proc.returncode, "", stderr)), 143,
+                   "terminated")
+    if "saved" in stderr:
+        assert load_checkpoint(str(out / "last.pt"))["meta"]["step"] >= 1
+    else:
+        assert "nothing to save" in stderr and not (out / "last.pt").exists()
+    assert not (out / ".ocrkit.lock").exists()
+
+
+def test_labels_longer_than_the_frames_are_counted_never_silent(world, tmp_path):
+    import torch
+
+    from ocrkit.models.heads.ctc import CTCHead, frames_needed
+
+    # Why it matters: CTC with zero_infinity turns an impossible alignment into loss 0.
+    assert frames_needed([3, 3, 4]) == 4 and frames_needed([1, 2, 3]) == 3
+    logits = torch.randn(1, 3, 6)
+    assert CTCHead().loss(logits, torch.tensor([1, 1, 2]), torch.tensor([3])).item() == 0.0
+    # Every label infeasible: refused before training, with the width that fits.
+    out = tmp_path / "all"
+    res = _sub("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 5, *TINY,
+               "--width", 8, timeout=60)
+    one_line_error(res, 2, "no training label fits", "2 CTC frames", "--width 24 would fit")
+    assert not out.exists()
+    # Some infeasible: a warning with the share, and a count in every logged step.
+    data = _labelled(tmp_path / "mixed", world, ["天地"] * 8 + ["天地玄黄宇宙洪荒日月盈昃"] * 8)
+    out = tmp_path / "some"
+    res = _sub("train", "--train", data, "-o", out, "--max-steps", 4, "--log-every", 1,
+               *TINY[:-6], "--height", 32, "--width", 32, "-b", 16, "-w", 0, timeout=60)
+    assert res.exit_code == 0, res.stderr
+    assert "8 of 16 training labels (50.0 %) need more CTC frames" in res.stderr
+    assert "--width 48 would fit" in res.stderr
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["infeasible_samples"] for r in records] == [8, 8, 8, 8]
+    assert json.loads(res.stdout)["infeasible_samples"] == 32
+
+
+def _truncated_and_corrupt(world, tmp_path):
+    import shutil
+
+    trunc, bad = tmp_path / "trunc.lmdb", tmp_path / "bad.lmdb"
+    shutil.copytree(world / "set.lmdb", trunc)
+    shutil.copytree(world / "set.lmdb", bad)
+    size = os.path.getsize(trunc / "data.mdb")
+    os.truncate(trunc / "data.mdb", size // 3)  # an interrupted copy
+    with open(bad / "data.mdb", "r+b") as fh:  # every page but the two meta pages
+        fh.seek(8192)
+        fh.write(b"\xff" * (size - 8192))
+    return trunc, bad
+
+
+def test_a_truncated_or_corrupt_lmdb_is_one_line_never_sigbus(world, tmp_path):
+    trunc, bad = _truncated_and_corrupt(world, tmp_path)
+    for db, what in ((trunc, "truncated LMDB"), (bad, "corrupt LMDB")):
+        for args in (("stats", db), ("evaluate", world / "run/best.pt", db),
+                     ("train", "--train", db, "-o", tmp_path / "r", "--max-steps", 1, *TINY)):
+            line = one_line_error(_sub(*args, timeout=60), 2, str(db), what,
+                                  "copy it again", "build-lmdb")
+            assert "report it" not in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_corrupt_page_read_in_a_loader_worker_is_one_line(world, tmp_path):
+    import shutil
+
+    db = tmp_path / "bad.lmdb"
+    shutil.copytree(world / "set.lmdb", db)
+    data = (db / "data.mdb").read_bytes()
+    pages = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+    page = max(i for i, p in enumerate(pages)  # a leaf of images only, the last one
+               if b"image-0" in p and b"label-" not in p and b"num-samples" not in p)
+    with open(db / "data.mdb", "r+b") as fh:
+        fh.seek(page * 4096)
+        fh.write(b"\xff" * 4096)
+    assert _sub("stats", db, "-q").exit_code == 0  # header and labels read fine ...
+    res = _sub("evaluate", world / "run/best.pt", db, "-w", 1, "-q", timeout=60)
+    line = one_line_error(res, 2, str(db), "corrupt LMDB", "copy it again")  # ... images not
+    assert "DataLoader" not in line and "Original Traceback" not in line
+
+
+def test_distill_refuses_a_teacher_charset_that_misses_the_data_unless_asked(cli, world, tmp_path):
+    from ocrkit.checkpoint import save_checkpoint
+
+    chars = load_checkpoint(str(world / "run/best.pt"))["charset"]
+    labels = [chars[i % 3] + "ABC" for i in range(8)]  # every label loses 3 characters
+    data = _labelled(tmp_path / "latin", world, labels)
+    base = ["distill", "--teacher", world / "run/best.pt", "--train", data, "--max-steps", 2,
+            "-b", 4, "-w", 0, "-q"]
+    one_line_error(cli(*base, "-o", tmp_path / "a"), 2, "8 of 8 labels",
+                   "the teacher's charset", "more than 5%", "--unknown skip")
+    assert not (tmp_path / "a").exists()
+    res = cli(*base, "-o", tmp_path / "b", "--unknown", "skip")
+    assert res.exit_code == 0, res.stderr
+    # --resume with another teacher: refused, naming both.
+    ckpt = load_checkpoint(str(world / "run/best.pt"))
+    ckpt["state_dict"] = {k: v + 1 if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    other = tmp_path / "other.pt"
+    save_checkpoint(str(other), {k: v for k, v in ckpt.items() if k not in ("format", "version")})
+    before = snapshot(tmp_path / "b")
+    resumed = [a if a != world / "run/best.pt" else other for a in base]
+    line = one_line_error(cli(*resumed, "-o", tmp_path / "b", "--unknown", "skip", "--resume",
+                              "--max-steps", 3), 2, "--resume", "distilled from",
+                          str(world / "run/best.pt"), str(other))
+    assert "sha256" in line and snapshot(tmp_path / "b") == before
+
+
+def test_resume_takes_the_runs_own_options_and_says_when_the_schedule_changes(cli, world,
+                                                                               tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "--train", world / "set.lmdb", "-o", out, "--max-steps", 2, "-q",
+               *TINY).exit_code == 0
+    # No model options, no data: the run's own, from its config.json.
+    res = cli("train", "-o", out, "--resume")
+    assert res.exit_code == 0, res.stderr
+    assert "options not given here are the run's own" in res.stderr
+    assert load_checkpoint(str(out / "last.pt"))["meta"]["step"] == 2
+    res = cli("train", "-o", out, "--resume", "--max-steps", 4)
+    assert res.exit_code == 0, res.stderr
+    assert "planned for 2 steps and now runs to 4" in res.stderr
+    assert "learning-rate schedule is recomputed" in res.stderr
+    assert load_checkpoint(str(out / "last.pt"))["meta"]["step"] == 4
+    # A model option given differently: named, never "None".
+    line = one_line_error(cli("train", "-o", out, "--resume", "--max-steps", 5,
+                              "--backbone-arg", "width_stride=4"), 2,
+                          "--backbone-arg channels", "does not give it")
+    assert "None" not in line
+
+
+def test_a_full_disk_or_file_size_limit_while_saving_replaces_nothing(world, tmp_path):
+    import resource
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(world / "run", run)
+    before = snapshot(run / "last.pt")
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    res = _sub("train", "--train", world / "set.lmdb", "-o", run, "--resume", "--max-steps", 3,
+               "-q", *TINY, preexec_fn=limit, timeout=60)
+    line = one_line_error(res, 1, "File too large", "while writing", "last.pt",
+                          "nothing was replaced")
+    assert "enforce fail" not in line and "unexpected" not in line
+    assert snapshot(run / "last.pt") == before
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+def test_unknown_replace_without_a_replacement_says_it_is_needed(cli, world, tmp_path):
+    line = one_line_error(cli("train", "--train", world / "set.lmdb", "-o", tmp_path / "r",
+                              "--max-steps", 1, "--unknown", "replace", *TINY), 2,
+                          "--unknown replace needs --replacement")
+    assert "None" not in line and not (tmp_path / "r").exists()
+
+
+def test_config_keys_that_name_no_option_are_warned_about(cli, world, tmp_path):
+    config = json.loads((world / "run/config.json").read_text())
+    config["options"]["lrr"] = 0.5
+    config["options"]["max_step"] = 3
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    res = cli("train", "--config", path, "-o", tmp_path / "r", "--max-steps", 1, "-q")
+    assert res.exit_code == 0, res.stderr
+    assert "'lrr' is not an option of this command" in res.stderr and "'lr' (--lr)" in res.stderr
+    assert "'max_step' is not an option" in res.stderr and "--max-steps" in res.stderr
+
+
+def test_non_positive_component_sizes_are_plain_usage_errors(cli, world, tmp_path):
+    res = cli("train", "--train", world / "set.lmdb", "-o", tmp_path / "r", "--max-steps", 1,
+              "--head", "lightformer", "--neck", "tokens", "--sequence", "none",
+              "--head-arg", "d_model=0", *TINY[:2], "-b", 4, "-w", 0)
+    line = one_line_error(res, 2, "d_model=0", "must be an integer >= 1")
+    assert "division" not in line and "warning" not in res.stderr
+
+
+def test_row_attention_with_every_other_option_at_its_default_trains(cli, world, tmp_path):
+    out = tmp_path / "r"
+    res = cli("train", "--train", world / "m3", "-o", out, "--rows", 3, "--neck",
+              "row-attention", "--max-steps", 1, "-b", 4, "-w", 0)
+    assert res.exit_code == 0, res.stderr
+    assert "variant=column" in res.stderr and "variant=full would need" in res.stderr
+    spec = load_checkpoint(str(out / "best.pt"))["spec"]
+    assert spec["neck"]["args"]["variant"] == "column"
+    # A variant that fits is the paper's full one, and an explicit choice is kept.
+    small = ["--height", 48, "--width", 32, "--backbone-arg", "channels=(8,16,16,16)"]
+    res = cli("train", "--train", world / "m3", "-o", tmp_path / "f", "--rows", 3, "--neck",
+              "row-attention", "--max-steps", 1, "-b", 4, "-w", 0, "-q", *small)
+    assert res.exit_code == 0, res.stderr
+    assert load_checkpoint(str(tmp_path / "f/best.pt"))["spec"]["neck"]["args"]["variant"] == "full"
+
+
+# ============================== round two (issue 24): items 8, 9, 10 and 13
+MULTIROW = ["--rows", "3", "--height", "96", "--width", "96", "--neck", "multirow-stretch",
+            "--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
+            "--sequence-arg", "layers=1", "-b", "4", "-w", "0"]
+
+
+@pytest.fixture(scope="module")
+def mrun(world, tmp_path_factory):
+    """A 3-row model trained one step on world/m3 (96x96 inputs)."""
+    from ocrkit.cli import cli
+
+    out = tmp_path_factory.mktemp("mrun") / "run"
+    res = CliRunner().invoke(cli, ["train", "--train", str(world / "m3"), "-o", str(out),
+                                   "--max-steps", "1", "-q", *MULTIROW], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out / "best.pt"
+
+
+def _records(res) -> list[dict]:
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
+# ============================================================ 8: export --verify's JSON
+def test_a_failed_export_verify_says_so_on_stdout_too(cli, world, tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"a good, verified model")
+    res = cli("export", world / "run/best.pt", "-o", target, "--overwrite", "--verify",
+              "--tolerance", "-1")
+    one_line_error(res, 1, "--verify", "was not written")
+    out = json.loads(res.stdout)
+    # texts agree; only the logits are beyond --tolerance: the JSON must not read as success
+    assert out["verify"]["texts_match"] is True and out["verify"]["within_tolerance"] is False
+    assert out["ok"] is False and out["written"] is False and out["verified"] is False
+    assert "was not written" in out["error"] and out["verify"]["tolerance"] == -1
+    assert target.read_bytes() == b"a good, verified model"
+    res = cli("export", world / "run/best.pt", "-o", target, "--overwrite", "--verify")
+    out = json.loads(res.stdout)
+    assert res.exit_code == 0 and out["ok"] is True and out["written"] is True
+    assert out["verified"] is True and out["verify"]["within_tolerance"] is True
+    assert "error" not in out
+    res = cli("export", world / "run/best.pt", "-o", tmp_path / "plain.onnx")
+    out = json.loads(res.stdout)
+    assert out["ok"] is True and out["written"] is True and out["verified"] is None
+
+
+# ============================================================ 9: synth folders and sizes
+def test_synth_into_an_interrupted_folder_offers_resume(cli, tmp_path, cjk_font, monkeypatch):
+    import data_tools.synth.generate as generate
+
+    out, whole = tmp_path / "s", tmp_path / "whole"
+
+    def synth(where, *more):
+        return cli("synth", "-n", 6, "--seed", 2, "--charset-size", 12, "--font", cjk_font,
+                   "--out", where, "-w", 1, *more)
+
+    render, calls = generate._render_range, []
+
+    def interrupted(bounds):
+        calls.append(bounds)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C after the first chunk
+        return render(bounds)
+
+    monkeypatch.setattr(generate, "CHUNK", 2)
+    monkeypatch.setattr(generate, "_render_range", interrupted)
+    one_line_error(synth(out, "-q"), 130, "incomplete", "synth --resume --out")
+    monkeypatch.setattr(generate, "_render_range", render)
+    assert json.loads((out / "meta.json").read_text())["complete"] is False
+    before = snapshot(out)
+    line = one_line_error(synth(out), 2, "interrupted", f"ocrkit synth --resume --out {out}",
+                          "--overwrite")
+    assert line.index("--resume") < line.index("--overwrite")  # finishing it comes first
+    assert snapshot(out) == before
+    # The advice works: --resume finishes it, the same bytes as an uninterrupted run.
+    assert cli("synth", "--resume", "--out", out, "-q").exit_code == 0
+    assert synth(whole, "-q").exit_code == 0
+    assert (out / "labels.jsonl").read_bytes() == (whole / "labels.jsonl").read_bytes()
+    # A folder that --resume cannot finish (no saved settings) is told only --overwrite.
+    meta = json.loads((whole / "meta.json").read_text())
+    meta["complete"] = False
+    (whole / "meta.json").write_text(json.dumps(meta))
+    line = one_line_error(synth(whole), 2, "cannot be resumed", "--overwrite")
+    assert "synth --resume" not in line
+
+
+@pytest.mark.parametrize("size, needles", [
+    (("--width", 60000, "--height", 60000), ("--width 60000 --height 60000",
+                                             "3,600,000,000 pixels", "100,000,000")),
+    (("--width", 70000), ("--width 70000", "at most 65500 px")),
+    (("--height", 70000, "--rows", 100), ("--height 70000", "at most 65500 px")),
+    (("--cols", 3000), ("--cols 3000", "75012 px wide", "at most 65500 px")),
+    (("--rows", 3, "--cols", 100, "--height", 2000), ("--cols 100", "pixels", "100,000,000")),
+    (("--cols", 0, "--width", 100), ("--cols 0", "at least 1")),
+    (("--min-cols", 0), ("--min-cols 0", "at least 1")),
+])
+def test_synth_refuses_sizes_it_cannot_write_before_any_work(cli, tmp_path, cjk_font, size,
+                                                              needles):
+    out = tmp_path / "big"
+    one_line_error(cli("synth", "-n", 1, *size, "--font", cjk_font, "--out", out, "-w", 1),
+                   2, "bad size", *needles)
+    assert not out.exists()
+
+
+# ============================================================ 10: no input, odd inputs
+def test_infer_without_any_input_image_is_a_usage_error(cli, world, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("infer", "-m", world / "run/best.pt", empty)
+    one_line_error(res, 2, "no input image found in", str(empty), ".png")
+    assert res.stdout == ""
+    (empty / "notes.txt").write_text("not an image")
+    one_line_error(cli("infer", "-m", world / "run/best.pt", empty), 2, "no input image")
+    for stdin in ("", "\n\n"):
+        res = cli("infer", "-m", world / "run/best.pt", "-", input=stdin)
+        one_line_error(res, 2, "no input image", "stdin")
+        assert res.stdout == ""
+    den = tmp_path / "den.pt"
+    _tiny_denoiser(den)
+    res = cli("denoise", "-m", den, empty, "-o", tmp_path / "clean")
+    one_line_error(res, 2, "no input image found in")
+    assert not (tmp_path / "clean").exists()
+    # Inputs that exist as arguments are still read (and a missing one is a record).
+    line = sorted((world / "set/images/0000").glob("*.png"))[0]
+    res = cli("infer", "-m", world / "run/best.pt", empty, line)
+    assert res.exit_code == 0 and len(_records(res)) == 1
+
+
+def _tiny_denoiser(path) -> None:
+    from ocrkit.checkpoint import save_checkpoint
+    from ocrkit.models.denoise import Denoiser
+
+    net = Denoiser(base=4, depth=2)
+    save_checkpoint(str(path), {"kind": "denoiser", "denoiser": net.config(),
+                                "input": {"size": [32, 96]}, "state_dict": net.state_dict()})
+
+
+def test_degenerate_images_are_flagged_and_ordinary_lines_are_not(cli, world, tmp_path):
+    lines = sorted((world / "set/images/0000").glob("*.png"))
+    Image.new("L", (1, 1), 255).save(tmp_path / "dot.png")
+    Image.new("L", (200, 5), 255).save(tmp_path / "strip.png")
+    res = cli("infer", "-m", world / "run/best.pt", tmp_path / "dot.png", tmp_path / "strip.png",
+              *lines)
+    assert res.exit_code == 0
+    recs = _records(res)
+    assert recs[0]["warning"].startswith("1x1 image is too small to hold a character")
+    assert recs[1]["warning"].startswith("200x5 image is too small to hold a character")
+    assert all("warning" not in r for r in recs[2:])  # the model's own kind: no warning
+    assert "2 inputs look unlike" in res.stderr
+
+
+def test_a_line_given_to_a_multirow_model_is_flagged(cli, world, mrun, tmp_path):
+    line = sorted((world / "set/images/0000").glob("*.png"))[0]
+    with Image.open(line) as im:
+        assert im.size == (112, 32)
+        im.crop((0, 0, 60, 32)).save(tmp_path / "short.png")  # two characters, 60x32
+    pages = sorted((world / "m3/images/0000").glob("*.png"))
+    res = cli("infer", "-m", mrun, tmp_path / "short.png", line, *pages)
+    assert res.exit_code == 0
+    recs = _records(res)
+    for rec in recs[:2]:
+        assert "one line of text" in rec["warning"] and "96x96 images of 3 rows" in rec["warning"]
+    assert all("warning" not in r for r in recs[2:])  # its own training images: no warning
+    assert "2 inputs look unlike" in res.stderr
+
+
+def test_evaluate_says_when_the_data_holds_more_rows_than_the_model_reads(cli, world, mrun,
+                                                                         tmp_path, cjk_font):
+    wide = tmp_path / "wide3"  # 3 rows of 8 characters: wider than high, unlike world/m3
+    assert cli("synth", "-n", 4, "--seed", 5, "--rows", 3, "--cols", 8, "--charset-size", 12,
+               "--font", cjk_font, "--out", wide, "-w", 1, "-q").exit_code == 0
+    res = cli("evaluate", world / "run/best.pt", wide)
+    assert res.exit_code == 0 and json.loads(res.stdout)["samples"] == 4
+    notes = [ln for ln in res.stderr.splitlines() if "rows of text" in ln]
+    assert len(notes) == 1, res.stderr
+    assert "4 of 4 samples hold 3 rows of text; this model reads one row" in notes[0]
+    assert "--rows 3" in notes[0]
+    res = cli("evaluate", world / "run/best.pt", wide, "-q")
+    assert res.exit_code == 0 and res.stderr == ""
+    # The model's own kind: nothing said about rows.
+    for ckpt, data in ((world / "run/best.pt", world / "set.lmdb"), (mrun, world / "m3")):
+        res = cli("evaluate", ckpt, data)
+        assert res.exit_code == 0 and "rows of text" not in res.stderr, res.stderr
+
+
+# ============================================================ 13: shared options
+RUNS_A_MODEL = {"train", "distill", "train-emu", "train-denoiser", "evaluate", "infer", "denoise",
+                "export", "demo"}
+
+
+def test_every_subcommand_has_quiet_and_debug_and_device_where_it_runs_a_model():
+    import click
+
+    from ocrkit.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    assert RUNS_A_MODEL <= set(COMMANDS)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        flags = {flag for p in command.params for flag in p.opts}
+        assert {"-q", "--quiet", "--debug"} <= flags, name
+        if name in RUNS_A_MODEL:
+            assert "--device" in flags, name
+
+
+def test_quiet_is_accepted_and_silences_export_denoise_fonts_and_list(cli, world, tmp_path,
+                                                                      cjk_font):
+    samples = tmp_path / "imgs"
+    samples.mkdir()
+    (samples / "bad.png").write_bytes(b"nope")
+    (samples / "good.png").write_bytes(
+        sorted((world / "set/images/0000").glob("*.png"))[0].read_bytes())
+    args = ("export", world / "run/best.pt", "-o", tmp_path / "m.onnx", "--verify", "--samples",
+            samples, "--device", "cpu")
+    res = cli(*args)
+    assert res.exit_code == 0 and "skipped 1 unreadable" in res.stderr
+    res = cli(*args, "--overwrite", "-q")
+    assert res.exit_code == 0 and res.stderr == "" and json.loads(res.stdout)["ok"] is True
+    one_line_error(cli(*args, "--overwrite", "--device", "tpu"), 2, "--device tpu")
+    den = tmp_path / "den.pt"
+    _tiny_denoiser(den)
+    res = cli("denoise", "-m", den, samples / "good.png", "-o", tmp_path / "clean", "-q",
+              "--device", "cpu")
+    assert res.exit_code == 0 and res.stderr == ""
+    res = cli("fonts", "--font", cjk_font, "--no-system-fonts", "-q")
+    assert res.exit_code == 0 and res.stderr == "" and json.loads(res.stdout.splitlines()[0])
+    res = cli("list", "-q")
+    assert res.exit_code == 0 and res.stderr == ""
+
+
+def test_debug_after_the_subcommand_shows_the_traceback(world, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"hello\n")
+    one_line_error(Proc(ocrkit("evaluate", bad, world / "set.lmdb")), 2, "not a PyTorch checkpoint")
+    for args in (("evaluate", bad, world / "set.lmdb", "--debug"),
+                 ("evaluate", "--debug", bad, world / "set.lmdb"),
+                 ("--debug", "evaluate", bad, world / "set.lmdb"),
+                 ("info", bad, "--debug")):
+        res = ocrkit(*args)
+        assert res.returncode == 1 and "Traceback" in res.stderr, args
+        assert "UsageError: " in res.stderr and "not a PyTorch checkpoint" in res.stderr
+    res = ocrkit("list", "--debug", "--json")
+    assert res.returncode == 0 and res.stdout  # a flag like any other when nothing fails

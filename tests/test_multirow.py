@@ -238,10 +238,17 @@ def test_reading_order_keeps_eq_10s_per_row_ctc_loss():
 
 def test_full_row_attention_too_large_is_refused_not_allocated():
     with pytest.raises(UsageError, match="variant=full needs two Conv1d.*: 411 M .*variant=column"):
-        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28)
+        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, variant="full")
     with pytest.raises(UsageError, match="variant=full needs a Conv1d.*: 206 M .*variant=column"):
-        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, features="input")
+        RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, features="input",
+                     variant="full")
     RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28, variant="column")
+    # Not asked for: the variant that fits, said and recorded.
+    auto = RowAttention(in_channels=512, rows=7, feature_height=7, feature_width=28)
+    assert auto.variant == "column" and auto.resolved_args == {"variant": "column"}
+    assert "411 M parameters" in auto.note
+    small = RowAttention(in_channels=16, rows=3, feature_height=3, feature_width=6)
+    assert small.variant == "full" and small.note is None
 
 
 def test_recognizer_measures_feature_geometry_into_the_spec():

@@ -129,6 +129,37 @@ def _is_synth_folder(folder: str) -> bool:
     return False
 
 
+def interrupted_state(out: str) -> str | None:
+    """Whether ``out`` holds a dataset an interrupted synth left: ``"resumable"``
+    (its meta.json says incomplete and keeps the run's settings: ``--resume``
+    finishes it), ``"not resumable"`` (incomplete without saved settings, or synth's
+    labels without a meta.json: an older ocrkit was interrupted), or None (complete,
+    or not synth's)."""
+    metas = [os.path.join(out, sub, "meta.json") for sub in ("", "train", "test")]
+    metas = [m for m in metas if os.path.isfile(m)]
+    if not metas:
+        return "not resumable" if _is_synth_folder(out) else None
+    try:
+        with open(metas[0], encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not str(meta.get("generator", "")).startswith(
+            "ocrkit synth"):
+        return None
+    if all(_meta_complete(m) for m in metas):
+        return None
+    return "resumable" if isinstance(meta.get("resume"), dict) else "not resumable"
+
+
+def _meta_complete(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh).get("complete") is not False
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def prepare_out_dir(out: str, overwrite: bool) -> None:
     """Create ``out`` (must be writable); refuse to clobber an earlier dataset.
 
@@ -147,6 +178,17 @@ def prepare_out_dir(out: str, overwrite: bool) -> None:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
     existing = [n for n in OUTPUT_NAMES if os.path.lexists(os.path.join(out, n))]
     if existing and not overwrite:
+        state = interrupted_state(out)
+        if state == "resumable":
+            raise UsageError(
+                f"--out {out}: holds a dataset an interrupted synth left (incomplete); finish "
+                f"it with `ocrkit synth --resume --out {out}` (its own settings, the same "
+                "bytes as an uninterrupted run), or start over with --overwrite")
+        if state == "not resumable":
+            raise UsageError(
+                f"--out {out}: holds a dataset an interrupted synth left (incomplete) that "
+                "cannot be resumed (its meta.json keeps no settings to resume with); start over "
+                "with --overwrite, or choose another --out")
         raise UsageError(
             f"--out {out}: already holds a dataset ({', '.join(existing[:3])}); "
             "pass --overwrite or another --out"

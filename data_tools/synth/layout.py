@@ -25,6 +25,13 @@ DEFAULT_MULTI = (224, 224)  # near-square multi-row images (paper §4.1)
 FILL = 0.8  # font size / row pitch without box lines
 FILL_BOXED = 0.7  # ... with box lines (room for the row separators)
 COLUMN_EVERY = 3  # at most one column line per this many characters
+# Largest image side synth writes: libjpeg's JPEG_MAX_DIMENSION (--jpeg-quality cannot
+# save a longer side), and far beyond a line a recognizer reads in one piece (infer
+# reads a line up to 64 times its height). The pixel limit is the readers' own
+# (data_tools.images.MAX_PIXELS, 100 M unless OCRKIT_MAX_IMAGE_PIXELS says otherwise):
+# every ocrkit reader refuses a larger image as a decompression bomb, so synth must
+# not write one. Both are checked before anything is rendered or created on disk.
+MAX_SIDE = 65500
 
 
 @dataclass(frozen=True)
@@ -72,14 +79,25 @@ def derive_layout(
     ``cols`` is given without a width, the width is derived from it.
 
     Raises:
-        UsageError: sizes that leave rows too small to render legibly.
+        UsageError: sizes that are not positive, leave rows too small to render
+            legibly, or make images larger than ``MAX_SIDE`` px a side or the
+            readers' pixel limit (checked first: nothing is rendered or written).
     """
+    from data_tools.images import MAX_PIXELS
+
     if rows < 1:
         raise UsageError(f"--rows {rows}: must be at least 1")
+    for flag, value in (("--width", width), ("--height", height), ("--cols", cols),
+                        ("--min-cols", min_cols)):
+        if value is not None and value < 1:
+            raise UsageError(f"bad size: {flag} {value}: must be at least 1")
+        if value is not None and flag in ("--width", "--height") and value > MAX_SIDE:
+            raise UsageError(f"bad size: {flag} {value}: at most {MAX_SIDE} px (the largest "
+                             "side a JPEG holds; no text line or page needs more)")
     default_w, default_h = DEFAULT_SINGLE if rows == 1 else DEFAULT_MULTI
     h = default_h if height is None else height
-    if h < 1 or (width is not None and width < 1):
-        raise UsageError(f"bad size {width or default_w}x{h}: width and height must be positive")
+    if width is not None and width * h > MAX_PIXELS:
+        raise UsageError(_too_many_pixels(f"--width {width} --height {h}", width, h, MAX_PIXELS))
     margin_y = 0 if rows == 1 and not box_lines else max(2, round(h * 0.02))
     pitch = (h - 2 * margin_y) / rows
     font = int(pitch * (FILL_BOXED if box_lines else FILL))
@@ -96,7 +114,16 @@ def derive_layout(
         margin_x = max(2, round(font * 0.25))
         lines = max(1, cols // COLUMN_EVERY) if box_lines and cols > 1 else 0
         width = math.ceil(cols * advance + lines * gap + 2 * margin_x + (2 * gap if box_lines else 0))
+        if width > MAX_SIDE or width * h > MAX_PIXELS:
+            raise UsageError(
+                f"bad size: --cols {cols} of {font}-px text makes images {width} px wide; "
+                + (f"at most {MAX_SIDE} px" if width > MAX_SIDE
+                   else f"{width * h:,} pixels, over the {MAX_PIXELS:,} ocrkit's image readers "
+                        "accept")
+                + ": lower --cols (or --height)")
     w = default_w if width is None else width
+    if w * h > MAX_PIXELS:  # the default width with a tall --height
+        raise UsageError(_too_many_pixels(f"--height {h} (width {w})", w, h, MAX_PIXELS))
     margin_x = max(2, round(min(font * 0.25, w * 0.03)))
     inner = w - 2 * margin_x - (2 * gap if box_lines else 0)
     fit = int(inner // (advance + (gap / COLUMN_EVERY if box_lines else 0)))
@@ -113,6 +140,12 @@ def derive_layout(
     if not 1 <= lo <= cols:
         raise UsageError(f"--min-cols {min_cols}: must be between 1 and --cols ({cols})")
     return Layout(w, h, rows, cols, lo, font, margin_x, margin_y, box_lines, gap)
+
+
+def _too_many_pixels(what: str, w: int, h: int, limit: int) -> str:
+    return (f"bad size: {what}: {w * h:,} pixels per image, over the {limit:,} that ocrkit's "
+            "image readers accept (a larger image is refused as a decompression bomb; "
+            "OCRKIT_MAX_IMAGE_PIXELS raises the limit)")
 
 
 def display_width(text: str) -> int:

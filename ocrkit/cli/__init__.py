@@ -61,7 +61,15 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        command = getattr(importlib.import_module(module), attr)
+        if not any(p.name == "debug" for p in command.params):
+            # `ocrkit SUBCOMMAND ... --debug` works like `ocrkit --debug SUBCOMMAND ...`:
+            # every command shares the option; it only sets the flag the error
+            # boundary (invoke) reads when an exception arrives.
+            command.params.append(click.Option(
+                ["--debug"], is_flag=True, expose_value=False, is_eager=True,
+                callback=_set_debug, help="Show the full traceback instead of a one-line error."))
+        return command
 
     def resolve_command(self, ctx, args):
         name, cmd, rest = super().resolve_command(ctx, args)
@@ -96,41 +104,55 @@ class LazyGroup(click.Group):
         anything else -> one line naming the failure and --debug (exit 1).
         ``--debug`` (or OCRKIT_DEBUG=1) shows the traceback instead.
         """
-        from ocrkit.errors import OcrkitError, Terminated
+        from ocrkit.errors import OcrkitError, Terminated, plain_message
 
         from ocrkit.console import route_warnings
 
-        debug = bool(ctx.obj and ctx.obj.get("debug"))
         route_warnings()
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
             raise
         except OcrkitError as exc:
-            if debug:
+            if _debug(ctx):
                 raise
-            click.echo(f"ocrkit: error: {_one_line(str(exc))}", err=True)
+            click.echo(f"ocrkit: error: {_one_line(plain_message(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
-            if debug:
+            if _debug(ctx):
                 raise
             terminated = isinstance(exc, Terminated)
             click.echo(f"ocrkit: {'terminated' if terminated else 'interrupted'}", err=True)
             ctx.exit(143 if terminated else 130)
         except OSError as exc:
-            if debug:
+            if _debug(ctx):
                 raise
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
             reason = exc.strerror or _one_line(str(exc)) or exc.__class__.__name__
             click.echo(f"ocrkit: error: {where}{reason}", err=True)
             ctx.exit(1)
         except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback by default
-            if debug:
+            if _debug(ctx):
                 raise
             click.echo(f"ocrkit: error: unexpected {exc.__class__.__name__}: "
-                       f"{_one_line(str(exc))[:300]} (rerun with --debug for the traceback "
+                       f"{_one_line(plain_message(exc))[:300]} (rerun with --debug for the traceback "
                        "and report it)", err=True)
             ctx.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    """Whether to show tracebacks: read when an exception arrives, since a
+    subcommand's own ``--debug`` is parsed after the group's callback ran."""
+    obj = ctx.find_root().obj
+    return bool(obj and obj.get("debug"))
+
+
+def _set_debug(ctx: click.Context, param, value: bool) -> None:
+    """Callback of the ``--debug`` every subcommand gets (see LazyGroup.get_command)."""
+    if value:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj["debug"] = True
 
 
 def _one_line(text: str) -> str:

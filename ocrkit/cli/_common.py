@@ -76,6 +76,9 @@ class RangeType(click.ParamType):
 
 # Options a rerun from config.json must not inherit.
 _NOT_REPLAYED = ("resume", "overwrite", "config", "_explicit")
+# ... and what --resume does not take from the run's config.json (how this invocation
+# talks, not what it trains).
+_NOT_ADOPTED = ("quiet",)
 _PATH_OPTIONS = ("train_paths", "val_paths", "charset", "denoiser", "teacher", "data", "val")
 
 
@@ -127,6 +130,8 @@ def config_option(command: str):
             click.echo(f"ocrkit: warning: {value} is from `ocrkit {data['command']}`; only "
                        "options both commands share are used", err=True)
         known = {p.name for p in ctx.command.params}
+        if data.get("command") in (None, command):
+            _warn_unknown_keys(value, options, ctx)
         ctx.default_map = {**(ctx.default_map or {}),
                            **{k: v for k, v in options.items() if k in known}}
         return value
@@ -134,3 +139,64 @@ def config_option(command: str):
     return click.option("--config", type=click.Path(exists=True, dir_okay=False),
                         is_eager=True, expose_value=False, callback=load,
                         help="Rerun from a run's config.json (options given here override).")
+
+
+def _warn_unknown_keys(path: str, options: dict, ctx: click.Context) -> None:
+    """One warning per key of a config file that names no option of the command (a
+    misspelt key would otherwise be ignored without a word), with the closest option."""
+    import difflib
+
+    flags = {p.name: (p.opts[-1] if getattr(p, "opts", None) else p.name)
+             for p in ctx.command.params if p.name}
+    for key in options:
+        if key in flags or key in _NOT_REPLAYED or key.startswith("_"):
+            continue
+        close = difflib.get_close_matches(key, list(flags), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r} ({flags[close[0]]})?" if close else ""
+        click.echo(f"ocrkit: warning: --config {path}: {key!r} is not an option of this "
+                   f"command and is ignored{hint}", err=True)
+
+
+def adopt_run_config(ctx: click.Context, opts: dict, command: str) -> set[str]:
+    """``--resume`` without ``--config``: the options not given on the command line are
+    taken from the run's own ``OUT/config.json`` (so ``ocrkit train -o RUN --resume``
+    continues a run as it was started). Returns the names taken; says which on stderr.
+    Options given here still win (and are checked against the checkpoint)."""
+    import os
+
+    from click.core import ParameterSource
+
+    if not opts.get("resume") or not opts.get("out"):
+        return set()
+    if ctx.get_parameter_source("config") not in (None, ParameterSource.DEFAULT):
+        return set()  # --config given: its options are the defaults already
+    path = os.path.join(opts["out"], "config.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return set()
+    options = data.get("options") if isinstance(data, dict) else None
+    if not isinstance(options, dict) or data.get("command") not in (None, command):
+        return set()
+    params = {p.name: p for p in ctx.command.params if p.name}
+    taken = set()
+    for key, raw in options.items():
+        param = params.get(key)
+        if param is None or key in _NOT_REPLAYED or key in _NOT_ADOPTED or key.startswith("_"):
+            continue
+        if ctx.get_parameter_source(key) not in (None, ParameterSource.DEFAULT):
+            continue
+        try:
+            value = param.process_value(ctx, raw)
+        except click.BadParameter as exc:
+            raise click.BadParameter(f"{path}: {exc.format_message()}", ctx=ctx,
+                                     param=param) from None
+        if value != opts.get(key):
+            opts[key] = value
+            taken.add(key)
+    if taken and not opts.get("quiet"):
+        shown = ", ".join(params[k].opts[-1] for k in sorted(taken))
+        click.echo(f"ocrkit: --resume: options not given here are the run's own, from {path} "
+                   f"({shown})", err=True)
+    return taken

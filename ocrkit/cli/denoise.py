@@ -19,24 +19,28 @@ Examples:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the cleaned images (PNG, same names); never an input folder.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--overwrite", is_flag=True,
               help="Write into a folder that already holds files (same names are replaced).")
-def denoise(checkpoint, inputs, out, device, overwrite) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr (errors still print).")
+def denoise(checkpoint, inputs, out, device, overwrite, quiet) -> None:
     """Clean images with a Line-DDeCAE / DDeCAE at their own size.
 
     Each input becomes OUT/<name>.png; a JSON line {"path", "out"} (or
     {"path", "error"}) per input goes to stdout. Unreadable inputs are
     reported and skipped; the exit status is then 1. OUT must not be (or
-    hold) an input; inside an input folder it is skipped when scanning.
+    hold) an input; inside an input folder it is skipped when scanning. No
+    input image at all (an empty folder, nothing on stdin) is a usage error.
     """
     from ocrkit.checkpoint import load_checkpoint
-    from ocrkit.cli.infer import iter_inputs, open_input
+    from ocrkit.cli._common import stderr_console
+    from ocrkit.cli.infer import open_input, require_inputs
     from ocrkit.errors import UsageError
     from ocrkit.models.denoise import build_denoiser
     from ocrkit.outputs import FolderLock, atomic_file, check_writable, refuse_inputs
     from ocrkit.train.denoise import denoise_images
-    from ocrkit.train.loop import resolve_device
+    from ocrkit.train.setup import resolve_device
 
     refuse_inputs(out, [i for i in inputs if i != "-"] + [checkpoint])
     if os.path.exists(out) and not os.path.isdir(out):
@@ -46,6 +50,8 @@ def denoise(checkpoint, inputs, out, device, overwrite) -> None:
         raise UsageError(f"-o {out}: already holds files; pass --overwrite to replace images "
                          "of the same names, or choose an empty folder")
     check_writable(out, folder=True)
+    stderr_console(quiet)  # -q: library warnings too
+    paths = require_inputs(inputs, exclude=out)
     model = build_denoiser(load_checkpoint(checkpoint))
     dev = resolve_device(device)
     model.to(dev)
@@ -58,7 +64,7 @@ def denoise(checkpoint, inputs, out, device, overwrite) -> None:
         sys.stdout.flush()
 
     with FolderLock(out, "denoise").acquire():
-        for path in iter_inputs(inputs, exclude=out):
+        for path in paths:
             image, error = open_input(path)
             if error:
                 emit({"path": path, "error": error})

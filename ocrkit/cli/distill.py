@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
+from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
+                                replayable)
 from ocrkit.cli.train import _apply, data_options, loop_options, model_options
 
 
@@ -102,9 +103,11 @@ def distill(ctx: click.Context, **opts) -> None:
 
     from ocrkit.train.distill_setup import run_distill
 
+    taken = adopt_run_config(ctx, opts, "distill")
     opts["_explicit"] = {name for name in opts
                          if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE,
-                                                                ParameterSource.DEFAULT_MAP)}
+                                                                ParameterSource.DEFAULT_MAP)
+                         } | taken
     opts["_config"] = replayable("distill", opts, opts["_explicit"])
     result = run_distill(opts)
     if result is not None:

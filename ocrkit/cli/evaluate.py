@@ -28,7 +28,8 @@ Examples:
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True,
               help="CTC beam width (1 = greedy).")
 @click.option("--errors", type=click.IntRange(min=0), default=0,
@@ -62,10 +63,12 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
     Multi-row data also gets "row_level": the same metrics over text rows.
     Samples that cannot be used (undecodable images, malformed label lines) are
     not in the metrics: stderr says how many and which, the JSON counts them.
+    Labels holding more rows than the model reads (multi-row data given to a
+    single-row model) are warned about before the work.
     """
     from ocrkit.data import open_dataset
     from ocrkit.evaluate import evaluate as run_eval
-    from ocrkit.evaluate import is_gallery, write_gallery
+    from ocrkit.evaluate import is_gallery, rows_mismatch, write_gallery
     from ocrkit.outputs import check_output_file
     from ocrkit.predict import Predictor
 
@@ -88,6 +91,9 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, errors, errors_ou
     unknown = predictor.charset.unknown_in(labels)
     if unknown.affected:
         warn(f"{unknown.describe()}; the model cannot output them, so they count as errors")
+    rows_note = rows_mismatch(labels, predictor.input.rows)
+    if rows_note:  # said before the work: the metrics to come are not the model's
+        warn(rows_note)
     with progress_bar("evaluate", quiet) as (start, advance):
         start(min(len(dataset), limit) if limit else len(dataset))
         result, worst = run_eval(predictor, dataset, batch_size=batch_size, workers=n_workers,

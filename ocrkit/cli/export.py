@@ -27,7 +27,13 @@ Examples:
 @click.option("--tolerance", type=float, default=1e-3, show_default=True,
               help="Largest allowed logit difference for --verify.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT (once verified).")
-def export(checkpoint, fmt, out, opset, profile, verify, samples, tolerance, overwrite) -> None:
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda, cuda:N or mps: where --verify runs the torch model "
+                   "(onnxruntime runs on the CPU), so the exported graph is checked against "
+                   "the model as it runs there. The export itself is traced on the CPU.")
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr (errors still print).")
+def export(checkpoint, fmt, out, opset, profile, verify, samples, tolerance, overwrite, device,
+           quiet) -> None:
     """Export CHECKPOINT to ONNX with a dynamic batch and width.
 
     The ONNX metadata says in plain keys what a third party needs (character,
@@ -36,29 +42,51 @@ def export(checkpoint, fmt, out, opset, profile, verify, samples, tolerance, ove
     when complete; with
     --verify it is renamed only if onnxruntime agrees with torch (logits within
     --tolerance, identical texts): otherwise exit 1 and OUT stays as it was.
+
+    \b
+    One JSON object on stdout, whatever the outcome:
+      "ok"        true when OUT was written (and, with --verify, verified)
+      "written"   whether OUT now holds this export
+      "verified"  true / false with --verify, null without it
+      "error"     why not, when "ok" is false
+      "verify"    the comparison: images, max_abs_diff, tolerance,
+                  within_tolerance, same_text, texts_match
     """
+    from ocrkit.cli._common import stderr_console
     from ocrkit.errors import OcrkitError
     from ocrkit.export import export_onnx, verify_onnx
     from ocrkit.outputs import atomic_file, check_output_file
+    from ocrkit.train.setup import resolve_device
 
+    console = stderr_console(quiet)
+    torch_device = resolve_device(device)  # a bad one is a usage error before the work
     check_output_file(out, overwrite=overwrite,
                       inputs=[checkpoint] + ([samples] if samples else []))
-    images = _sample_images(checkpoint, samples) if verify else None
-    result = {"out": out, "format": fmt, "profile": profile}
+    images = _sample_images(checkpoint, samples, console=console) if verify else None
+    result = {"out": out, "format": fmt, "profile": profile, "ok": False, "written": False,
+              "verified": False if verify else None}
     with atomic_file(out) as tmp:
         export_onnx(checkpoint, tmp, opset=opset, profile=profile)
         if verify:
-            check = verify_onnx(checkpoint, tmp, images)
+            check = verify_onnx(checkpoint, tmp, images, device=torch_device)
+            check["tolerance"] = tolerance
+            check["within_tolerance"] = check["max_abs_diff"] <= tolerance
             result["verify"] = check
-            if check["max_abs_diff"] > tolerance or not check["texts_match"]:
-                click.echo(json.dumps(result, ensure_ascii=False))
-                raise OcrkitError(f"--verify: onnxruntime differs from torch (max |diff| "
-                                  f"{check['max_abs_diff']:.2e}, {check['same_text']}/"
-                                  f"{check['images']} texts equal); {out} was not written")
+            if not (check["within_tolerance"] and check["texts_match"]):
+                why = (f"--verify: onnxruntime differs from torch (max |diff| "
+                       f"{check['max_abs_diff']:.2e}, tolerance {tolerance:.2e}; "
+                       f"{check['same_text']}/{check['images']} texts equal); "
+                       f"{out} was not written")
+                # The JSON says it failed too: a script reading stdout alone must not
+                # take a refused export for a good one.
+                click.echo(json.dumps({**result, "error": why}, ensure_ascii=False))
+                raise OcrkitError(why)
+            result["verified"] = True
+    result.update(ok=True, written=True)
     click.echo(json.dumps(result, ensure_ascii=False))
 
 
-def _sample_images(checkpoint: str, samples: str | None, count: int = 8):
+def _sample_images(checkpoint: str, samples: str | None, count: int = 8, console=None):
     """Up to ``count`` images for --verify: decodable ones from ``samples`` (a dataset
     or an image folder; bad images are skipped with a warning), or noise images."""
     import os
@@ -98,8 +126,12 @@ def _sample_images(checkpoint: str, samples: str | None, count: int = 8):
             if len(images) >= count:
                 break
     if bad:
-        click.echo(f"ocrkit: warning: --samples: skipped {len(bad)} unreadable images: "
-                   f"{', '.join(bad[:3])}", err=True)
+        message = (f"ocrkit: warning: --samples: skipped {len(bad)} unreadable images: "
+                   f"{', '.join(bad[:3])}")
+        if console is None:
+            click.echo(message, err=True)
+        else:  # silent with -q
+            console.print(message, highlight=False, markup=False)
     if not images:
         raise UsageError(f"--samples {samples}: no readable image to verify with")
     return images

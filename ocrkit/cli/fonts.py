@@ -14,7 +14,8 @@ import click
 @click.option("--corpus", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Check coverage of this corpus's characters (default: common Chinese).")
 @click.option("--system-fonts/--no-system-fonts", default=True, show_default=True)
-def fonts(fonts, font_dirs, corpus, system_fonts) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr (errors still print).")
+def fonts(fonts, font_dirs, corpus, system_fonts, quiet) -> None:
     """List the fonts `ocrkit synth` would use, one JSON object per line.
 
     Each line gives the face, where it was found and the corpus characters it
@@ -22,7 +23,9 @@ def fonts(fonts, font_dirs, corpus, system_fonts) -> None:
     """
     from data_tools.synth.corpus import char_counts, read_corpus_file
     from data_tools.synth.fonts import GlyphChecker, discover
+    from ocrkit.cli._common import stderr_console
 
+    stderr_console(quiet)  # -q: library warnings (fontTools, Pillow) too
     probe_kw = {}
     chars: list[str] = []
     if corpus:

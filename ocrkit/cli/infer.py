@@ -42,6 +42,28 @@ def iter_inputs(inputs, exclude: str | None = None) -> Iterator[str]:
             yield item
 
 
+def require_inputs(inputs, exclude: str | None = None) -> Iterator[str]:
+    """:func:`iter_inputs`, refusing input that yields no image path at all (an empty
+    folder, a folder of other files, nothing on stdin): no input is not success in a
+    pipeline. Checked on the first path, before a model is loaded; stdin is read
+    lazily as before."""
+    import itertools
+
+    from data_tools.labels import IMAGE_SUFFIXES
+    from ocrkit.errors import UsageError
+
+    paths = iter_inputs(inputs, exclude)
+    first = next(paths, None)
+    if first is None:
+        if all(i == "-" for i in inputs):
+            raise UsageError("no input image: stdin held no path (give one image path per "
+                             "line)")
+        where = ", ".join("stdin" if i == "-" else str(i) for i in inputs)
+        raise UsageError(f"no input image found in {where} (a folder is searched for "
+                         f"{' '.join(s for s in IMAGE_SUFFIXES)} files)")
+    return itertools.chain([first], paths)
+
+
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
   ocrkit infer -m best.pt line1.png line2.png
@@ -52,7 +74,8 @@ Examples:
               help="Checkpoint (.pt) from ocrkit train.")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
 @click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
@@ -68,12 +91,14 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
     (the rows in reading order; "text" is them joined by newlines). An input
     unlike what the model was trained on (a page given to a line model) gets
     a "warning". An unreadable input gets {"path", "error"}; the run goes on
-    and exits 1 at the end.
+    and exits 1 at the end. No input image at all (an empty folder, nothing on
+    stdin) is a usage error (exit 2).
     """
     from ocrkit.cli._common import stderr_console
     from ocrkit.predict import Predictor
 
     console = stderr_console(quiet)
+    paths = require_inputs(inputs)
     predictor = Predictor(checkpoint, device, beam_width, denoiser,
                           warn=lambda m: console.print(m, highlight=False),
                           fixed_width=fixed_width)
@@ -126,7 +151,7 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
         batch.clear()
 
     try:
-        for path in iter_inputs(inputs):
+        for path in paths:
             image, error = open_input(path, predictor.input.mode)
             batch.append((path, error if error else image))
             failed = failed or error is not None

@@ -11,7 +11,9 @@ import click
 @click.argument("kind", required=False,
                 type=click.Choice(["backbones", "necks", "heads", "classifiers"]))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per component on stdout.")
-def list_components(kind, as_json) -> None:
+@click.option("-q", "--quiet", is_flag=True,
+              help="No warnings on stderr (name clashes, plugin warnings); errors still print.")
+def list_components(kind, as_json, quiet) -> None:
     """List components (name, distribution, version, status).
 
     Each component is imported to check it, so a broken plugin shows as
@@ -19,7 +21,9 @@ def list_components(kind, as_json) -> None:
     OCRKIT_DISABLE_PLUGIN_AUTOLOAD=1 hides third-party plugins.
     """
     from ocrkit import registry
+    from ocrkit.cli._common import stderr_console
 
+    console = stderr_console(quiet)  # -q: library warnings from plugins too
     kinds = [kind] if kind else list(registry.GROUPS)
     rows = []
     for k in kinds:
@@ -27,7 +31,7 @@ def list_components(kind, as_json) -> None:
             rows.append({"kind": k, "name": name, "distribution": entry.dist,
                          "version": entry.version, "status": registry.status(entry)})
         for clash in registry.conflicts(k):
-            click.echo(f"ocrkit: warning: {clash}", err=True)
+            console.print(f"ocrkit: warning: {clash}", highlight=False, markup=False)
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))

@@ -78,7 +78,9 @@ Examples:
 @click.option("--replacement", default="?", show_default=True,
               help="Character used by --unknown replace.")
 @click.option("--width", type=int, default=None,
-              help="Image width in px (default 256 single-row, 224 multi-row, or from --cols).")
+              help="Image width in px (default 256 single-row, 224 multi-row, or from --cols). "
+                   "Sides up to 65500 px, images up to the 100 M pixels ocrkit's readers accept "
+                   "(OCRKIT_MAX_IMAGE_PIXELS), checked before any work.")
 @click.option("--height", type=int, default=None,
               help="Image height in px (default 32 single-row, 224 multi-row).")
 @click.option("--cols", type=int, default=None,

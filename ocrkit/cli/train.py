@@ -6,7 +6,8 @@ import ast
 
 import click
 
-from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
+from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
+                                replayable)
 
 
 def parse_kv(ctx, param, values) -> dict:
@@ -121,9 +122,10 @@ def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float 
 def data_options(*, denoiser: bool = True, input_help: str = ""):
     """Data, input size and charset options shared by train and distill."""
     options = [
-        click.option("--train", "train_paths", multiple=True, required=True,
+        click.option("--train", "train_paths", multiple=True,
                      type=click.Path(exists=True),
-                     help="Training data: LMDB, folder of LMDBs or labelled folder (repeatable)."),
+                     help="Training data: LMDB, folder of LMDBs or labelled folder (repeatable; "
+                          "required, except with --resume, which takes the run's own)."),
         click.option("--val", "val_paths", multiple=True, type=click.Path(exists=True),
                      help="Validation data (repeatable); best.pt is chosen on it."),
         click.option("--height", type=int, default=None,
@@ -143,11 +145,12 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
                           "row-attention); stored in the checkpoint."),
         click.option("--charset", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Dictionary file (default: the training labels' characters)."),
-        click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default="skip",
-                     show_default=True,
-                     help="Label characters outside the charset (--charset or a resumed "
-                          "run's): drop them, refuse the data, or map them to --replacement. "
-                          "How many labels change is reported before training."),
+        click.option("--unknown", type=click.Choice(["skip", "error", "replace"]), default=None,
+                     help="Label characters outside the charset (--charset, a teacher's or a "
+                          "resumed run's): drop them, refuse the data, or map them to "
+                          "--replacement. How many labels change is reported before training "
+                          "[default: skip, but refuse when more than 5 % of the labels would "
+                          "change]."),
         click.option("--replacement", default=None, metavar="CHAR",
                      help="The charset character --unknown replace maps unknown ones to."),
         click.option("--augment/--no-augment", default=True, show_default=True,
@@ -190,7 +193,8 @@ Examples:
 @train_options
 @model_options
 @config_option("train")
-def train(**opts) -> None:
+@click.pass_context
+def train(ctx: click.Context, **opts) -> None:
     """Train a recognizer (CAP-CRNN by default) with CTC.
 
     Writes OUT/last.pt (resumable), OUT/best.pt (best validation CLP),
@@ -198,6 +202,7 @@ def train(**opts) -> None:
     """
     from ocrkit.train.run import run_training
 
+    adopt_run_config(ctx, opts, "train")
     opts["_config"] = replayable("train", opts)
     result = run_training(opts)
     if result is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ocrkit.cli._common import config_option, json_line, replayable
+from ocrkit.cli._common import adopt_run_config, config_option, json_line, replayable
 from ocrkit.cli.train import loop_options
 
 
@@ -17,8 +17,9 @@ Examples:
   ocrkit train --train box/train --val box/test --rows 10 --neck multirow-stretch \\
       --denoiser runs/line/best.pt -o runs/box --epochs 20
 """)
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A synth --box-lines folder (its train/ split when it has one).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="A synth --box-lines folder (its train/ split when it has one; required, "
+                   "except with --resume, which takes the run's own).")
 @click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
               help="Validation pairs [default: DATA/test when it exists].")
 @click.option("--variant", type=click.Choice(["line", "plain"]), default="line",
@@ -41,8 +42,12 @@ def train_denoiser(**opts) -> None:
     (best validation PSNR of the cleaned image against the clean twin),
     OUT/last.pt, OUT/metrics.jsonl and OUT/curve.png; prints a JSON summary.
     """
+    from ocrkit.errors import UsageError
     from ocrkit.train.denoise import run_denoiser_training
 
+    adopt_run_config(click.get_current_context(), opts, "train-denoiser")
+    if not opts["data"]:
+        raise UsageError("missing option --data (a synth --box-lines folder)")
     opts["_config"] = replayable("train-denoiser", opts)
     result = run_denoiser_training(opts)
     if result is not None:

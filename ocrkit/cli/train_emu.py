@@ -11,7 +11,8 @@ import os
 import click
 from click.core import ParameterSource
 
-from ocrkit.cli._common import FiniteFloat, config_option, json_line, replayable
+from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
+                                replayable)
 from ocrkit.cli.train import model_options, train_options
 
 
@@ -91,13 +92,15 @@ def train_emu(**opts) -> None:
     """
     from ocrkit.train.run import run_training
 
+    ctx = click.get_current_context()
+    taken = adopt_run_config(ctx, opts, "train-emu")
     if opts["bits"] % 8:
         raise click.BadParameter(f"{opts['bits']}: K must be a multiple of 8",
                                  param_hint="--bits")
     if opts["head"] == "lightformer":  # Light-Former-EMU: the paper's model unless told
-        ctx = click.get_current_context()
         for key, value in LIGHTFORMER.items():
-            if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None):
+            if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None) and \
+                    key not in taken:
                 opts[key] = value
     opts["_config"] = replayable("train-emu", opts)
     opts["classifier"] = "multihot"

@@ -92,13 +92,15 @@ def pad_batch(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def text_bands(image: Image.Image, min_share: float = 0.04) -> int:
+def text_bands(image: Image.Image, min_share: float = 0.04, rules: bool = False) -> int:
     """Horizontal bands of ink in a greyscale image (text rows, roughly).
 
     Ink is what is darker than the midpoint between the paper (median) and the
     darkest pixels; a pixel row holds ink when over 1 % of it is ink. Bands
     thinner than ``min_share`` of the height (rules, box lines, noise) are
-    ignored, and gaps thinner than that are bridged.
+    ignored, and gaps thinner than that are bridged. With ``rules``, the ink
+    that every pixel row shares (vertical table rules: the 10th percentile of
+    the rows' ink) is discounted first, so the rows of a table still part.
     """
     small = image.convert("L")
     if small.height > 256:
@@ -107,7 +109,8 @@ def text_bands(image: Image.Image, min_share: float = 0.04) -> int:
     paper, dark = float(np.median(arr)), float(np.percentile(arr, 1))
     if paper - dark < 24:  # no contrast: nothing that looks like text
         return 0
-    inked = (arr < (paper + dark) / 2).mean(axis=1) > 0.01
+    share = (arr < (paper + dark) / 2).mean(axis=1)
+    inked = share > 0.01 + (float(np.percentile(share, 10)) if rules else 0.0)
     h = len(inked)
     min_rows = max(1, int(round(min_share * h)))
     bands, run, gap = [], 0, h
@@ -125,6 +128,13 @@ def text_bands(image: Image.Image, min_share: float = 0.04) -> int:
     return sum(1 for b in bands if b >= min_rows)
 
 
+# Smallest image side that can hold a glyph worth reading: synth's smallest text is
+# 6 px (data_tools.synth.layout.MIN_FONT_PX) plus a pixel of paper above and below.
+# A smaller image (a 1x1 pixel, a thin strip cut off a scan) holds no legible
+# character, yet the model still answers, often confidently.
+MIN_SIDE = 8
+
+
 def input_mismatch(image: Image.Image, height: int, width: int, rows: int,
                    max_width: int | None = None) -> str | None:
     """Why ``image`` looks unlike what a model with this input spec reads, or None.
@@ -132,15 +142,25 @@ def input_mismatch(image: Image.Image, height: int, width: int, rows: int,
     Models answer confidently on inputs they were never trained for (an empty
     string at 0.98 for a page given to a line model), so callers warn:
 
+    * any model given an image under ``MIN_SIDE`` (8) px high or wide: too small
+      to hold a character (1x1 pixels, thin strips);
     * a single-row model given an image taller than wide (vertical text?), or a
       square-ish image with several bands of text (several rows);
-    * a multi-row model (fixed input size) given an image whose aspect ratio is
-      more than 2.5x off its training size (a single line, say);
+    * a multi-row model (fixed input size) given a single line of text: one band
+      of text in an image at least 1.5x wider, for its height, than the training
+      input (a page of the training shape with one line of text is not flagged:
+      a multi-row model reads pages with fewer rows);
+    * a multi-row model given an image whose aspect ratio is more than 2.5x off
+      its training size;
     * a line read at its own width (``max_width``) that is wider than that limit,
       so it is squashed.
     """
     w, h = image.size
     aspect = w / max(h, 1)
+    if min(w, h) < MIN_SIDE:
+        what = f"{height}-px high lines" if rows <= 1 else f"{width}x{height} images"
+        return (f"{w}x{h} image is too small to hold a character (under {MIN_SIDE} px "
+                f"{'high' if h < MIN_SIDE else 'wide'}); this model reads {what}")
     if rows <= 1:
         if max_width and round(aspect * height) > max_width:
             return (f"{w}x{h} line is wider than {max_width // height} times its height: "
@@ -155,6 +175,13 @@ def input_mismatch(image: Image.Image, height: int, width: int, rows: int,
             return f"{w}x{h} image is taller than wide; this model reads horizontal rows"
         return None
     trained = width / max(height, 1)
+    # Bands are looked for at a finer scale than the default (gaps under 4 % of the
+    # height are bridged): a page of 10 rows has gaps of about 2 %, and must not
+    # read as one band; nor must a table, whose column rules ink every pixel row.
+    if aspect >= 1.5 * trained and all(text_bands(image, min(0.04, 0.1 / rows), rules) == 1
+                                       for rules in (False, True)):
+        return (f"{w}x{h} image holds one line of text; this model reads {width}x{height} "
+                f"images of {rows} rows (read lines with a single-row model)")
     if aspect > 2.5 * trained or aspect < trained / 2.5:
         return (f"{w}x{h} image; this model reads {width}x{height} images of {rows} rows")
     return None

@@ -160,6 +160,9 @@ class Recognizer(nn.Module):
             self.backbone.train(was_training)
             neck_args["feature_height"], neck_args["feature_width"] = map(int, fmap.shape[-2:])
         self.neck = _build("necks", spec["neck"], in_channels=channels)
+        # a neck that chose an argument itself (row attention's variant=auto) records it,
+        # so the checkpoint rebuilds the same network
+        neck_args.update(getattr(self.neck, "resolved_args", None) or {})
         channels = _out_channels(self.neck, "neck")
         self.sequence = None
         if spec.get("sequence"):

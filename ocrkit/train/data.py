@@ -14,6 +14,7 @@ import torch
 
 from ocrkit.charset import Charset
 from ocrkit.data.transforms import ResizePad, input_mismatch, pad_batch
+from ocrkit.models.heads.ctc import frames_needed
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Collate:
 
     def __call__(self, samples) -> dict:
         arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
+        needs, row_needs = [], []
         teacher_arrays = []
         dropped: list[tuple[str, str]] = []
         mismatched: list[tuple[str, str]] = []
@@ -116,8 +118,10 @@ class Collate:
                     continue
                 targets.extend(ids)
                 lengths.append(len(ids))
+                needs.append(frames_needed(ids))
                 if self.spec.rows > 1:
                     row_lengths.extend(len(r) for r in per_row)
+                    row_needs.extend(frames_needed(r) for r in per_row)
             if self.check_shapes:
                 why = input_mismatch(s.image, self.spec.height, self.spec.width, self.spec.rows,
                                      self.resize.max_width)
@@ -140,8 +144,10 @@ class Collate:
         if self.charset is not None:
             out["targets"] = torch.tensor(targets, dtype=torch.long)
             out["target_lengths"] = torch.tensor(lengths, dtype=torch.long)
+            out["target_needs"] = torch.tensor(needs, dtype=torch.long)  # CTC frames
             if self.spec.rows > 1:
                 out["row_target_lengths"] = torch.tensor(row_lengths, dtype=torch.long)
+                out["row_target_needs"] = torch.tensor(row_needs, dtype=torch.long)
         return out
 
 

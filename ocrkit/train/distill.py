@@ -159,7 +159,8 @@ class DistillNet(nn.Module):
         device = images.device
         terms = {"ctc": ctc_loss(self.student.head, s.logits, batch, device)}
         if self.trains_teacher:  # the teacher learns from the labels only (and, dml, the peer)
-            terms["teacher_ctc"] = ctc_loss(self.teacher_model.head, t.logits, batch, device)
+            terms["teacher_ctc"] = ctc_loss(self.teacher_model.head, t.logits, batch, device,
+                                             record=False)
         if low:
             t = _as_float(t)
         target = t.logits.detach()

@@ -28,7 +28,8 @@ from ocrkit.train.data import Collate, InputSpec
 from ocrkit.train.distill import (DistillMethod, DistillNet, KDConfig, _key, bf16_cpu,
                                   kd_record, regressor)
 from ocrkit.train.loop import Trainer, TrainConfig
-from ocrkit.train.run import check_labels, open_datasets, run_folder
+from ocrkit.train.run import (check_ctc_fit, check_labels, check_unknown_options, open_datasets,
+                              run_folder)
 
 PARTS = ("backbone", "neck", "sequence", "classifier", "head")
 DERIVED_NECK_ARGS = ("feature_height", "feature_width")
@@ -229,12 +230,20 @@ def run_distill(opts: dict) -> dict | None:
     if opts["teacher"] is None and mode != "dml":
         raise UsageError(f"--kd-mode {mode} needs --teacher (a checkpoint, or a config.json "
                          "with --online)")
+    if not opts.get("train_paths"):
+        raise UsageError("missing option --train (training data; --resume takes a run's own "
+                         "from its config.json)")
+    check_unknown_options(opts)
     temperature = opts["temperature"] or {"paper": 1.5, "dml": 1.0, "ctc-mean-kl": 0.5}[mode]
     cfg_loop = TrainConfig.from_options(opts, warn=say)
     inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ()) + (
         [opts["teacher"]] if opts["teacher"] else [])
     with run_folder(opts, "distill", inputs):
         teacher_info = load_teacher(opts["teacher"]) if opts["teacher"] else None
+        last = os.path.join(opts["out"], "last.pt")
+        resumed = load_checkpoint(last) if opts.get("resume") and os.path.isfile(last) else None
+        if resumed is not None:
+            _check_same_teacher(last, resumed, opts, teacher_info)
         init = opts["teacher_init"] or ("checkpoint" if teacher_info and teacher_info["state_dict"]
                                         is not None and mode != "dml" else "scratch")
         trains = mode == "dml" or opts["online"]
@@ -249,8 +258,8 @@ def run_distill(opts: dict) -> dict | None:
 
         train_set, val_set = open_datasets(opts, say)
         labels = train_set.labels()
-        charset = _charset(opts, teacher_info, labels)
-        check_labels(charset, labels, val_set, opts, say)
+        charset, source = _charset(opts, teacher_info, labels, last, resumed)
+        check_labels(charset, labels, val_set, opts, say, source=source)
 
         # Inputs: the teacher's, unless the student is given its own (ctc-mean-kl only).
         t_input = InputSpec(**teacher_info["input"]) if teacher_info else None
@@ -303,6 +312,9 @@ def run_distill(opts: dict) -> dict | None:
                                  "linear (a frozen EMU teacher is fine), or train EMU models "
                                  "with train-emu")
         check_pair(kd, student, teacher, s_input, t_input)
+        check_ctc_fit(student, check_forward(student, s_input.height, s_input.width,
+                                             s_input.channels),
+                      labels, charset, opts, s_input, say)
         kd.hints = _hint_pairs(kd, student, teacher, s_input, t_input, list(opts["hint"]), say)
         regs = {}
         if kd.hints:
@@ -332,7 +344,7 @@ def run_distill(opts: dict) -> dict | None:
             f"{mode}; hints "
             f"{', '.join(f'{a}={b}' for a, b in kd.hints) or 'none'}; {charset.num_classes} "
             f"classes, {len(train_set)} training images")
-        collate = Collate(s_input, charset, opts["unknown"], opts.get("replacement"),
+        collate = Collate(s_input, charset, opts["unknown"] or "skip", opts.get("replacement"),
                           teacher_spec=t_input, width="batch")
         trainer = Trainer(net, method, train_set, val_set, collate, cfg_loop, extra,
                           console_print=say, val_collate=Collate(s_input, None, width="any"),
@@ -350,14 +362,28 @@ def run_distill(opts: dict) -> dict | None:
     return result
 
 
-def _charset(opts: dict, teacher: dict | None, labels: list[str]) -> Charset:
-    last = os.path.join(opts["out"], "last.pt")
-    if opts.get("resume") and os.path.isfile(last):
-        ckpt = load_checkpoint(last)
-        if "charset" not in ckpt:
-            raise UsageError(f"--resume: {last} is a {ckpt.get('kind', 'other')} checkpoint, "
-                             "not a distillation run; choose another -o")
-        return Charset(ckpt["charset"])
+def _check_same_teacher(last: str, ckpt: dict, opts: dict, teacher: dict | None) -> None:
+    """``--resume`` continues a student with the teacher it was distilled from: another
+    teacher file (by content) is refused, naming both."""
+    was = (ckpt.get("distill") or {}).get("teacher") or {}
+    old_sha, new_sha = was.get("sha256"), teacher["sha256"] if teacher else None
+    if old_sha != new_sha:
+        old = f"{was.get('source')} (sha256 {old_sha[:12]})" if old_sha else "no teacher"
+        new = f"{opts['teacher']} (sha256 {new_sha[:12]})" if new_sha else "none"
+        raise UsageError(f"--resume: {last} was distilled from {old}, this command gives "
+                         f"--teacher {new}; resume with the run's own teacher, or start a new "
+                         "run (another -o, or --overwrite)")
+
+
+def _charset(opts: dict, teacher: dict | None, labels: list[str], last: str,
+             resumed: dict | None) -> tuple[Charset, str]:
+    """The student's charset and where it is from: the resumed run's, the teacher's,
+    ``--charset`` or the labels'."""
+    if resumed is not None:
+        if "charset" not in resumed:
+            raise UsageError(f"--resume: {last} is a {resumed.get('kind', 'other')} "
+                             "checkpoint, not a distillation run; choose another -o")
+        return Charset(resumed["charset"]), "the resumed run's charset"
     given = Charset.load(opts["charset"]) if opts.get("charset") else None
     if teacher and teacher["charset"] is not None:
         mine = Charset(teacher["charset"])
@@ -365,8 +391,10 @@ def _charset(opts: dict, teacher: dict | None, labels: list[str]) -> Charset:
             raise UsageError(f"--charset {opts['charset']} ({len(given)} characters, "
                              f"{given.digest}) differs from the teacher's ({len(mine)}, "
                              f"{mine.digest}): the student must use the teacher's classes")
-        return mine
-    return given or Charset.from_labels(labels)
+        return mine, f"the teacher's charset ({opts['teacher']})"
+    if given is not None:
+        return given, "--charset"
+    return Charset.from_labels(labels), "the labels' charset"
 
 
 def _student_input(opts: dict, teacher: InputSpec | None, explicit: set[str], mode: str

@@ -227,10 +227,15 @@ def check_resumable(path: str, ckpt: dict, extra: dict,
         found = _difference(_plain(trained.get(key)), _plain(extra.get(key)), key)
         if found:
             where, old, new = found
+            flag = _as_flag(where, flag_names)
+            given = "does not give it" if new is None else f"gives {new!r}"
+            was = "without it" if old is None else f"with {flag} = {old!r}"
             raise UsageError(
-                f"--resume: {path} was trained with {_as_flag(where, flag_names)} = {old!r}, "
-                f"this command gives {new!r}; resume with the run's own options, or start a "
-                "new run (another -o, or --overwrite)")
+                f"--resume: {path} was trained {was}, this command "
+                f"{given if old is not None else f'gives {flag} = {new!r}'}; resume with the "
+                "run's own options (plain --resume takes them from the run's config.json; "
+                "do not repeat model options), or start a new run (another -o, or "
+                "--overwrite)")
 
 
 def param_groups(method, model: nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -386,6 +391,14 @@ class Trainer:
             step, best, best_step = ts["step"], ts["best"], ts["best_step"]
             if dist.main:
                 self.say(f"resumed from {last_path} at step {step}")
+                planned = ts.get("total")
+                if planned is not None and int(planned) != total:
+                    was = _rate_at(cfg, step, int(planned), per_epoch)
+                    now = _rate_at(cfg, step, total, per_epoch)
+                    self.say(f"warning: --resume: the run was planned for {int(planned)} steps "
+                             f"and now runs to {total}: the learning-rate schedule is "
+                             f"recomputed for {total} steps, so the rate at step {step} "
+                             f"changes from {was:.3g} to {now:.3g}")
         elif cfg.resume and dist.main:
             self.say(f"--resume: no {last_path} yet, starting from scratch")
         self.method.begin(total, step)
@@ -413,7 +426,7 @@ class Trainer:
                 payload["train_state"] = {
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng_state(), "step": step,
-                    "best": best, "best_step": best_step}
+                    "best": best, "best_step": best_step, "total": total}
                 if module is not core:  # the whole trained network, for --resume
                     payload["train_state"]["net"] = core.state_dict()
                     # and what it is (the deployed module may differ: EMU's packed form)
@@ -427,6 +440,9 @@ class Trainer:
         result: dict = {}
         broken = 0
         stopped = False
+        # sequences whose labels need more CTC frames than the model gives (zero loss)
+        infeasible = infeasible_total = sequences = 0
+        empty_run, dropped_why = 0, {}
         with progress_bar("train", cfg.quiet or not dist.main, unit="img") as (start, advance), \
                 StopRequest() as stop:
             start(total)
@@ -439,11 +455,31 @@ class Trainer:
                 data_time += t_got - t_wait
                 broken += batch["broken"]
                 if batch["images"].shape[0] == 0:
+                    # every sample of the batch was dropped: never spin on such batches
+                    if stop.requested:
+                        stopped = True
+                        break
+                    empty_run += 1
+                    for _, why in batch.get("broken_items", ())[:50]:
+                        dropped_why[why] = dropped_why.get(why, 0) + 1
+                    if empty_run >= per_epoch:
+                        raise OcrkitError(_nothing_usable(empty_run, dropped_why))
                     t_wait = time.perf_counter()
                     continue
+                empty_run = 0
                 with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
                     out = as_loss(self.method.loss(model, batch, self.device))
                 loss = out.total
+                if "ctc_infeasible" in batch:
+                    infeasible += batch["ctc_infeasible"]
+                    sequences += batch["ctc_sequences"]
+                    if batch["ctc_infeasible"] and not infeasible_total and dist.main:
+                        self.say(f"warning: step {step + 1}: {batch['ctc_infeasible']} of "
+                                 f"{batch['ctc_sequences']} label sequences need more CTC "
+                                 "frames than the model gives for their image; they cannot "
+                                 "be learnt (loss 0), counted as infeasible_samples in "
+                                 "metrics.jsonl")
+                    infeasible_total += batch["ctc_infeasible"]
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if any(g["clip"] for g in opt.param_groups):
@@ -473,6 +509,10 @@ class Trainer:
                         rec["terms"] = {k: round(float(v), 5) for k, v in out.terms.items()}
                     if broken:
                         rec["broken_samples"] = broken
+                    if infeasible:  # since the last record
+                        rec["infeasible_samples"] = infeasible
+                        rec["infeasible_share"] = round(infeasible / max(sequences, 1), 4)
+                    infeasible = sequences = 0
                     log.write(json.dumps(rec) + "\n")
                     log.flush()
                     history.append(rec)
@@ -480,9 +520,11 @@ class Trainer:
                 if step % cfg.val_every == 0 or step == total:
                     if dist.main and self.val_set is not None:
                         model.eval()
-                        result = self.method.validate(core, self.val_loader(), self.device,
-                                                      limit=cfg.val_limit)
+                        result = self.method.validate(core, _until(self.val_loader(), stop),
+                                                      self.device, limit=cfg.val_limit)
                         model.train()
+                    if dist.main and self.val_set is not None and not stop.requested:
+                        # (a validation cut short by a stop request chooses nothing)
                         value = result[self.method.metric]
                         rec = {"step": step, "val": result}
                         log.write(json.dumps(rec) + "\n")
@@ -501,15 +543,18 @@ class Trainer:
             stopped = stopped or (stop.requested and step < total)
             interrupted = stop.signum
         if stopped and step < total:
+            trained = step > 0  # a step of this run or of the one resumed
             if dist.main:
-                save(last_path, with_state=True)
+                if trained:
+                    save(last_path, with_state=True)
                 log.close()
             dist.close()
             import signal
 
+            how = "terminated" if interrupted == signal.SIGTERM else "interrupted"
             raise Interrupted(
-                f"{'terminated' if interrupted == signal.SIGTERM else 'interrupted'} at step "
-                f"{step}: saved {last_path}; continue with the same command and --resume",
+                f"{how} at step {step}: saved {last_path}; continue with the same command "
+                "and --resume" if trained else f"{how} before the first step; nothing to save",
                 exit_code=143 if interrupted == signal.SIGTERM else 130)
         if dist.main:
             if self.val_set is None:
@@ -525,4 +570,28 @@ class Trainer:
         dist.barrier()
         dist.close()
         return {"steps": step, "best_metric": json_number(best), "best_step": best_step,
-                "last_val": result, "broken_samples": broken}
+                "last_val": result, "broken_samples": broken,
+                "infeasible_samples": infeasible_total}
+
+
+def _until(loader, stop: StopRequest):
+    """``loader``'s batches until a stop is requested (validation then ends within a
+    batch instead of running to its end before Ctrl-C / SIGTERM are honoured)."""
+    for batch in loader:
+        if stop.requested:
+            return
+        yield batch
+
+
+def _nothing_usable(batches: int, why: dict[str, int]) -> str:
+    reasons = "; ".join(f"{n}x {reason}" for reason, n in
+                        sorted(why.items(), key=lambda kv: -kv[1])[:3]) or "unknown"
+    return (f"no usable training sample: the last {batches} batches (a whole epoch) were "
+            f"dropped whole ({reasons}); check the data and --charset / --unknown")
+
+
+def _rate_at(cfg, step: int, total: int, per_epoch: int) -> float:
+    """The learning rate the schedule gives at ``step`` of a ``total``-step run."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = make_schedule(cfg, probe, total, per_epoch)
+    return cfg.lr * sched.lr_lambdas[0](step)

@@ -71,7 +71,8 @@ ROW_LOSSES = ("per-row", "joined")
 
 def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
              reduction: str = "mean", row_loss: str | None = None,
-             spans: list[tuple[int, int]] | None = None) -> torch.Tensor:
+             spans: list[tuple[int, int]] | None = None, record: bool = True
+             ) -> torch.Tensor:
     """CTC loss of ``logits`` against a collated batch's targets: one loss per image
     for ``[B, T, K]`` logits (single rows and MultiRow Stretching, Eq. 3), one per
     text row for ``[B, H, T, K]`` (row attention, Eq. 10). ``reduction="none"``: the
@@ -80,8 +81,12 @@ def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
     ``row_loss`` swaps the two for multi-row models (an ablation of issue 12):
     ``joined`` gives row attention one CTC loss over its rows joined in reading
     order; ``per-row`` gives a stretched sequence one loss per text row over the
-    row's frames (``spans``, equal widths)."""
-    lengths = batch["target_lengths"]
+    row's frames (``spans``, equal widths).
+
+    With ``record`` (the trained model's loss; off for a co-trained teacher's), the
+    batch gets ``ctc_infeasible``: how many of its sequences need more frames than
+    the logits have (the loop counts and reports them)."""
+    lengths, needs = batch["target_lengths"], batch.get("target_needs")
     if logits.dim() == 4 and row_loss == "joined":
         logits = logits.reshape(logits.shape[0], -1, logits.shape[-1])
     elif logits.dim() == 3 and row_loss == "per-row" and spans:
@@ -94,11 +99,16 @@ def ctc_loss(head, logits: torch.Tensor, batch: dict, device: torch.device,
                                                   logits.shape[-1])
     if logits.dim() == 4:  # [B, H, T, K]: one CTC loss per row (Eq. 10)
         b, rows = logits.shape[:2]
-        lengths = batch.get("row_target_lengths")
+        lengths, needs = batch.get("row_target_lengths"), batch.get("row_target_needs")
         if lengths is None or lengths.numel() != b * rows:
             raise OcrkitError(f"the model reads {rows} rows per image; train it with "
                               f"--rows {rows} so labels are split per row")
         logits = logits.reshape(b * rows, *logits.shape[2:])
+    if record and needs is not None:
+        # zero_infinity turns an impossible alignment into a zero loss: count them, so a
+        # run whose labels do not fit its frames never looks converged
+        batch["ctc_infeasible"] = int((needs > logits.shape[1]).sum())
+        batch["ctc_sequences"] = int(needs.numel())
     return head.loss(logits, batch["targets"].to(device), lengths.to(device),
                      reduction=reduction)
 

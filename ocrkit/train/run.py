@@ -50,27 +50,110 @@ def run_folder(opts: dict, command: str, inputs=()):
         lock.release()
 
 
-def apply_unknown_policy(charset: Charset, labels: list[str], policy: str,
-                         replacement: str | None, warn, what: str = "training") -> None:
+# --unknown not given: skip, but refuse data of which more than this share of labels
+# would change (a charset that does not fit the data is a mistake far more often than
+# a choice; --unknown skip says it is one).
+UNKNOWN_REFUSE_SHARE = 0.05
+
+
+def check_unknown_options(opts: dict) -> None:
+    """--unknown / --replacement combinations no data can make right (checked first)."""
+    _check_replacement(opts.get("unknown"), opts.get("replacement"))
+
+
+def _check_replacement(policy: str | None, replacement: str | None) -> None:
+    if policy == "replace" and replacement is None:
+        raise UsageError("--unknown replace needs --replacement CHAR: the charset character "
+                         "that characters outside the charset become")
+    if replacement is not None and policy != "replace":
+        raise UsageError("--replacement is used with --unknown replace only")
+
+
+def apply_unknown_policy(charset: Charset, labels: list[str], policy: str | None,
+                         replacement: str | None, warn, what: str = "training",
+                         source: str = "the charset") -> None:
     """Check every label once against the charset and say what the policy does to them
-    (error: refuse; skip: drop those characters; replace: map them to ``replacement``)."""
+    (error: refuse; skip: drop those characters; replace: map them to ``replacement``;
+    None: skip unless more than :data:`UNKNOWN_REFUSE_SHARE` of the labels change).
+    Data of which no label keeps a character is refused whatever the policy."""
+    _check_replacement(policy, replacement)
     report = charset.unknown_in(labels)
+    empty = sum(1 for label in labels if not label.replace("\n", ""))
+    if empty == report.labels:
+        raise UsageError(f"no {what} sample left: all {report.labels} labels are empty")
     if not report.affected:
         return
     example = report.examples[0].replace("\n", " / ")
+    if policy != "replace" and report.emptied + empty == report.labels:
+        raise UsageError(f"no {what} sample left: {report.emptied} of {report.labels} labels "
+                         f"hold only characters outside {source} ({len(report.chars)} "
+                         f"distinct, e.g. {example!r})"
+                         + (f" and {empty} are empty" if empty else "")
+                         + "; give a charset that covers the data")
+    if policy is None and report.affected > UNKNOWN_REFUSE_SHARE * report.labels:
+        raise UsageError(f"{what} data: {report.describe()} ({source}), e.g. {example!r}: "
+                         f"more than {UNKNOWN_REFUSE_SHARE:.0%} of the labels would change; "
+                         "--unknown skip trains anyway (those characters dropped), --unknown "
+                         "replace --replacement C maps them to C")
     if policy == "error":
         raise UsageError(f"{what} data: {report.describe()}, e.g. {example!r}; --unknown skip "
                          "drops them, --unknown replace --replacement C maps them to C")
     if policy == "replace":
-        if replacement is None or replacement not in charset:
+        if replacement not in charset:
             raise UsageError(f"--unknown replace: --replacement {replacement!r} is not in the "
                              "charset; add it to the dictionary or name one of its characters")
         warn(f"warning: --unknown replace: {report.describe()}; they are trained as "
              f"{replacement!r}")
         return
     emptied = (f"; {report.emptied} become empty and are not used" if report.emptied else "")
-    warn(f"warning: --unknown skip: {report.describe()}; those characters are dropped from "
-         f"the labels{emptied}")
+    warn(f"warning: --unknown skip: {report.describe()} ({source}); those characters are "
+         f"dropped from the labels{emptied}")
+
+
+def check_ctc_fit(model, out, labels: list[str], charset: Charset, opts: dict,
+                  input_spec: "InputSpec", say, what: str = "training") -> None:
+    """Refuse data whose every label needs more CTC frames than the model gives at its
+    widest input (the loss of such a sample is infinite, zeroed by ``zero_infinity``: a
+    run would log loss 0 and learn nothing); warn with the share when some do. Says
+    which ``--width`` would fit. ``out`` is the model's output for a blank input of the
+    training size."""
+    from ocrkit.models.heads.ctc import CTCHead, frames_needed
+
+    if model.autoregressive or not isinstance(model.head, CTCHead):
+        return
+    logits, row_loss, rows = out.logits, opts.get("row_loss"), input_spec.rows
+    if logits.dim() == 4:  # [B, H, T, K]: per text row, or all rows joined
+        per_row = row_loss != "joined"
+        frames = logits.shape[2] * (1 if per_row else logits.shape[1])
+    else:
+        per_row = row_loss == "per-row" and rows > 1
+        if per_row:
+            start, end = model.row_spans(logits.shape[1])[0]
+            frames = end - start
+        else:
+            frames = logits.shape[1]
+    policy, replacement = opts.get("unknown") or "skip", opts.get("replacement")
+    needs = []
+    for label in labels:
+        parts = label.split("\n") if per_row else [label.replace("\n", "")]
+        ids = [charset.encode(p, policy, replacement) for p in parts]
+        if any(ids):
+            needs.append(max(frames_needed(i) for i in ids))
+    bad = sum(1 for n in needs if n > frames)
+    if not bad:
+        return
+    longest, width = max(needs), input_spec.width
+    fit = -(-longest * width // frames)
+    fit = -(-fit // 8) * 8
+    unit = "text row" if per_row else "label"
+    detail = (f"the model gives {frames} CTC frames per {unit} at --width {width} and the "
+              f"longest needs {longest} (one per character, plus a blank between repeated "
+              f"ones); --width {fit} would fit every {unit}")
+    if bad == len(needs):
+        raise UsageError(f"no {what} {unit} fits the model: {detail} (or use a backbone with "
+                         "a smaller horizontal stride)")
+    say(f"warning: {bad} of {len(needs)} {what} labels ({100 * bad / len(needs):.1f} %) need "
+        f"more CTC frames than the model gives and cannot be learnt: {detail}")
 
 
 def open_datasets(opts: dict, say) -> tuple:
@@ -85,9 +168,11 @@ def open_datasets(opts: dict, say) -> tuple:
     return train_set, val_set
 
 
-def check_labels(charset: Charset, labels: list[str], val_set, opts: dict, say) -> None:
+def check_labels(charset: Charset, labels: list[str], val_set, opts: dict, say,
+                 source: str = "the charset") -> None:
     """Apply --unknown to the training labels; say what validation cannot match."""
-    apply_unknown_policy(charset, labels, opts["unknown"], opts.get("replacement"), say)
+    apply_unknown_policy(charset, labels, opts.get("unknown"), opts.get("replacement"), say,
+                         source=source)
     if val_set is not None:
         report = charset.unknown_in(val_set.labels())
         if report.affected:
@@ -95,8 +180,9 @@ def check_labels(charset: Charset, labels: list[str], val_set, opts: dict, say) 
                 "them, so they count as errors")
 
 
-def build_charset(opts: dict, labels: list[str]) -> Charset:
-    """The run's charset: a resumed run's own, ``--charset``, or the training labels'."""
+def build_charset(opts: dict, labels: list[str]) -> tuple[Charset, str]:
+    """The run's charset and where it is from: a resumed run's own, ``--charset``, or
+    the training labels'."""
     last = os.path.join(opts["out"], "last.pt")
     if opts.get("resume") and os.path.isfile(last):  # the weights' own charset
         from ocrkit.checkpoint import load_checkpoint
@@ -105,10 +191,10 @@ def build_charset(opts: dict, labels: list[str]) -> Charset:
         if "charset" not in ckpt:
             raise UsageError(f"--resume: {last} is a {ckpt.get('kind', 'other')} checkpoint, "
                              "not a recognizer run; choose another -o")
-        return Charset(ckpt["charset"])
+        return Charset(ckpt["charset"]), "the resumed run's charset"
     if opts.get("charset"):
-        return Charset.load(opts["charset"])
-    return Charset.from_labels(labels)
+        return Charset.load(opts["charset"]), "--charset"
+    return Charset.from_labels(labels), "the labels' charset"
 
 
 def run_training(opts: dict, method_factory=None) -> dict | None:
@@ -120,14 +206,18 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
         if main_process():
             console.print(msg, highlight=False)
 
+    if not opts.get("train_paths"):
+        raise UsageError("missing option --train (training data; --resume takes a run's own "
+                         "from its config.json)")
+    check_unknown_options(opts)
     cfg = TrainConfig.from_options(opts, warn=say)
     inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ())
     with run_folder(opts, "train", inputs):
         train_set, val_set = open_datasets(opts, say)
         train_set = augmented(train_set, opts, opts.get("rows") or 1)
         labels = train_set.labels()
-        charset = build_charset(opts, labels)
-        check_labels(charset, labels, val_set, opts, say)
+        charset, source = build_charset(opts, labels)
+        check_labels(charset, labels, val_set, opts, say, source=source)
         rows = opts.get("rows") or 1
         neck_args = dict(opts["neck_args"])
         if getattr(registry.get("necks", opts["neck"]).load(), "geometry", False):
@@ -158,6 +248,8 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
             from ocrkit.models.denoise import attach_denoiser
 
             attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
+        if getattr(model.neck, "note", None):
+            say(model.neck.note)
         out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
         if model.row_sequence != "per-row" and out.visual.dim() != 4:
             raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
@@ -169,6 +261,7 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
                 raise UsageError(f"the training labels run to {longest} characters and head "
                                  f"{opts['head']!r} reads at most {model.head.max_length}; "
                                  f"--head-arg max_length={longest}")
+        check_ctc_fit(model, out, labels, charset, opts, input_spec, say)
         spec = model.spec  # with the measured feature geometry and the denoiser
         if opts.get("row_loss") and rows == 1:
             raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
@@ -183,7 +276,8 @@ def run_training(opts: dict, method_factory=None) -> dict | None:
             f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
             f"parameters, {charset.num_classes} classes, {len(train_set)} training images")
         trainer = Trainer(model, method, train_set, val_set,
-                          Collate(input_spec, charset, opts["unknown"], opts.get("replacement"),
+                          Collate(input_spec, charset, opts["unknown"] or "skip",
+                                  opts.get("replacement"),
                                   width="batch"),
                           cfg, extra, console_print=say,
                           val_collate=Collate(input_spec, None, width="any"),

@@ -93,6 +93,14 @@ class CTCHead(nn.Module):
         return list(best), min(1.0, math.exp(_lse(pb, pnb)))
 
 
+def frames_needed(ids) -> int:
+    """Frames CTC needs to emit ``ids``: one per character plus a blank between two
+    equal neighbours (``"aa"`` needs ``a, blank, a``). A label needing more frames
+    than the logits have cannot be aligned (its loss is infinite, zeroed by
+    ``zero_infinity``)."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
 def _lse(a: float, b: float) -> float:
     if a == -math.inf:
         return b

@@ -137,6 +137,13 @@ class LightFormerHead(nn.Module):
                  layers: int = 3, share: bool = True, ffn: int = 0, max_length: int = 32,
                  embed: str = "shared", dropout: float = 0.1, ctc_weight: float = 0.0) -> None:
         super().__init__()
+        for name, value, least in (("d_model", d_model, 1), ("heads", heads, 1),
+                                   ("layers", layers, 1), ("max_length", max_length, 1),
+                                   ("ffn", ffn, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name}={value!r}: must be an integer >= {least}")
+        if not 0 <= float(dropout) < 1:
+            raise ValueError(f"dropout={dropout!r}: must lie in [0, 1)")
         if d_model % heads:
             raise ValueError(f"d_model {d_model} is not divisible by heads {heads}")
         if embed not in ("shared", "own"):

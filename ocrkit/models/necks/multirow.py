@@ -53,6 +53,10 @@ rebuilds the same neck.
     ``w`` times fewer, and it works for any input width. It is lighter because a
     text row is the same whatever column it is read at; what it gives up is the
     full variant's freedom to mix features across columns before the BiLSTM.
+    ``variant="auto"`` (the default) is the full variant where it fits the
+    parameter limit (``max_params``) and the column variant where it does not
+    (the paper's VGG16 at 224 px would need 3.3 G); the choice is recorded in the
+    spec (``resolved_args``) and said in ``note``.
 
     ``gate_init="zero"`` starts the mask's convolution at zero weights and bias
     (the paper is silent on its initialisation; ``"default"`` is PyTorch's): the
@@ -142,19 +146,33 @@ class RowAttention(nn.Module):
     geometry = True
 
     def __init__(self, *, in_channels: int, rows: int, feature_height: int,
-                 feature_width: int, variant: str = "full", features: str = "conv",
+                 feature_width: int, variant: str = "auto", features: str = "conv",
                  gate_scale: float | str = 1.0, gate_init: str = "default",
                  max_params: int = MAX_FULL_PARAMS) -> None:
         super().__init__()
+        self.note = None
         if gate_init not in ("default", "zero"):
             raise UsageError(f"row-attention: gate_init must be 'default' or 'zero', not "
                              f"{gate_init!r}")
-        if variant not in ("full", "column"):
-            raise UsageError(f"row-attention: variant must be 'full' or 'column', not {variant!r}")
+        if variant not in ("auto", "full", "column"):
+            raise UsageError(f"row-attention: variant must be 'auto', 'full' or 'column', not "
+                             f"{variant!r}")
         if features not in ("input", "conv"):
             raise UsageError(f"row-attention: features must be 'input' or 'conv', not "
                              f"{features!r}")
         convs = 2 if features == "conv" else 1
+        if variant == "auto":
+            variant = "full"
+            if feature_height >= rows >= 1:
+                d, k = feature_width * in_channels, feature_height - rows + 1
+                need = convs * (d * d * k + d)
+                if need > max_params:
+                    variant = "column"
+                    self.note = (f"row-attention: variant=column (the paper's variant=full "
+                                 f"would need {need / 1e6:,.0f} M parameters at this input, "
+                                 f"over the {max_params / 1e6:,.0f} M limit; --neck-arg "
+                                 "variant=full with a smaller input or backbone to get it)")
+        self.resolved_args = {"variant": variant}  # recorded in the spec
         if variant == "full" and feature_height >= rows >= 1:
             d, k = feature_width * in_channels, feature_height - rows + 1
             need = convs * (d * d * k + d)
@@ -237,7 +255,7 @@ def multirow_stretch(*, in_channels: int, rows: int = 1, feature_height: int | N
 
 
 def row_attention(*, in_channels: int, rows: int, feature_height: int, feature_width: int,
-                  variant: str = "full", features: str = "conv", gate_scale: float | str = 1.0,
+                  variant: str = "auto", features: str = "conv", gate_scale: float | str = 1.0,
                   gate_init: str = "default", max_params: int = MAX_FULL_PARAMS
                   ) -> RowAttention:
     return RowAttention(in_channels=in_channels, rows=rows, feature_height=feature_height,
