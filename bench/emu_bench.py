@@ -12,16 +12,28 @@ and 20,000, K = 512: softmax (a linear layer), EMU float (projection, sign, a
 +-1 matrix product) and EMU popcount (projection, sign, packed XOR + popcount).
 
 ``accuracy`` (hours on 2 cores): a large character set rendered by `ocrkit synth`
-(``--charset-size``, single rows; test on held-out lines), four models trained one
-after another with the same steps: softmax CRNN vs EMU CRNN (CTC), Light-Former vs
-Light-Former-EMU. Reports 1-NED, accuracy and model MB (``ocrkit info``).
+(``--charset-size``, single rows), four models trained one after another with the
+same steps: softmax CRNN vs EMU CRNN (CTC), Light-Former vs Light-Former-EMU.
+Every run keeps its best checkpoint by a validation set of its own (another synth
+seed, never trained on); the held-out test lines are read once per run, by
+``ocrkit evaluate`` on that checkpoint. ``--seeds 0,1,2`` trains each model with
+each seed (initialisation and batch order; the data stay the same) and reports the
+mean 1-NED and accuracy with their min-max, and model MiB (``ocrkit info``).
+
+``select`` chooses Light-Former settings without the test set: it trains each
+candidate (``--candidates``; by default the softmax decoder with and without the
+auxiliary CTC loss, and Light-Former-EMU through P or a K x d map, K = 384 or 512,
+with and without it) at the first seed, reads each best checkpoint's 1-NED on the
+validation set, and prints the winner of each decoder; ``accuracy`` then runs the
+winners at every seed.
 
     python bench/emu_bench.py sizes
     python bench/emu_bench.py time
-    python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000]
+    python bench/emu_bench.py accuracy --out /tmp/emu-bench [--steps 3000] [--seeds 0,1,2]
         [--models "CRNN softmax,CRNN EMU"] [--lf-size 32x256] [--lf-lr 5e-4]
         [--lf-ctc-weight 0.3] [--lf-encoder paper|crnn] [--lf-embed-map proj|linear]
-        [--lf-bits 384]
+        [--lf-bits 384] [--lf-softmax-ctc-weight 0.5]
+    python bench/emu_bench.py select --out /tmp/emu-bench --lf-encoder crnn [--steps 1500]
 """
 
 from __future__ import annotations
@@ -149,21 +161,24 @@ def _ocrkit(args: list, log) -> dict:
     return out
 
 
-def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,
-             lf_size: tuple[int, int] = (32, 256), lf_lr: float = 5e-4,
-             lf_ctc_weight: float = 0.0, lf_encoder: str = "paper",
-             lf_embed_map: str = "proj", lf_bits: int = 512) -> list[dict]:
-    os.makedirs(out, exist_ok=True)
-    log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
+def _data(out: str, classes: int, count: int, val_count: int, log) -> tuple[str, str, str]:
+    """(train, validation, test) folders of the large character set: train and test
+    from one synth run (5 % test), validation from another seed."""
     data = os.path.join(out, f"synth-{classes}")
     if not os.path.isdir(data):
         _ocrkit(["synth", "--rows", 1, "--min-cols", 4, "--cols", 12, "-n", count,
                  "--charset-size", classes, "--test-fraction", 0.05, "--seed", 7,
                  "-o", data, "-q"], log)
-    train, test = os.path.join(data, "train"), os.path.join(data, "test")
-    common = ["--train", train, "--val", test, "--charset", os.path.join(train, "charset.txt"),
-              "--max-steps", steps, "--val-every", max(1, steps // 4), "--val-limit", 1000,
-              "-b", 32, "-q"]
+    val = os.path.join(out, f"synth-{classes}-val")
+    if not os.path.isdir(val):
+        _ocrkit(["synth", "--rows", 1, "--min-cols", 4, "--cols", 12, "-n", val_count,
+                 "--charset-size", classes, "--seed", 8, "-o", val, "-q"], log)
+    return os.path.join(data, "train"), val, os.path.join(data, "test")
+
+
+def _runs(lf_size=(32, 256), lf_lr=5e-4, lf_ctc_weight=0.0, lf_encoder="paper",
+          lf_embed_map="proj", lf_bits=512, lf_softmax_ctc_weight=None) -> dict[str, list]:
+    """Model name -> the command that trains it (without data and run options)."""
     # CPU scale: a narrow VGG and one BiLSTM layer (d = 256 frames, as the paper's d): the
     # small recognizer for a large character set where the classifier dominates the model
     encoder = ["--backbone", "vgg-small", "--backbone-arg", "channels=(16,32,48,64)",
@@ -186,40 +201,103 @@ def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] |
         suffix += " +crnn-encoder"
     else:
         lf += ["--backbone", "mobilenetv3-small", "--neck", "tokens", "--sequence", "none"]
-    # joint CTC-attention training (not the paper's): a run of its own, named for it
-    if lf_ctc_weight:
-        suffix += f" +CTC {lf_ctc_weight:g}"
-        lf += ["--head-arg", f"ctc_weight={lf_ctc_weight:g}"]
-    # EMU's codes to the decoder's d: P itself (the default) or a K x d map of its own
-    emu_suffix = " +embed-map-linear" if lf_embed_map == "linear" else ""
+    soft_ctc = lf_ctc_weight if lf_softmax_ctc_weight is None else lf_softmax_ctc_weight
+
+    def ctc(weight):  # joint CTC-attention training (not the paper's): named for it
+        return ((f" +CTC {weight:g}", ["--head-arg", f"ctc_weight={weight:g}"]) if weight
+                else ("", []))
+    soft_name, soft_args = ctc(soft_ctc)
+    emu_name, emu_args = ctc(lf_ctc_weight)
+    # EMU's codes to the decoder's d: P itself (the default) or a K x d map of its own;
     # K, the code length (Table VI's K = 128 ... 1024; the paper's default 512)
-    emu_suffix += f" +bits-{lf_bits}" if lf_bits != 512 else ""
+    emu_name += " +embed-map-linear" if lf_embed_map == "linear" else ""
+    emu_name += f" +bits-{lf_bits}" if lf_bits != 512 else ""
     # the paper's Light-Former baseline: an output embedding of its own (Table V's 16.1 MB)
-    runs = {
+    return {
         "CRNN softmax": ["train", *crnn],
         "CRNN EMU": ["train-emu", *crnn],
-        "Light-Former" + suffix: ["train", *lf, "--head-arg", "embed=own"],
-        "Light-Former-EMU" + suffix + emu_suffix: ["train-emu", *lf,
-                                                   "--embed-map", lf_embed_map,
-                                                   "--bits", lf_bits],
+        "Light-Former" + suffix + soft_name: ["train", *lf, *soft_args, "--head-arg",
+                                              "embed=own"],
+        "Light-Former-EMU" + suffix + emu_name: ["train-emu", *lf, *emu_args, "--embed-map",
+                                                 lf_embed_map, "--bits", lf_bits],
     }
+
+
+def _train(out: str, name: str, args: list, common: list, seed: int, log) -> str:
+    run = os.path.join(out, name.replace(" +", "-").replace(" ", "-") + f"-s{seed}")
+    if not os.path.isfile(os.path.join(run, "best.pt")):
+        _ocrkit([*args, *common, "--seed", seed, "-o", run, "--overwrite"], log)
+    return run
+
+
+def _common(train: str, val: str, steps: int) -> list:
+    return ["--train", train, "--val", val, "--charset", os.path.join(train, "charset.txt"),
+            "--max-steps", steps, "--val-every", max(1, steps // 4), "-b", 32, "-q"]
+
+
+def _stat(values: list[float]) -> list[float]:
+    """[mean, min, max] in %, rounded."""
+    values = [100 * v for v in values]
+    return [round(sum(values) / len(values), 2), round(min(values), 2), round(max(values), 2)]
+
+
+def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,
+             seeds: tuple[int, ...] = (0, 1, 2), val_count: int = 1000, **lf) -> list[dict]:
+    os.makedirs(out, exist_ok=True)
+    log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
+    train, val, test = _data(out, classes, count, val_count, log)
+    common = _common(train, val, steps)
     rows = []
-    for name, args in runs.items():
+    for name, args in _runs(**lf).items():
         if models and name.split(" +")[0] not in models:
             continue
-        run = os.path.join(out, name.replace(" +", "-").replace(" ", "-"))
-        if not os.path.isfile(os.path.join(run, "best.pt")):
-            _ocrkit([*args, *common, "-o", run], log)
-        ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), test, "-q"], log)
-        info = _ocrkit(["info", os.path.join(run, "best.pt"), "-q"], log)
-        with open(os.path.join(run, "config.json"), encoding="utf-8") as fh:
-            steps_run = json.load(fh)["options"]["max_steps"]  # a cached run's own steps
+        evs, info, steps_run = [], None, None
+        for seed in seeds:
+            run = _train(out, name, args, common, seed, log)
+            evs.append(_ocrkit(["evaluate", os.path.join(run, "best.pt"), test, "-q"], log))
+            info = _ocrkit(["info", os.path.join(run, "best.pt"), "-q"], log)
+            with open(os.path.join(run, "config.json"), encoding="utf-8") as fh:
+                steps_run = json.load(fh)["options"]["max_steps"]  # a cached run's own steps
         rows.append({"model": name, "classes": info["classes"], "steps": steps_run,
-                     "1-NED": round(100 * ev["one_minus_ned"], 2),
-                     "accuracy": round(100 * ev["accuracy"], 2),
+                     "seeds": list(seeds),
+                     "1-NED": _stat([e["one_minus_ned"] for e in evs]),
+                     "accuracy": _stat([e["accuracy"] for e in evs]),
                      "MiB": round(info["tensor_bytes"] / MIB, 3),
                      "classifier_MiB": round(info["parts"]["classifier"]["bytes"] / MIB, 3),
-                     "ms_per_line": ev.get("ms_per_image")})
+                     "ms_per_line": round(statistics.mean(e.get("ms_per_image") or 0
+                                                          for e in evs), 2)})
+    return rows
+
+
+# Light-Former candidates for ``select``: (decoder, auxiliary CTC weight, EMU map, K).
+CANDIDATES = [("Light-Former", 0.0, None, None), ("Light-Former", 0.5, None, None),
+              ("Light-Former-EMU", 0.0, "proj", 512), ("Light-Former-EMU", 0.5, "proj", 512),
+              ("Light-Former-EMU", 0.5, "linear", 512), ("Light-Former-EMU", 0.5, "linear", 384)]
+
+
+def select(out: str, steps: int, classes: int, count: int, seed: int = 0,
+           val_count: int = 1000, candidates=None, **lf) -> list[dict]:
+    """Each Light-Former candidate at one seed, scored by its best checkpoint's 1-NED on
+    the validation set (the test split is not read); the best of each decoder wins."""
+    os.makedirs(out, exist_ok=True)
+    log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
+    train, val, _ = _data(out, classes, count, val_count, log)
+    common = _common(train, val, steps)
+    rows = []
+    for decoder, weight, embed_map, bits in candidates or CANDIDATES:
+        options = {**lf, "lf_ctc_weight": weight, "lf_softmax_ctc_weight": weight}
+        if embed_map:
+            options.update(lf_embed_map=embed_map, lf_bits=bits)
+        name, args = next((n, a) for n, a in _runs(**options).items()
+                          if n.split(" +")[0] == decoder)
+        run = _train(out, name, args, common, seed, log)
+        ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), val, "-q"], log)
+        rows.append({"model": name, "decoder": decoder, "seed": seed, "steps": steps,
+                     "val_1-NED": round(100 * ev["one_minus_ned"], 2),
+                     "val_accuracy": round(100 * ev["accuracy"], 2)})
+    for decoder in {r["decoder"] for r in rows}:
+        best = max((r for r in rows if r["decoder"] == decoder), key=lambda r: r["val_1-NED"])
+        best["selected"] = True
     return rows
 
 
@@ -233,7 +311,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["sizes", "time", "accuracy"])
+    ap.add_argument("what", choices=["sizes", "time", "accuracy", "select"])
     ap.add_argument("--out", default="emu-bench")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--classes", type=int, default=3000)
@@ -255,6 +333,13 @@ def main() -> None:
                          "(train-emu --embed-map)")
     ap.add_argument("--lf-bits", type=int, default=512,
                     help="accuracy: Light-Former-EMU's code length K (train-emu --bits)")
+    ap.add_argument("--lf-softmax-ctc-weight", type=float, default=None,
+                    help="accuracy: the softmax Light-Former's auxiliary CTC weight "
+                         "[default: --lf-ctc-weight]")
+    ap.add_argument("--seeds", default="0,1,2",
+                    help="accuracy: train every model with each seed; select: the first")
+    ap.add_argument("--val-count", type=int, default=1000,
+                    help="lines in the validation set (best.pt and select choose on it)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -263,10 +348,17 @@ def main() -> None:
     elif args.what == "time":
         rows = timing()
     else:
-        rows = accuracy(args.out, args.steps, args.classes, args.count,
-                        args.models.split(",") if args.models else None,
-                        args.lf_size, args.lf_lr, args.lf_ctc_weight, args.lf_encoder,
-                        args.lf_embed_map, args.lf_bits)
+        seeds = tuple(int(x) for x in args.seeds.split(","))
+        lf = {"lf_size": args.lf_size, "lf_lr": args.lf_lr, "lf_encoder": args.lf_encoder}
+        if args.what == "select":
+            rows = select(args.out, args.steps, args.classes, args.count, seeds[0],
+                          args.val_count, **lf)
+        else:
+            rows = accuracy(args.out, args.steps, args.classes, args.count,
+                            args.models.split(",") if args.models else None, seeds,
+                            args.val_count, lf_ctc_weight=args.lf_ctc_weight,
+                            lf_embed_map=args.lf_embed_map, lf_bits=args.lf_bits,
+                            lf_softmax_ctc_weight=args.lf_softmax_ctc_weight, **lf)
     for row in rows:
         print(json.dumps(row))
 

@@ -58,7 +58,10 @@ def main() -> None:
     train_fonts = [a for d in trained for a in ("--font", fonts[d])]
     bench = Bench(args.out, args.device, args.seed)
     common = ["--charset-size", args.charset_size, "-q", "--overwrite"]
+    # best.pt is chosen on "validation" (the training designs, another seed); every
+    # test set is read once, by evaluate, at the end
     sets = {"train": (args.train_images, 1, 6, train_fonts),
+            "validation": (500, 5, 6, train_fonts),
             "in-domain": (500, 2, 6, train_fonts),
             "held-out design": (500, 3, 6, ["--font", fonts[args.held_out]]),
             "20-character lines": (300, 4, 20, train_fonts)}
@@ -76,7 +79,7 @@ def main() -> None:
     for augment in ("--augment", "--no-augment"):
         run = os.path.join(args.out, "runs", augment.strip("-"))
         train = bench.cached(f"train{augment}", lambda: bench.ocrkit(
-            "train", "--train", data["train"], "--val", data["in-domain"], "-o", run,
+            "train", "--train", data["train"], "--val", data["validation"], "-o", run,
             "--max-steps", args.steps, "--width", width, "--lr", "2e-3", "--warmup", "0.02",
             "--val-every", max(1, args.steps // 5), "--val-limit", 200, *MODEL, augment,
             "--device", bench.device, "--seed", bench.seed, "--overwrite", "-q"))

@@ -10,6 +10,16 @@ not run again, so an interrupted run continues where it stopped. The end prints
 our CLP / ILP next to the paper's (Markdown; also OUT/results.md and
 OUT/results.json).
 
+Selection and seeds, the same for every row of every table: each dataset has a
+validation set of its own (the same renderer and settings, another seed, never
+trained on); every run - teacher, student alone, each distilled student, each
+denoiser - validates on it and keeps its best checkpoint by validation CLP (PSNR
+for denoisers); the test split is read once per run, by ``ocrkit evaluate`` on
+that checkpoint. ``--seeds 0,1,2`` (the default) trains every model with each
+seed on the same data (the model's initialisation and batch order; a distilled
+student of seed k learns from the teacher of seed k) and reports the mean with
+the minimum and maximum.
+
 Tables (paper §4.4, data: §4.1 / Table 1, recipes: Appendix A.1):
 
 * Table 2, single-row: CAP (column average pooling over a feature map of height
@@ -20,19 +30,23 @@ Tables (paper §4.4, data: §4.1 / Table 1, recipes: Appendix A.1):
   each row attention also with ``--row-sequence reading-order`` (the BiLSTM reads
   the rows in reading order, per-row CTC unchanged), and in reading order with
   ``features=input`` (Eq. 6 as printed: the mask gates the backbone's own rows).
-  ``--t3-seeds 0,1,2`` trains each model with several seeds on the same data and
-  reports the mean (at this scale a run's escape from the CTC plateau depends on
-  its initialisation); ``--t3-methods`` picks rows.
+  A row named "gated stretching" is row attention read in reading order with one
+  joined CTC loss: MultiRow Stretching with a sigmoid gate on its rows, not the
+  paper's row attention (per-row CTC over rows read on their own).
+  ``--t3-methods`` picks rows.
 * Table 4, multi-row images with box lines: MultiRow Stretching alone, after a
   DDeCAE, after a Line-DDeCAE (both denoisers trained first on the same
   training images and their clean twins).
 * Table 5, distillation (single rows, and 7-row images read by MultiRow
   Stretching): the teacher; the half-width student (``--student-preset half``:
-  half the CNN widths, one BiLSTM layer) trained alone; the same student
-  distilled offline from the trained teacher and online (teacher trained from
-  scratch alongside, the paper's setting); and the two peers' options, DML and
-  ctc-mean-kl. Parameters, recognition ms per image (``evaluate``'s
-  ``ms_per_image``, batch 64) and training seconds next to CLP / ILP.
+  half the CNN widths, one BiLSTM layer: 30 % of this teacher's weights) trained
+  alone; the same student distilled offline from the trained teacher and online
+  (teacher trained from scratch alongside, the paper's setting: no gate, no
+  warm-up); and the two peers' options, DML and ctc-mean-kl. Single rows also at
+  the teacher's longer schedule (student alone and online), multi-row also
+  offline without the BiLSTM-state term. Parameters, recognition ms per image
+  (``evaluate``'s ``ms_per_image``, batch 64) and training seconds next to CLP /
+  ILP.
 
 ``--scale paper`` is the paper's setting: 5k single-row images at 64x128, 30k
 224x224 7-row and 10-row images (80/20 split), VGG16 cut, 2x BiLSTM-256,
@@ -43,15 +57,17 @@ scale uses the ``column`` variant (see ocrkit/models/necks/multirow.py); at cpu
 scale that variant did not leave the CTC plateau in 800 steps (the full one did),
 so treat the paper-scale Attention row as untested until it has run on a GPU.
 
-``--scale cpu`` keeps the structure and shrinks everything to fit about an hour
-on 2 CPU cores: a 100-character alphabet, 5,000 images per table (4,000 train /
-1,000 test), 112x112 7-row images (16-px rows) for Tables 3 and 4 (the paper's
-Table 4 uses 10 rows; at 112 px they would be 11 px high), the small VGG
+``--scale cpu`` keeps the structure and shrinks everything for 2 CPU cores: a
+100-character alphabet, 5,000 images per table (4,000 train / 1,000 test) and
+500 validation images, 112x112 7-row images (16-px rows) for Tables 3 and 4 (the
+paper's Table 4 uses 10 rows; at 112 px they would be 11 px high), the small VGG
 (32-64-128-128, height /16 so the 7 rows give a 7-row feature map as in the
 paper), one BiLSTM-128, Adam 1e-3 with one-cycle (10 % warm-up; at 2e-3 with
 2 % warm-up some runs never left the CTC plateau), 800 steps of batch 32, small
 denoisers (base 16, depth 3: 112 px -> 14 px, so 10-px glyphs survive the
-bottleneck; 3,000 steps of batch 32).
+bottleneck; 3,000 steps of batch 32). Table 5 at 3 seeds: single rows (10,000
+lines, 300 characters) teacher 1,200 steps, students 400 (long: 1,200); 7-row
+images teacher 1,200, students 600. About 1 h per Table 5 half on 2 cores.
 """
 
 from __future__ import annotations
@@ -141,10 +157,10 @@ SCALES = {
                    *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
                    "--neck-arg", "gate_init=zero", "--neck-arg", "gate_scale=auto",
                    "--row-sequence", "reading-order", *CPU_RECIPE],
-               "Attention, input rows, reading order, joined loss": [
+               "Gated stretching (attention, input rows, reading order, joined loss)": [
                    *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "features=input",
                    "--row-sequence", "reading-order", "--row-loss", "joined", *CPU_RECIPE],
-               "Attention (column), input rows, reading order, joined loss": [
+               "Gated stretching (column attention, input rows, reading order, joined loss)": [
                    *SMALL_VGG, "--neck", "row-attention", "--neck-arg", "variant=column",
                    "--neck-arg", "features=input", "--row-sequence", "reading-order",
                    "--row-loss", "joined", *CPU_RECIPE],
@@ -160,13 +176,18 @@ SCALES = {
         # two-layer teacher still trails the half-width student trained alone).
         # The paper trains teacher and student together for the whole schedule: at the
         # teacher's 2,400 steps, "online" is compared with the student alone at 2,400 too.
+        # 3x fewer steps than the single-seed runs before (2,400 / 800): three seeds of
+        # every row in about an hour per half.
         "t5": {"single": {"data": "s5", "rows": 1, "size": ["--height", 32, "--width", 256],
                           "teacher": [*TEACHER_VGG, *CPU_RECIPE],
-                          "teacher_steps": ["--max-steps", 2400],
-                          "long": ["--max-steps", 2400]},
+                          "teacher_steps": ["--max-steps", 1200],
+                          "steps": ["--max-steps", 400],
+                          "long": ["--max-steps", 1200]},
                "multi": {"data": "m7", "rows": 7, "size": ["--height", 112, "--width", 112],
                          "teacher": [*TEACHER_VGG, "--neck", "multirow-stretch", *CPU_RECIPE],
-                         "teacher_steps": ["--max-steps", 2400]},
+                         "teacher_steps": ["--max-steps", 1200],
+                         "steps": ["--max-steps", 600],
+                         "ablation": [("offline, no lstm term", ["--lambda-lstm", 0])]},
                "recipe": CPU_RECIPE},
     },
     "paper": {
@@ -199,8 +220,11 @@ SCALES = {
                "multi": {"data": "m7", "rows": 7, "size": ["--height", 224, "--width", 224],
                          "teacher": [*VGG16, "--neck", "multirow-stretch", *PAPER_RECIPE,
                                      "-b", 20]},
-               # Table 6: KD 300 epochs, batch 16, Nesterov (single) / AMSGrad (multi)
-               "recipe": [*PAPER_RECIPE, "--epochs", 300, "-b", 16]},
+               # Table 6: KD 300 epochs, batch 16, lr 1e-4 halved every 60 epochs; PAPER_RECIPE
+               # is AMSGrad (the paper's multi-row optimizer); single rows use Nesterov SGD
+               # (see "single_recipe")
+               "recipe": [*PAPER_RECIPE, "--epochs", 300, "-b", 16],
+               "single_recipe": [*PAPER_RECIPE, "--epochs", 300, "-b", 16, "--optimizer", "sgd"]},
     },
 }
 
@@ -220,12 +244,13 @@ def _shrunk(cfg, n: int = 40, steps: int = 3):
     return cfg
 
 
-SCALES["smoke"] = _shrunk(SCALES["cpu"])
+SCALES["smoke"] = {**_shrunk(SCALES["cpu"]), "val_count": 20}
 
 
 class Bench:
-    def __init__(self, out: str, device: str, seed: int) -> None:
+    def __init__(self, out: str, device: str, seed: int, val_count: int = 500) -> None:
         self.out, self.device, self.seed = out, device, seed
+        self.val_count = val_count
         self.t0 = time.perf_counter()
         self.stage_seconds = 0.0  # every stage's own time, cached ones included
         os.makedirs(out, exist_ok=True)
@@ -258,47 +283,104 @@ class Bench:
         self.stage_seconds += result.get("_seconds", 0)
         return result
 
-    def synth(self, name: str, args: list, common: list) -> str:
+    def synth(self, name: str, args: list, common: list) -> tuple[str, str]:
+        """(the dataset folder with train/ and test/, its validation folder): the same
+        renderer and settings, the validation set from another seed."""
         folder = os.path.join(self.out, "data", name)
         self.cached(f"synth-{name}", lambda: self.ocrkit(
             "synth", *args, *common, "--test-fraction", 0.2, "--seed", self.seed, "-q",
             "--overwrite", "--out", folder))
-        return folder
+        val = os.path.join(self.out, "data", f"{name}-val")
+        count = _with(args, "-n", self.val_count)
+        self.cached(f"synth-{name}-val", lambda: self.ocrkit(
+            "synth", *count, *common, "--seed", self.seed + 1000, "-q", "--overwrite",
+            "--out", val))
+        return folder, val
 
-    def recognizer(self, name: str, data: str, rows: int, size: list, args: list,
-                   denoiser: str | None = None, seed: int | None = None) -> dict:
-        """Train and evaluate; ``seed`` (default: the bench's) seeds the model and the
-        batch order only - the data are the bench seed's."""
+    def _evaluate(self, name: str, run: str, data: str) -> dict:
+        """The test split, read once: the run's best checkpoint by validation."""
+        return self.cached(f"eval-{name}", lambda: self.ocrkit(
+            "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
+            self.device, "-q"))
+
+    def recognizer(self, name: str, data: tuple[str, str], rows: int, size: list, args: list,
+                   denoiser: str | None = None, seed: int = 0) -> dict:
+        """Train (best.pt chosen on the validation set) and evaluate on the test split;
+        ``seed`` seeds the model and the batch order only - the data are the bench's."""
+        folder, val = data
         run = os.path.join(self.out, "runs", name)
         extra = ["--denoiser", denoiser] if denoiser else []
-        seed = self.seed if seed is None else seed
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
-            "train", "--train", os.path.join(data, "train"), "-o", run, "--rows", rows, *size,
-            *args, *extra, "--device", self.device, "--seed", seed, "--save-every", 1000,
-            "--overwrite", "-q"))  # not cached: a stage cut short earlier starts over
-        ev = self.cached(f"eval-{name}", lambda: self.ocrkit(
-            "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
-            self.device, "-q"))
-        return {"train": train, "eval": ev}
+            "train", "--train", os.path.join(folder, "train"), "--val", val, "-o", run,
+            "--rows", rows, *size, *args, *extra, *_val_every(args), "--device", self.device,
+            "--seed", seed, "--save-every", 1000, "--overwrite", "-q"))
+        return {"train": train, "eval": self._evaluate(name, run, folder)}
 
-    def distilled(self, name: str, data: str, args: list) -> dict:
+    def distilled(self, name: str, data: tuple[str, str], args: list, seed: int = 0) -> dict:
+        folder, val = data
         run = os.path.join(self.out, "runs", name)
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
-            "distill", "--train", os.path.join(data, "train"), "-o", run, *args,
-            "--device", self.device, "--seed", self.seed, "--save-every", 1000,
+            "distill", "--train", os.path.join(folder, "train"), "--val", val, "-o", run, *args,
+            *_val_every(args), "--device", self.device, "--seed", seed, "--save-every", 1000,
             "--overwrite", "-q"))
-        ev = self.cached(f"eval-{name}", lambda: self.ocrkit(
-            "evaluate", os.path.join(run, "best.pt"), os.path.join(data, "test"), "--device",
-            self.device, "-q"))
-        return {"train": train, "eval": ev}
+        return {"train": train, "eval": self._evaluate(name, run, folder)}
 
-    def denoiser(self, name: str, data: str, variant: str, args: list) -> tuple[str, dict]:
+    def denoiser(self, name: str, data: tuple[str, str], variant: str, args: list,
+                 seed: int = 0) -> tuple[str, dict]:
+        """A denoiser trained on the training pairs, its best.pt chosen on the
+        validation set's pairs (PSNR)."""
+        folder, val = data
         run = os.path.join(self.out, "runs", name)
         result = self.cached(f"train-{name}", lambda: self.ocrkit(
-            "train-denoiser", "--data", data, "-o", run, "--variant", variant, *args,
-            "--device", self.device, "--seed", self.seed, "--save-every", 1000,
-            "--val-limit", 256, "--overwrite", "-q"))
+            "train-denoiser", "--data", os.path.join(folder, "train"), "--val", val, "-o", run,
+            "--variant", variant, *args, "--device", self.device, "--seed", seed,
+            "--save-every", 1000, "--val-limit", 256, "--overwrite", "-q"))
         return os.path.join(run, "best.pt"), result
+
+
+def gate_stats(checkpoint: str, data: str, limit: int = 256) -> dict | None:
+    """How open a row-attention model's sigmoid mask is on ``data``'s images: its mean
+    and the shares of values above 0.95 and below 0.05 (None for other necks). A mask
+    that stays open (all near 1) makes row attention the network without a gate."""
+    import torch
+
+    from ocrkit.checkpoint import build_model, load_checkpoint
+    from ocrkit.data import open_dataset
+    from ocrkit.train.data import InputSpec
+
+    ckpt = load_checkpoint(checkpoint)
+    model, _ = build_model(ckpt)
+    if not hasattr(model.neck, "mask_and_features"):
+        return None
+    spec = InputSpec(**ckpt["input"])
+    dataset = open_dataset(data)
+    resize = spec.transform("fixed")
+    images = [dataset[i].image for i in range(min(limit, len(dataset)))]
+    x = spec.to_tensor([resize(im)[0] for im in images if im is not None])
+    with torch.no_grad():
+        _, mask = model.neck.mask_and_features(model.backbone(model.clean(x)))
+    return {"gate_mean": round(float(mask.mean()), 4),
+            "gate_above_0.95": round(float((mask > 0.95).float().mean()), 4),
+            "gate_below_0.05": round(float((mask < 0.05).float().mean()), 4)}
+
+
+def _with(args: list, flag: str, value) -> list:
+    """``args`` with ``flag``'s value replaced (the last occurrence counts)."""
+    out = list(args)
+    for i in range(len(out) - 1):
+        if out[i] == flag:
+            out[i + 1] = value
+    return out
+
+
+def _val_every(args: list) -> list:
+    """Validate 8 times per run (runs of --epochs keep the loop's default)."""
+    steps = [int(args[i + 1]) for i in range(len(args) - 1) if args[i] == "--max-steps"]
+    return ["--val-every", max(1, steps[-1] // 8)] if steps else []
+
+
+def _tag(seed: int) -> str:
+    return f"-s{seed}"
 
 
 T3_TAGS = {"MultiRow Stretching": "stretch",
@@ -317,34 +399,46 @@ T3_TAGS = {"MultiRow Stretching": "stretch",
                "attention-input-zero-scaled-reading-order",
            "Attention (column), input rows, zero-init gate, reading order":
                "attention-column-input-zero-reading-order",
-           "Attention, input rows, reading order, joined loss":
+           "Gated stretching (attention, input rows, reading order, joined loss)":
                "attention-input-reading-order-joined",
-           "Attention (column), input rows, reading order, joined loss":
+           "Gated stretching (column attention, input rows, reading order, joined loss)":
                "attention-column-input-reading-order-joined"}
 
 
-def mean_result(results: list[dict]) -> tuple[dict, str]:
-    """Several seeds' results -> one with the mean metrics, and a note with each seed's
-    CLP (how far a single run can be from another at this scale)."""
-    if len(results) == 1:
-        return results[0], ""
+def summary(results: list[dict]) -> dict:
+    """Several seeds' results -> the mean of each metric with its minimum and maximum
+    (``{"clp": (mean, lo, hi), ...}``, in %) and the mean training seconds."""
     evs = [r["eval"] for r in results]
-    ev = {k: sum(e[k] for e in evs) / len(evs) for k in ("clp", "clp_ed", "ilp")}
-    if all("row_level" in e for e in evs):
-        ev["row_level"] = {"ilp": sum(e["row_level"]["ilp"] for e in evs) / len(evs)}
-    train = {"_seconds": sum(r["train"]["_seconds"] for r in results) / len(results)}
-    note = "mean of seeds; CLP " + " / ".join(f"{100 * e['clp']:.1f}" for e in evs)
-    return {"eval": ev, "train": train}, note
+
+    def stat(values):
+        values = [100 * v for v in values]
+        return (sum(values) / len(values), min(values), max(values))
+
+    out = {k: stat([e[k] for e in evs]) for k in ("clp", "clp_ed", "ilp")}
+    out["row_ilp"] = (stat([e["row_level"]["ilp"] for e in evs])
+                      if all("row_level" in e for e in evs) else None)
+    ms = [e.get("ms_per_image") for e in evs]
+    out["ms_per_image"] = sum(ms) / len(ms) if all(m is not None for m in ms) else None
+    trains = [r["train"] for r in results]
+    out["train_s"] = sum(t["_seconds"] for t in trains) / len(trains)
+    out["parameters"] = trains[0].get("parameters")
+    out["steps"] = trains[0].get("steps")
+    out["seeds"] = len(results)
+    return out
 
 
-def row(table: str, method: str, result: dict, note: str = "") -> dict:
-    ev = result["eval"]
+def row(table: str, method: str, results: list[dict], note: str = "") -> dict:
     paper = PAPER.get((table, method), (None, None))
     return {"table": table, "method": method, "paper_clp": paper[0], "paper_ilp": paper[1],
-            "clp": round(100 * ev["clp"], 2), "clp_ed": round(100 * ev["clp_ed"], 2),
-            "ilp": round(100 * ev["ilp"], 2),
-            "row_ilp": round(100 * ev["row_level"]["ilp"], 2) if "row_level" in ev else None,
-            "train_s": result["train"]["_seconds"], "note": note}
+            **summary(results), "note": note}
+
+
+def _cell(stat) -> str:
+    """``mean (min-max)``, or the value alone for one seed."""
+    if stat is None:
+        return ""
+    mean, lo, hi = stat
+    return f"{mean:.2f}" if lo == hi else f"{mean:.2f} ({lo:.1f}-{hi:.1f})"
 
 
 # Offline distillation with terms switched off: which of Eq. 16's terms help.
@@ -353,55 +447,55 @@ ABLATION = (("offline, no lstm term", ["--lambda-lstm", 0]),
             ("offline, soft targets only", ["--lambda-lstm", 0, "--lambda-hint", 0]))
 
 
-def table5(bench: "Bench", cfg: dict, kinds=("single", "multi"), ablation: bool = False
-           ) -> list[dict]:
+def table5(bench: "Bench", cfg: dict, seeds: list[int], kinds=("single", "multi"),
+           ablation: bool = False) -> list[dict]:
     """Table 5: teacher, student alone, distilled offline / online, DML, ctc-mean-kl
-    (and, with ``ablation``, offline with each KD term switched off)."""
+    (with ``ablation``, offline with each KD term switched off; a half's own
+    ``ablation`` list is always run), every row at every seed."""
     t5, out = cfg["t5"], []
-    recipe = t5["recipe"]
     for kind in kinds:
         t = t5[kind]
+        recipe = [*t5.get(f"{kind}_recipe", t5["recipe"]), *t.get("steps", [])]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
         rows = ["--rows", t["rows"]] if t["rows"] > 1 else []
-        teacher = bench.recognizer(f"t5-{kind}-teacher", data, t["rows"], t["size"],
-                                   [*t["teacher"], *t.get("teacher_steps", [])])
-        t_run = os.path.join(bench.out, "runs", f"t5-{kind}-teacher")
-        # The student alone: the half preset's architecture, trained like the teacher.
-        alone_spec = _half_args(t["teacher"])
-        results = {"teacher": teacher,
-                   "student alone": bench.recognizer(f"t5-{kind}-student", data, t["rows"],
-                                                     t["size"], alone_spec)}
-        kd = [*recipe, "--val", os.path.join(data, "test"), "--val-limit", 512]
-        offline = ["--teacher", os.path.join(t_run, "best.pt")]
-        for label, args in (
-                ("distilled offline", offline),
-                *(((f"distilled {label}", [*offline, *extra]) for label, extra in ABLATION)
-                  if ablation else ()),
-                ("distilled online", ["--teacher", os.path.join(t_run, "config.json"),
-                                      "--online"]),
-                # two half-width peers learning from each other (no teacher)
-                ("dml", ["--kd-mode", "dml", *rows, *t["size"], "--student-preset", "none",
-                         *alone_spec]),
-                ("ctc-mean-kl", ["--teacher", os.path.join(t_run, "best.pt"), "--kd-mode",
-                                 "ctc-mean-kl"])):
-            name = f"t5-{kind}-" + re.sub(r"[^a-z0-9]+", "-", label)
-            results[label] = bench.distilled(name, data, [*args, *kd])
-        if t.get("long"):  # the paper's online setting over the teacher's whole schedule
-            results["student alone, long"] = bench.recognizer(
-                f"t5-{kind}-student-long", data, t["rows"], t["size"], [*alone_spec, *t["long"]])
-            results["distilled online, long"] = bench.distilled(
-                f"t5-{kind}-distilled-online-long", data,
-                ["--teacher", os.path.join(t_run, "config.json"), "--online", *kd, *t["long"]])
-        for label, result in results.items():
-            ev, train = result["eval"], result["train"]
+        # The student alone: the half preset's architecture, trained like the students.
+        alone_spec = [*_half_args(t["teacher"]), *t.get("steps", [])]
+        extra = dict(t.get("ablation", []))
+        if ablation:
+            extra.update(ABLATION)
+        results: dict[str, list] = {}
+        for seed in seeds:
+            tag = _tag(seed)
+            t_run = os.path.join(bench.out, "runs", f"t5-{kind}-teacher{tag}")
+            results.setdefault("teacher", []).append(bench.recognizer(
+                f"t5-{kind}-teacher{tag}", data, t["rows"], t["size"],
+                [*t["teacher"], *t.get("teacher_steps", [])], seed=seed))
+            results.setdefault("student alone", []).append(bench.recognizer(
+                f"t5-{kind}-student{tag}", data, t["rows"], t["size"], alone_spec, seed=seed))
+            offline = ["--teacher", os.path.join(t_run, "best.pt")]
+            online = ["--teacher", os.path.join(t_run, "config.json"), "--online"]
+            for label, args in (
+                    ("distilled offline", offline),
+                    *((f"distilled {name}", [*offline, *more]) for name, more in extra.items()),
+                    ("distilled online", online),
+                    # two half-width peers learning from each other (no teacher)
+                    ("dml", ["--kd-mode", "dml", *rows, *t["size"], "--student-preset", "none",
+                             *alone_spec]),
+                    ("ctc-mean-kl", [*offline, "--kd-mode", "ctc-mean-kl"])):
+                name = f"t5-{kind}-" + re.sub(r"[^a-z0-9]+", "-", label) + tag
+                results.setdefault(label, []).append(
+                    bench.distilled(name, data, [*args, *recipe], seed=seed))
+            if t.get("long"):  # the paper's online setting over the teacher's whole schedule
+                results.setdefault("student alone, long", []).append(bench.recognizer(
+                    f"t5-{kind}-student-long{tag}", data, t["rows"], t["size"],
+                    [*alone_spec, *t["long"]], seed=seed))
+                results.setdefault("distilled online, long", []).append(bench.distilled(
+                    f"t5-{kind}-distilled-online-long{tag}", data, [*online, *recipe, *t["long"]],
+                    seed=seed))
+        for label, runs in results.items():
             paper = PAPER.get(("5", f"{kind}: {label}"), (None, None))
             out.append({"data": kind, "method": label, "paper_clp": paper[0],
-                        "paper_ilp": paper[1], "parameters": train.get("parameters"),
-                        "clp": round(100 * ev["clp"], 2), "ilp": round(100 * ev["ilp"], 2),
-                        "row_ilp": round(100 * ev["row_level"]["ilp"], 2)
-                        if "row_level" in ev else None,
-                        "ms_per_image": ev.get("ms_per_image"), "steps": train.get("steps"),
-                        "train_s": train["_seconds"]})
+                        "paper_ilp": paper[1], **summary(runs)})
     return out
 
 
@@ -422,33 +516,35 @@ def _half_args(teacher: list) -> list:
 
 
 def markdown5(rows: list[dict]) -> str:
-    out = ["Table 5 (distillation): paper CLP / ILP are its teacher (\"CRNN\") and online "
-           "distilled student", "",
-           "| data | method | parameters | steps | paper CLP | paper ILP | CLP | ILP | row ILP "
-           "| ms / image | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["Table 5 (distillation): mean (min-max) over seeds, %; paper CLP / ILP are its "
+           "teacher (\"CRNN\") and online distilled student", "",
+           "| data | method | parameters | steps | seeds | paper CLP | paper ILP | CLP | ILP "
+           "| row ILP | ms / image | train s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def f(v):
             return "" if v is None else f"{v:.2f}"
         params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else ""
         out.append(f"| {r['data']} | {r['method']} | {params} | {r.get('steps') or ''} "
-                   f"| {f(r['paper_clp'])} "
-                   f"| {f(r['paper_ilp'])} | {f(r['clp'])} | {f(r['ilp'])} | {f(r['row_ilp'])} "
+                   f"| {r['seeds']} | {f(r['paper_clp'])} | {f(r['paper_ilp'])} "
+                   f"| {_cell(r['clp'])} | {_cell(r['ilp'])} | {_cell(r['row_ilp'])} "
                    f"| {f(r['ms_per_image'])} | {r['train_s']:.0f} |")
     return "\n".join(out)
 
 
 def markdown(rows: list[dict], scale: str, seconds: float, stage_seconds: float) -> str:
-    out = [f"Yu & Zhang Tables 2-4 regenerated by bench/paper_tables.py --scale {scale} "
-           f"(all stages: {stage_seconds / 60:.0f} min; this invocation: {seconds / 60:.0f} min)",
-           "",
-           "| table | method | paper CLP | paper ILP | CLP | CLP (edit) | ILP | row ILP "
-           "| train s | note |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [f"Yu & Zhang Tables 2-4 regenerated by bench/paper_tables.py --scale {scale}: "
+           f"mean (min-max) over seeds, % (all stages: {stage_seconds / 60:.0f} min; this "
+           f"invocation: {seconds / 60:.0f} min)", "",
+           "| table | method | seeds | paper CLP | paper ILP | CLP | CLP (edit) | ILP | row ILP "
+           "| train s | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def f(v):
             return "" if v is None else f"{v:.2f}"
-        out.append(f"| {r['table']} | {r['method']} | {f(r['paper_clp'])} | {f(r['paper_ilp'])} "
-                   f"| {f(r['clp'])} | {f(r['clp_ed'])} | {f(r['ilp'])} | {f(r['row_ilp'])} "
-                   f"| {r['train_s']:.0f} | {r['note']} |")
+        out.append(f"| {r['table']} | {r['method']} | {r['seeds']} | {f(r['paper_clp'])} "
+                   f"| {f(r['paper_ilp'])} | {_cell(r['clp'])} | {_cell(r['clp_ed'])} "
+                   f"| {_cell(r['ilp'])} | {_cell(r['row_ilp'])} | {r['train_s']:.0f} "
+                   f"| {r['note']} |")
     return "\n".join(out)
 
 
@@ -458,58 +554,75 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="work folder [bench-out/paper-SCALE]")
     parser.add_argument("--tables", default="2,3,4,5", help="comma-separated subset of 2,3,4,5")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the data's seed")
+    parser.add_argument("--seeds", default="0,1,2",
+                        help="train every model with each of these seeds (its initialisation "
+                             "and batch order; the data stay --seed's); rows report the mean "
+                             "and the min-max")
+    parser.add_argument("--val-count", type=int, default=None,
+                        help="images in each dataset's validation set (best.pt is chosen on "
+                             "it) [default: 500; smoke scale 20]")
     parser.add_argument("--t5-data", default="single,multi",
                         choices=["single", "multi", "single,multi"],
                         help="Table 5's data: single rows, multi-row images, or both")
     parser.add_argument("--t5-ablation", action="store_true",
                         help="Table 5: add offline runs with each KD term switched off")
-    parser.add_argument("--t3-seeds", default=None,
-                        help="Table 3: train each model with these seeds (e.g. 0,1,2; the data "
-                             "stay --seed's) and report the mean and each seed's CLP")
     parser.add_argument("--t3-methods", default=None,
                         help="Table 3: a comma-separated subset of "
                              + ", ".join(T3_TAGS.values()))
     args = parser.parse_args()
     cfg = SCALES[args.scale]
-    seeds3 = [int(s) for s in args.t3_seeds.split(",")] if args.t3_seeds else [args.seed]
+    seeds = [int(s) for s in args.seeds.split(",")]
     methods3 = set(args.t3_methods.split(",")) if args.t3_methods else None
     unknown = (methods3 or set()) - set(T3_TAGS.values())
     if unknown:
         parser.error(f"--t3-methods: unknown {', '.join(sorted(unknown))}; choose from "
                      f"{', '.join(T3_TAGS.values())}")
     tables = set(args.tables.split(","))
-    bench = Bench(args.out or f"bench-out/paper-{args.scale}", args.device, args.seed)
+    bench = Bench(args.out or f"bench-out/paper-{args.scale}", args.device, args.seed,
+                  args.val_count or cfg.get("val_count", 500))
     rows: list[dict] = []
     if "2" in tables:
         t = cfg["t2"]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
         for method in ("CRNN", "CAP"):
-            rows.append(row("2", method, bench.recognizer(f"t2-{method.lower()}", data, 1,
-                                                          t["size"], t[method])))
+            rows.append(row("2", method, [
+                bench.recognizer(f"t2-{method.lower()}{_tag(seed)}", data, 1, t["size"],
+                                 t[method], seed=seed) for seed in seeds]))
     if "3" in tables:
         t = cfg["t3"]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
         for method, tag in T3_TAGS.items():
             if method not in t or (methods3 and tag not in methods3):
                 continue
-            runs = [bench.recognizer(f"t3-{tag}" + (f"-s{seed}" if seed != bench.seed else ""),
-                                     data, t["rows"], t["size"], t[method], seed=seed)
-                    for seed in seeds3]
-            rows.append(row("3", method, *mean_result(runs)))
+            runs = [bench.recognizer(f"t3-{tag}{_tag(seed)}", data, t["rows"], t["size"],
+                                     t[method], seed=seed) for seed in seeds]
+            gates = [bench.cached(f"gates-t3-{tag}{_tag(seed)}", lambda: gate_stats(
+                os.path.join(bench.out, "runs", f"t3-{tag}{_tag(seed)}", "best.pt"), data[1])
+                or {}) for seed in seeds] if "row-attention" in t[method] else []
+            note = ("gate on validation images: mean " + " / ".join(
+                f"{g['gate_mean']:.2f}" for g in gates) + ", share > 0.95 " + " / ".join(
+                f"{g['gate_above_0.95']:.2f}" for g in gates)) if gates and gates[0] else ""
+            rows.append(row("3", method, runs, note))
     if "4" in tables:
         t = cfg["t4"]
         data = bench.synth(t["data"], cfg["synth"][t["data"]], cfg["synth_common"])
-        rows.append(row("4", "CRNN", bench.recognizer("t4-crnn", data, t["rows"], t["size"],
-                                                      t["recognizer"])))
+        rows.append(row("4", "CRNN", [
+            bench.recognizer(f"t4-crnn{_tag(seed)}", data, t["rows"], t["size"], t["recognizer"],
+                             seed=seed) for seed in seeds]))
         for method, variant in (("DDeCAE+CRNN", "plain"), ("Line-DDeCAE+CRNN", "line")):
-            path, den = bench.denoiser(f"t4-{variant}-denoiser", data, variant, t["denoiser"])
-            val = den.get("last_val") or {}
-            note = (f"denoiser PSNR {val['psnr']:.1f} dB (input {val['input_psnr']:.1f})"
-                    if "psnr" in val else "")
-            rows.append(row("4", method, bench.recognizer(
-                f"t4-{variant}-crnn", data, t["rows"], t["size"], t["recognizer"], path), note))
-    rows5 = (table5(bench, cfg, args.t5_data.split(","), args.t5_ablation)
+            runs, notes = [], []
+            for seed in seeds:
+                path, den = bench.denoiser(f"t4-{variant}-denoiser{_tag(seed)}", data, variant,
+                                           t["denoiser"], seed=seed)
+                val = den.get("last_val") or {}
+                if "psnr" in val:
+                    notes.append(f"{val['psnr']:.1f}")
+                runs.append(bench.recognizer(f"t4-{variant}-crnn{_tag(seed)}", data, t["rows"],
+                                             t["size"], t["recognizer"], path, seed=seed))
+            note = f"denoiser validation PSNR {' / '.join(notes)} dB" if notes else ""
+            rows.append(row("4", method, runs, note))
+    rows5 = (table5(bench, cfg, seeds, args.t5_data.split(","), args.t5_ablation)
              if "5" in tables else [])
     seconds = time.perf_counter() - bench.t0
     text = markdown(rows, args.scale, seconds, bench.stage_seconds)

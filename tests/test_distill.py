@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 
@@ -231,6 +232,247 @@ def test_each_parameter_group_is_clipped_on_its_own():
     assert norm.item() == pytest.approx(1.0, rel=1e-4)
 
 
+# ====================================================== terms pinned against hand values
+# The teacher of these tests differs clearly from the student, so a teacher that is
+# not connected (the student's own detached outputs as targets, or anything within
+# 1e-9 of them) gives other values than the hand computations.
+def kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) per row of probabilities, written out."""
+    return (p * (p.log() - q.log())).sum(-1)
+
+
+def test_mutual_kl_is_both_peers_kl_summed_with_stop_gradients_pinned_by_hand():
+    a = torch.tensor([[[0.0, 0.0]]], requires_grad=True)  # p_a = (1/2, 1/2)
+    b = torch.tensor([[[0.0, math.log(3.0)]]], requires_grad=True)  # p_b = (1/4, 3/4)
+    kl_ba = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)  # KL(p_b || p_a)
+    kl_ab = 0.5 * math.log(2.0) + 0.5 * math.log(2 / 3)  # KL(p_a || p_b)
+    term = kd_losses.mutual_kl(a, b, 1.0)
+    assert term.item() == pytest.approx(kl_ba + kl_ab, abs=1e-6)  # the sum, not the mean
+    term.backward()
+    # each peer only feels its own KL to the other, held fixed: d/da KL(p_b || p_a) = p_a - p_b
+    assert torch.allclose(a.grad, torch.tensor([[[0.25, -0.25]]]), atol=1e-6)
+    assert torch.allclose(b.grad, torch.tensor([[[-0.25, 0.25]]]), atol=1e-6)
+    # at T = 2 the logits are halved first
+    assert kd_losses.mutual_kl(a.detach() * 2, b.detach() * 2, 2.0).item() == pytest.approx(
+        kl_ba + kl_ab, abs=1e-6)
+
+
+def test_ctc_mean_kl_pinned_by_hand_on_three_classes():
+    # student: two frames, softmax (1/3, 1/3, 1/3) and (1/6, 4/6, 1/6): mean (1/4, 1/2, 1/4)
+    student = torch.tensor([[[0.0, 0.0, 0.0], [0.0, math.log(4.0), 0.0]]])
+    # teacher: one frame whose blank logit ln 2 is negated: exp(-ln 2, 0, 0) -> (.2, .4, .4)
+    teacher = torch.tensor([[[math.log(2.0), 0.0, 0.0]]])
+    want = 0.2 * math.log(0.2 / 0.25) + 0.4 * math.log(0.4 / 0.5) + 0.4 * math.log(0.4 / 0.25)
+    assert kd_losses.ctc_mean_kl(student, teacher, 1.0).item() == pytest.approx(want, abs=1e-6)
+    assert kd_losses.ctc_mean_kl(student / 2, teacher / 2, 0.5).item() == pytest.approx(
+        want, abs=1e-6)
+    # and per sequence, averaged over sequences: a second pair at KL 0 halves it
+    two_s = torch.cat([student, torch.zeros(1, 2, 3)])
+    two_t = torch.cat([teacher, torch.zeros(1, 1, 3)])
+    assert kd_losses.ctc_mean_kl(two_s, two_t, 1.0).item() == pytest.approx(want / 2, abs=1e-6)
+
+
+def _outputs_by_hand(student, teacher, regs, pairs, images):
+    """The student's outputs (with a graph) and the teacher's own (without one)."""
+    s = student(images, outputs=True, taps=[a for a, _ in pairs])
+    with torch.no_grad():
+        t = teacher.eval()(images, outputs=True, taps=[b for _, b in pairs])
+    soft = kl_rows(F.softmax(t.logits / 1.5, -1), F.softmax(s.logits / 1.5, -1)).mean()
+    hint = torch.stack([((regs[_key(a, b)](s.taps[a]) - t.taps[b]) ** 2).mean()
+                        for a, b in pairs]).mean()
+    (hs, cs), (ht, ct) = s.rnn_state, t.rnn_state
+    lstm = ((hs - ht) ** 2).mean() + ((cs - ct) ** 2).mean()
+    return s, {"soft": soft, "hint": hint, "lstm": lstm}
+
+
+def _student_and_teacher():
+    torch.manual_seed(0)
+    teacher = tiny()
+    torch.manual_seed(1)
+    student = Recognizer(half_spec(teacher.spec), 10, input_size=(32, 96))
+    pairs, regs = pairs_for(student, teacher)
+    return student, teacher, pairs, regs
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_soft_hint_and_state_terms_are_computed_from_the_teachers_own_outputs(online):
+    student, teacher, pairs, regs = _student_and_teacher()
+    net = DistillNet(student, teacher, KDConfig(online=online, hints=pairs), regs).eval()
+    batch = batch_for()
+    terms = net(batch["images"], batch)
+    _, want = _outputs_by_hand(student, net.teacher_model, net.regressors, pairs,
+                               batch["images"])
+    for name in ("soft", "hint", "lstm"):
+        assert want[name].item() > 1e-3, name  # a teacher clearly unlike the student
+        assert terms[name].item() == pytest.approx(want[name].item(), rel=1e-4), name
+
+
+def test_students_update_is_ctc_plus_the_expected_kd_gradient():
+    from ocrkit.train.methods import ctc_loss
+
+    student, teacher, pairs, regs = _student_and_teacher()
+    cfg = KDConfig(hints=pairs)  # w_soft 0.5, lambda_hint 0.5, lambda_lstm 0.2
+    net = DistillNet(student, teacher, cfg, regs).train()
+    method = DistillMethod(Charset(list("abcdefghi")), cfg, {})
+    batch, cpu = batch_for(), torch.device("cpu")
+    trained = list(student.named_parameters()) + [
+        (f"regressors.{k}", v) for k, v in net.regressors.named_parameters()]
+
+    def grads(loss):
+        net.zero_grad(set_to_none=False)
+        for _, p in trained:
+            p.grad = torch.zeros_like(p)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in trained}
+
+    full = grads(method.loss(net, batch, cpu).total)
+    s = student(batch["images"], outputs=True)
+    ctc = grads(ctc_loss(student.head, s.logits, batch, cpu))
+    _, hand = _outputs_by_hand(student, copy.deepcopy(teacher), net.regressors, pairs,
+                               batch["images"])
+    kd = grads(0.5 * hand["soft"] + 0.5 * hand["hint"] + 0.2 * hand["lstm"])
+    assert sum(g.norm() for g in kd.values()) > 1e-3
+    for name, _ in trained:
+        diff = full[name] - ctc[name]
+        tol = 1e-3 * kd[name].norm() + 1e-5 * ctc[name].norm() + 1e-7
+        assert (diff - kd[name]).norm() <= tol, name
+    # the classifier learns from CTC and the soft term only: its KD part is the soft term's
+    head = [n for n, _ in trained if n.startswith("classifier.")]
+    assert head and all(kd[n].norm() > 1e-4 for n in head)
+
+
+class Scripted(nn.Module):
+    """A stand-in recognizer whose logits ``[B, T, K]`` are given by hand."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        from ocrkit.models.heads.ctc import CTCHead
+
+        self.logits = nn.Parameter(logits.clone())
+        self.head = CTCHead()
+
+    def forward(self, images, outputs=False, taps=()):
+        from ocrkit.models.recognizer import RecognizerOutput
+
+        out = self.logits * 1.0
+        return RecognizerOutput(out, out, out, out) if outputs else out
+
+
+def _narrow_and_wide_batch():
+    """Two single-row images in a batch padded to the wider one (training's
+    ``width="batch"``): 40 of 96 pixels for the first."""
+    from PIL import Image
+
+    from ocrkit.data import Sample
+
+    collate = Collate(InputSpec(32, 96, "keep-ratio"), Charset(list("abcdefghi")),
+                      width="batch")
+    rng = torch.Generator().manual_seed(0)
+    samples = [Sample(Image.fromarray((torch.rand(32, w, generator=rng) * 255).byte().numpy()),
+                      [text], str(i)) for i, (w, text) in enumerate(((40, "ab"), (96, "cde")))]
+    return collate(samples)
+
+
+def test_frame_mask_is_stride_proportional_and_collate_records_widths():
+    mask = kd_losses.frame_mask(torch.tensor([96, 41, 40, 1]), 96, 24)
+    assert mask.sum(1).tolist() == [24, 11, 10, 1]  # ceil(24 * w / 96), at least one
+    assert all(mask[i, :n].all() for i, n in enumerate([24, 11, 10, 1]))
+    batch = _narrow_and_wide_batch()
+    assert batch["images"].shape[-1] == 96 and batch["widths"].tolist() == [40, 96]
+    from PIL import Image
+
+    from ocrkit.data import Sample
+
+    narrow = [Sample(Image.new("L", (40, 32), 200), ["a"], "n")]
+    assert Collate(InputSpec(32, 96), None)(narrow)["widths"].tolist() == [40]  # padded to W
+    stretched = Collate(InputSpec(48, 48, "stretch", rows=3), None)(narrow)
+    assert stretched["widths"].tolist() == [48]  # multi-row inputs: stretched, never padded
+    both = Collate(InputSpec(32, 96), None, teacher_spec=InputSpec(64, 192), width="batch")(
+        narrow)
+    assert both["teacher_widths"].tolist() == [80] and both["teacher_images"].shape[-1] == 80
+
+
+def test_per_frame_terms_average_over_the_frames_that_see_the_image():
+    torch.manual_seed(3)
+    s, t = torch.randn(2, 12, 6), torch.randn(2, 12, 6)
+    mask = kd_losses.frame_mask(torch.tensor([40, 96]), 96, 12)  # 5 and 12 frames
+    valid_s, valid_t = torch.cat([s[0, :5], s[1]]), torch.cat([t[0, :5], t[1]])
+    assert kd_losses.soft_kl(s, t, 1.5, mask=mask).item() == pytest.approx(
+        kl_rows(F.softmax(valid_t / 1.5, -1), F.softmax(valid_s / 1.5, -1)).mean().item(),
+        abs=1e-6)
+    assert kd_losses.mutual_kl(s, t, 1.0, mask).item() == pytest.approx(
+        kd_losses.mutual_kl(valid_s, valid_t).item(), abs=1e-6)
+    alone = (kd_losses.ctc_mean_kl(s[:1, :5], t[:1, :5]) + kd_losses.ctc_mean_kl(s[1:], t[1:]))
+    assert kd_losses.ctc_mean_kl(s, t, 0.5, mask, mask).item() == pytest.approx(
+        alone.item() / 2, abs=1e-6)
+    garbage_s, garbage_t = s.clone(), t.clone()
+    garbage_s[0, 5:], garbage_t[0, 5:] = 50 * torch.randn(7, 6), 50 * torch.randn(7, 6)
+    for fn in (lambda a, b, m: kd_losses.soft_kl(a, b, 1.5, mask=m),
+               lambda a, b, m: kd_losses.mutual_kl(a, b, 1.0, m),
+               lambda a, b, m: kd_losses.ctc_mean_kl(a, b, 0.5, m, m)):
+        assert fn(garbage_s, garbage_t, mask).item() == pytest.approx(fn(s, t, mask).item(),
+                                                                       abs=1e-7)
+        # without the mask the padding frames would count
+        assert abs(fn(garbage_s, garbage_t, None).item() - fn(s, t, None).item()) > 1e-2
+
+
+@pytest.mark.parametrize("mode", ["paper", "dml", "ctc-mean-kl"])
+def test_distill_net_excludes_padding_frames_and_reads_the_teachers_logits(mode):
+    """A narrow image (40 px) padded to 96 px: 5 of its 12 frames see it. The KD term
+    equals the hand computation over the valid frames of the teacher's own (hand-made,
+    clearly different) logits; changing either model's padding frames changes nothing."""
+    batch = _narrow_and_wide_batch()
+    torch.manual_seed(4)
+    s_logits, t_logits = torch.randn(2, 12, 10), 2 * torch.randn(2, 12, 10)
+
+    def term(s_in, t_in):
+        cfg = KDConfig(mode=mode, lambda_lstm=0.0, temperature=1.5 if mode == "paper" else 1.0)
+        net = DistillNet(Scripted(s_in), Scripted(t_in), cfg)
+        return net(batch["images"], batch)[{"paper": "soft", "dml": "dml",
+                                            "ctc-mean-kl": "mean_kl"}[mode]].item()
+
+    valid = [(0, slice(0, 5)), (1, slice(0, 12))]
+    if mode == "ctc-mean-kl":
+        sign = torch.tensor([-1.0] + [1.0] * 9)
+
+        def mean_p(x, i, frames):
+            return F.softmax(x[i, frames] * sign, -1).mean(0)
+
+        want = sum(kl_rows(mean_p(t_logits, i, f), mean_p(s_logits, i, f)) for i, f in valid) / 2
+    else:
+        temp = 1.5 if mode == "paper" else 1.0
+        ps = torch.cat([F.softmax(s_logits[i, f] / temp, -1) for i, f in valid])
+        pt = torch.cat([F.softmax(t_logits[i, f] / temp, -1) for i, f in valid])
+        want = kl_rows(pt, ps).mean() + (kl_rows(ps, pt).mean() if mode == "dml" else 0)
+    got = term(s_logits, t_logits)
+    assert want.item() > 0.05
+    assert got == pytest.approx(want.item(), rel=1e-5)
+    s_pad, t_pad = s_logits.clone(), t_logits.clone()
+    s_pad[0, 5:] += 30 * torch.randn(7, 10)
+    t_pad[0, 5:] -= 30 * torch.randn(7, 10)
+    assert term(s_pad, t_pad) == pytest.approx(got, rel=1e-6)
+
+
+def test_a_bf16_teacher_runs_under_autocast_close_to_fp32():
+    student, teacher, pairs, regs = _student_and_teacher()
+    batch = batch_for()
+    nets = {p: DistillNet(student, teacher, KDConfig(hints=pairs), regs,
+                          teacher_precision=p).eval() for p in ("fp32", "bf16")}
+    seen = []
+    fast = nets["bf16"]._frozen_teacher(torch.device("cpu"))
+    conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d))
+    conv.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    terms = {p: net(batch["images"], batch) for p, net in nets.items()}
+    assert seen == [torch.bfloat16]  # the frozen teacher computed in bfloat16
+    for name in ("soft", "hint", "lstm"):
+        low, full = terms["bf16"][name], terms["fp32"][name]
+        assert low.dtype == torch.float32
+        assert low.item() == pytest.approx(full.item(), rel=0.02), name
+    assert any(terms["bf16"][n].item() != terms["fp32"][n].item()  # it did not run in fp32
+               for n in ("soft", "hint", "lstm"))
+    assert torch.equal(terms["bf16"]["ctc"], terms["fp32"]["ctc"])  # the student stays fp32
+
+
 # ============================================================================ the CLI
 @pytest.fixture(scope="module")
 def kd(tmp_path_factory, cjk_font):
@@ -275,6 +517,7 @@ def test_distill_offline_then_evaluate_infer_export_the_student(cli, kd, tmp_pat
     digest = hashlib.sha256((kd / "teacher/best.pt").read_bytes()).hexdigest()
     assert best["distill"]["teacher"]["sha256"] == digest
     assert best["distill"]["mode"] == "paper" and best["distill"]["temperature"] == 1.5
+    assert best["distill"]["soft_weight"] == 0.5  # 1 - alpha, alpha not given
     assert not any(k.startswith(("teacher", "student", "regressors")) for k in best["state_dict"])
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     terms = [r["terms"] for r in records if "terms" in r]
@@ -329,6 +572,18 @@ def test_peer_modes(cli, kd, tmp_path, args, key):
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert key in [r for r in records if "terms" in r][0]["terms"]
     assert (out / "teacher.pt").is_file() == (key == "dml")
+    assert load_checkpoint(str(out / "best.pt"))["distill"]["soft_weight"] == 1.0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_teacher_precision_from_the_cli(cli, kd, tmp_path, precision):
+    out = tmp_path / precision
+    res = cli("distill", "--train", kd / "train.lmdb", "-o", out, "--max-steps", 1, "-b", 8,
+              "-w", 0, "--teacher", kd / "teacher/best.pt", "--teacher-precision", precision)
+    assert res.exit_code == 0, res.output
+    assert f"frozen, {precision}" in res.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["options"]["teacher_precision"] == precision  # replayed by --config
 
 
 @pytest.mark.parametrize("neck", ["multirow-stretch", "row-attention"])

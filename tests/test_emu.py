@@ -119,6 +119,63 @@ def test_replaced_gradients_equal_eq_17_and_exact_ones_eq_16(mode):
     assert torch.allclose(beta.grad, gb, atol=1e-5)
 
 
+def _hand_classifier(scale=20.0):
+    """K = 8 bits, 3 classes, d = 4, every weight chosen by hand: P (the projection),
+    ClassNet (identity embedding, ReLU, then the raw codes as its output layer's
+    columns), a beta-net that gives beta = 2 everywhere, and beta' = 1.5."""
+    clf = MultiHotClassifier(in_channels=4, num_classes=3, bits=8, scale=scale,
+                             classnet_hidden=3)
+    P = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                      [1, -1, 0, 0], [0, 0, 1, 1], [0.5, 0.5, -0.5, 0], [0, 0, 0, 0]])
+    codes = torch.tensor([[0.5, -1.0, 2.0, -0.3, 1.0, 0.2, -2.0, 0.7],
+                          [-1.5, 0.4, 0.9, 1.2, -0.6, -1.1, 0.3, -0.2],
+                          [0.1, 0.8, -0.4, -2.5, 1.6, 0.6, -0.9, 1.3]])
+    with torch.no_grad():
+        clf.proj.weight.copy_(P)
+        clf.classnet[0].weight.copy_(torch.eye(3))
+        clf.classnet[2].weight.copy_(codes.t())
+        clf.classnet[2].bias.zero_()
+        clf.beta_net[0].weight.zero_()
+        clf.beta_net[0].bias.zero_()
+        clf.beta_net[2].weight.zero_()
+        clf.beta_net[2].bias.fill_(math.log(math.e - 1))  # softplus = 1: beta = 2
+        clf.beta_prime.fill_(1.5)
+    h = torch.tensor([[[0.3, -0.2, 0.8, -0.5], [-1.0, 0.4, 0.1, 0.6]]])  # [1, 2 frames, d]
+    return clf, h, P.double().numpy(), codes.double().numpy()
+
+
+def test_training_and_evaluation_logits_pinned_on_a_hand_case():
+    clf, h, P, codes = _hand_classifier()
+    x = h[0].double().numpy()
+    z = x @ P.T  # P^T h per frame, [2, 8]
+    b = np.tanh(2.0 * z)  # beta = 2 for the frames
+    c = np.tanh(1.5 * codes)  # beta' = 1.5 for the class codes
+    cos = (b / np.linalg.norm(b, axis=1, keepdims=True)) @ (
+        c / np.linalg.norm(c, axis=1, keepdims=True)).T
+    clf.train()
+    got = clf(h)
+    assert torch.equal(clf._beta, torch.full((1, 2, 1), 2.0))
+    assert got.shape == (1, 2, 3)
+    assert np.allclose(got[0].detach().double().numpy(), 20.0 * cos, atol=1e-5)  # Eq. 12
+    assert float(np.abs(20.0 * cos).max()) > 5  # the scale matters here
+    # evaluation: sign codes (sign(0) = +1: the zero row of P), s * (K - 2 Hamming) / K
+    clf.eval()
+    sign_b = np.where(z >= 0, 1.0, -1.0)
+    assert (z[:, 7] == 0).all() and (sign_b[:, 7] == 1).all()
+    sign_c = np.where(codes >= 0, 1.0, -1.0)
+    with torch.no_grad():
+        inference = clf(h)[0].double().numpy()
+    assert np.allclose(inference, 20.0 * (sign_b @ sign_c.T) / 8, atol=1e-6)
+    assert np.allclose(inference * 8 / 20, 8 - 2 * (sign_b[:, None] != sign_c[None]).sum(-1))
+
+
+def test_the_scale_multiplies_the_cosine():
+    low, h, _, _ = _hand_classifier(scale=2.0)
+    high, _, _, _ = _hand_classifier(scale=20.0)
+    low.train(), high.train()
+    assert torch.allclose(high(h), 10 * low(h), atol=1e-5)
+
+
 def test_sign_of_zero_is_plus_one_and_packing_round_trips():
     z = torch.tensor([[0.0, -0.0, 1e-9, -1e-9, 3.0, -2.0, 0.0, 0.5]])
     assert sign_codes(z).tolist() == [[1, 1, 1, -1, 1, -1, 1, 1]]
@@ -329,7 +386,7 @@ def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", free_port(), "-m", "ocrkit", "train-emu", "--train", str(data),
          "-o", str(out), "--max-steps", "3", "--device", "cpu", "-q", "-b", "4", "-w", "0",
-         "--bits", "64", "--gamma", "0.5", "--sequence-arg", "hidden=16",
+         "--bits", "64", "--gamma", "0.5", "--sequence-arg", "hidden=16", "--log-every", "1",
          "--backbone-arg", "channels=(8,8,16,16)", "--height", "32", "--width", "96"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -337,6 +394,74 @@ def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
     assert last["meta"]["world_size"] == 2
     beta_prime = float(last["train_state"]["net"]["classifier.beta_prime"])
     assert beta_prime > 1.0  # three EMA steps towards batch means of beta >= 1
+    # one EMA step per training step, towards each step's (all-reduced) batch mean
+    records = [json.loads(line) for line in open(out / "metrics.jsonl") if '"terms"' in line]
+    assert len(records) == 3
+    expected = 1.0
+    for rec in records:
+        expected = 0.5 * expected + 0.5 * rec["terms"]["beta"]
+        assert rec["terms"]["beta_prime"] == pytest.approx(expected, abs=1e-4)
+    assert beta_prime == pytest.approx(expected, abs=1e-4)
+
+
+DDP_BETA_PRIME = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from ocrkit.models.classifiers.multihot import MultiHotClassifier
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)  # the same classifier on both ranks
+clf = MultiHotClassifier(in_channels=16, num_classes=5, bits=8, gamma=0.5)
+ddp = nn.parallel.DistributedDataParallel(clf)
+ddp.train()
+g = torch.Generator().manual_seed(10 + rank)
+local, prime = [], []
+for step in range(2):
+    # each rank its own batch, far apart: the ranks' batch-mean beta differ
+    x = torch.randn(2, 3, 16, generator=g) * (0.1 if rank == 0 else 30.0)
+    logits = ddp(x)
+    local.append(float(clf._beta.detach().mean()))
+    aux = clf.aux_loss(torch.ones(2))
+    (logits.square().mean() + aux["emu_reg"]).backward()
+    prime.append(float(clf.beta_prime))
+out = [None, None]
+dist.all_gather_object(out, {"local": local, "prime": prime})
+if rank == 0:
+    with open(sys.argv[1], "w") as fh:
+        json.dump(out, fh)
+dist.barrier()
+# Leave without tearing gloo down: its teardown at exit sometimes aborts a process
+# ("terminate called without an active exception"), which says nothing about beta'.
+os._exit(0)
+"""
+
+
+def test_beta_prime_is_all_reduced_over_ranks_that_see_different_batches(tmp_path):
+    """Eq. 15 under DDP: each step's batch mean of beta is averaged over the ranks before
+    the EMA, so beta' is one value on every rank, that of the two ranks' mean."""
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    script = tmp_path / "ddp_beta.py"
+    script.write_text(DDP_BETA_PRIME)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", free_port(), str(script), str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = json.loads((tmp_path / "out.json").read_text())
+    expected = 1.0
+    for step in range(2):
+        means = [r["local"][step] for r in ranks]
+        assert abs(means[0] - means[1]) > 0.05  # a missing all-reduce would show
+        expected = 0.5 * expected + 0.5 * sum(means) / 2
+        for r in ranks:
+            assert r["prime"][step] == pytest.approx(expected, rel=1e-6)
 
 
 def test_distill_learns_from_an_emu_teacher_and_refuses_an_emu_student(emu_run, tmp_path, cli):

@@ -18,9 +18,12 @@ def kd_options(f):
                           "architecture)."),
         click.option("--student-preset", type=click.Choice(["half", "none"]), default="half",
                      show_default=True,
-                     help="half: the teacher's backbone at half width and one BiLSTM layer of "
-                          "the same size, same frames; model options given override its parts. "
-                          "none: the model options alone describe the student."),
+                     help="half: the teacher's backbone at half width (about a quarter of "
+                          "its weights) and one BiLSTM layer of the same size, same frames - "
+                          "30 % of the weights of a small-VGG teacher with two BiLSTM layers "
+                          "(the summary's parameter_share says it for yours); model options "
+                          "given override its parts. none: the model options alone describe "
+                          "the student."),
         click.option("--kd-mode", type=click.Choice(["paper", "dml", "ctc-mean-kl"]),
                      default="paper", show_default=True,
                      help="paper: Eq. 13-17 (soft targets, hints, BiLSTM states); dml: two "
@@ -35,9 +38,11 @@ def kd_options(f):
         click.option("--temperature", "-T", type=FiniteFloat(0, open_min=True), default=None,
                      help="Softmax temperature [default: 1.5 paper (Table 6), 1.0 dml, "
                           "0.5 ctc-mean-kl (PaddleOCR)]."),
-        click.option("--soft-weight", type=FiniteFloat(0), default=0.5, show_default=True,
-                     help="Weight of the soft-target term (1 - alpha of Eq. 13; the paper "
-                          "gives no alpha); also weighs the dml and ctc-mean-kl terms."),
+        click.option("--soft-weight", type=FiniteFloat(0), default=None,
+                     help="Weight of the distillation term [default: 0.5 paper (1 - alpha of "
+                          "Eq. 13; the paper gives no alpha); 1.0 dml (each peer's KL to the "
+                          "other at weight 1, the DML paper's); 1.0 ctc-mean-kl (PaddleOCR "
+                          "PP-OCRv4's weight)]."),
         click.option("--skd-form", type=click.Choice(["sum", "literal"]), default="sum",
                      show_default=True,
                      help="sum: L_ctc + (1-alpha) L_soft; literal: Eq. 13 inside Eq. 17 as "
@@ -48,14 +53,16 @@ def kd_options(f):
                      help="FitNets hint weight (Eq. 16's lambda1; Table 6 'alpha'); 0: off."),
         click.option("--lambda-lstm", type=FiniteFloat(0), default=0.2, show_default=True,
                      help="BiLSTM h/c weight (Eq. 16's lambda2; Table 6 'beta'); 0: off."),
-        click.option("--kd-warmup", type=click.FloatRange(0, 1), default=None,
+        click.option("--kd-warmup", type=click.FloatRange(0, 1), default=0.0,
+                     show_default=True,
                      help="Ramp every KD term from 0 to its weight over this fraction of the "
-                          "steps [default: 0 from a trained teacher; 0.3 when the teacher or "
-                          "peer trains from scratch (--online, dml)]."),
-        click.option("--kd-gate", type=click.Choice(["none", "teacher-better"]), default=None,
-                     help="teacher-better: with --online, the KD terms of a batch count only "
-                          "while the teacher's CTC loss is below the student's [default: "
-                          "teacher-better with --online, else none]."),
+                          "steps (not in the paper; e.g. 0.3 with --online, whose teacher "
+                          "starts from scratch)."),
+        click.option("--kd-gate", type=click.Choice(["none", "teacher-better"]), default="none",
+                     show_default=True,
+                     help="teacher-better: the KD terms of a batch count only while the "
+                          "teacher's CTC loss is below the student's (not in the paper; for "
+                          "--online, whose teacher starts from scratch)."),
         click.option("--hint", multiple=True, metavar="S=T",
                      help="Hint pair: student tap = teacher tap (stage1..., a module path), "
                           "through a 1x1-conv regressor (repeatable; 'none': no hints) "

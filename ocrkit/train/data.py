@@ -60,8 +60,13 @@ class InputSpec:
 
 
 class Collate:
-    """Samples -> {"images", "targets", "target_lengths", "labels", "keys", "broken",
-    "broken_items"}.
+    """Samples -> {"images", "widths", "targets", "target_lengths", "labels", "keys",
+    "broken", "broken_items"}.
+
+    ``widths`` ``[B]`` (long) is each image's own width in pixels after resizing,
+    before any padding on the right (to the training width, or to the batch's
+    widest image): the columns of ``images`` from ``widths[i]`` on are padding.
+    ``teacher_widths`` is the same for ``teacher_images``.
 
     ``targets`` are the label's rows joined in reading order (concatenated over
     the batch). For a multi-row input spec (``rows`` = H > 1) there is also
@@ -93,6 +98,7 @@ class Collate:
 
     def __call__(self, samples) -> dict:
         arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
+        widths, teacher_widths = [], []
         needs, row_needs = [], []
         teacher_arrays = []
         dropped: list[tuple[str, str]] = []
@@ -127,20 +133,25 @@ class Collate:
                                      self.resize.max_width)
                 if why:
                     mismatched.append((s.key, why))
-            arr, _ = self.resize(s.image)
+            arr, width = self.resize(s.image)
             arrays.append(arr)
+            widths.append(width)
             if self.teacher_resize is not None:
-                teacher_arrays.append(self.teacher_resize(s.image)[0])
+                teacher_arr, teacher_width = self.teacher_resize(s.image)
+                teacher_arrays.append(teacher_arr)
+                teacher_widths.append(teacher_width)
             labels.append(s.label)
             keys.append(s.key)
         out = {"labels": labels, "keys": keys, "broken": len(dropped), "broken_items": dropped,
                "mismatched": mismatched}
         out["images"] = (self.spec.to_tensor(arrays) if arrays
                          else torch.empty(0, 1, self.spec.height, self.spec.width))
+        out["widths"] = torch.tensor(widths, dtype=torch.long)  # before padding
         if self.teacher_spec is not None:
             t = self.teacher_spec
             out["teacher_images"] = (t.to_tensor(teacher_arrays) if teacher_arrays
                                      else torch.empty(0, 1, t.height, t.width))
+            out["teacher_widths"] = torch.tensor(teacher_widths, dtype=torch.long)
         if self.charset is not None:
             out["targets"] = torch.tensor(targets, dtype=torch.long)
             out["target_lengths"] = torch.tensor(lengths, dtype=torch.long)

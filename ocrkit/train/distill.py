@@ -55,7 +55,7 @@ class KDConfig:
     mode: str = "paper"
     online: bool = False  # paper mode: train the teacher too (on its own CTC loss)
     temperature: float = 1.5  # Table 6 (ctc-mean-kl: PaddleOCR's 0.5; dml: 1.0)
-    soft_weight: float = 0.5  # 1 - alpha of Eq. 13 (alpha is not given)
+    soft_weight: float = 0.5  # 1 - alpha of Eq. 13 (alpha not given); dml, ctc-mean-kl: 1.0
     skd_form: str = "sum"  # "literal": Eq. 17 as printed, alpha * L_ctc added again
     t2: bool = False  # multiply the soft term by T^2 (Hinton); not in the paper
     lambda_hint: float = 0.5  # Table 6 "alpha"
@@ -103,7 +103,12 @@ class Conv1x1(nn.Conv2d):
 
 
 class DistillNet(nn.Module):
-    """Student, teacher (frozen, or trained with ``online``/``dml``) and regressors."""
+    """Student, teacher (frozen, or trained with ``online``/``dml``) and regressors.
+
+    The per-frame terms (soft, dml, ctc-mean-kl) average over the frames that see the
+    image: with ``batch["widths"]`` (each image's width before the batch was padded
+    to its widest), frame t of image i counts when ``t < ceil(T * w_i / W)``
+    (:func:`ocrkit.train.kd_losses.frame_mask`)."""
 
     def __init__(self, student: Recognizer, teacher: Recognizer, cfg: KDConfig,
                  regressors: dict[str, nn.Module] | None = None,
@@ -164,13 +169,26 @@ class DistillNet(nn.Module):
         if low:
             t = _as_float(t)
         target = t.logits.detach()
+        # Per-frame terms average over the frames that see the image, not the padding
+        # on the right of a narrow image in a batch padded to its widest one.
+        mask = _frame_mask(self.student, s.logits, images, batch.get("widths"))
         if cfg.mode == "dml":
-            terms["dml"] = kd_losses.mutual_kl(s.logits, t.logits, cfg.temperature)
+            terms["dml"] = kd_losses.mutual_kl(s.logits, t.logits, cfg.temperature, mask)
         elif cfg.mode == "ctc-mean-kl":
-            terms["mean_kl"] = kd_losses.ctc_mean_kl(s.logits, target, cfg.temperature)
+            # the teacher's own frames (another stride, or its own input size)
+            t_mask = _frame_mask(self.teacher_model, t.logits, t_in, batch.get(
+                "widths" if teacher_images is None else "teacher_widths"))
+            terms["mean_kl"] = kd_losses.ctc_mean_kl(s.logits, target, cfg.temperature,
+                                                     mask, t_mask)
         else:
             if cfg.soft_weight:
-                terms["soft"] = kd_losses.soft_kl(s.logits, target, cfg.temperature, cfg.t2)
+                terms["soft"] = kd_losses.soft_kl(s.logits, target, cfg.temperature, cfg.t2,
+                                                  mask)
+            # Hints (feature maps) and the final BiLSTM states are not masked: a padded
+            # image's maps hold its padding columns too, and the top layer's final
+            # (h, c) of a padded sequence has read the padding (CAP and the BiLSTM run
+            # over every frame: the forward direction ends on padding frames, the
+            # backward one starts on them). Left as the paper has it.
             if self.pairs:
                 hints = [kd_losses.hint_mse(self.regressors[_key(a, b)](s.taps[a]),
                                             t.taps[b].detach(), cfg.reduction)
@@ -181,6 +199,25 @@ class DistillNet(nn.Module):
                 terms["lstm"] = kd_losses.state_mse(s.rnn_state, (ht.detach(), ct.detach()),
                                                      cfg.reduction)
         return terms
+
+
+def _frame_mask(model: nn.Module, logits: torch.Tensor, images: torch.Tensor,
+                widths: torch.Tensor | None) -> torch.Tensor | None:
+    """The frames of ``logits`` ``[B, T, K]`` that see the image (``kd_losses.frame_mask``:
+    frame t of image i counts when ``t < ceil(T * w_i / W)``), or None when every frame
+    does. Multi-row models (``[B, R, T, K]`` row attention, or one stretched sequence
+    of R rows) read a fixed input size (``stretch``, their default policy, never pads):
+    no mask. (With ``--resize fit`` a multi-row image is padded right and bottom; those
+    frames are not masked.)"""
+    if widths is None or logits.dim() != 3 or getattr(getattr(model, "neck", None),
+                                                        "rows", 1) > 1:
+        return None
+    widths = widths.cpu()
+    if widths.numel() != logits.shape[0]:
+        raise ValueError(f"{widths.numel()} image widths for a batch of {logits.shape[0]}")
+    if bool((widths >= images.shape[-1]).all()):
+        return None
+    return kd_losses.frame_mask(widths, images.shape[-1], logits.shape[1]).to(logits.device)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -32,6 +32,10 @@ from ocrkit.train.run import (check_ctc_fit, check_labels, check_unknown_options
                               run_folder)
 
 PARTS = ("backbone", "neck", "sequence", "classifier", "head")
+# The distillation term's default weight per mode, each its reference's: Eq. 13's
+# 1 - alpha (alpha not given: 0.5), the DML paper's 1 per peer, PaddleOCR's 1.0 for
+# its CTC distillation (PP-OCRv4).
+SOFT_WEIGHTS = {"paper": 0.5, "dml": 1.0, "ctc-mean-kl": 1.0}
 DERIVED_NECK_ARGS = ("feature_height", "feature_width")
 WIDTH_ARGS = ("channels", "width", "width_mult")
 
@@ -294,12 +298,11 @@ def run_distill(opts: dict) -> dict | None:
             say("the teacher carries a box-line denoiser: the student gets the same one")
 
         kd = KDConfig(mode=mode, online=opts["online"], temperature=temperature,
-                      soft_weight=opts["soft_weight"], skd_form=opts["skd_form"], t2=opts["t2"],
+                      soft_weight=opts["soft_weight"] if opts.get("soft_weight") is not None
+                      else SOFT_WEIGHTS[mode], skd_form=opts["skd_form"], t2=opts["t2"],
                       lambda_hint=opts["lambda_hint"], lambda_lstm=opts["lambda_lstm"],
                       reduction=opts["kd_reduction"],
-                      warmup=opts["kd_warmup"] if opts.get("kd_warmup") is not None
-                      else (0.3 if init == "scratch" else 0.0),
-                      gate=opts.get("kd_gate") or ("teacher-better" if opts["online"] else "none"))
+                      warmup=opts.get("kd_warmup") or 0.0, gate=opts.get("kd_gate") or "none")
         trained = ("teacher", teacher) if (opts["online"] or mode == "dml") else None
         for role, model in (("student", student), ("teacher", teacher)):
             head = model.spec["head"]["name"]
@@ -339,7 +342,8 @@ def run_distill(opts: dict) -> dict | None:
         t_params = sum(p.numel() for p in teacher.parameters())
         role = "peer" if mode == "dml" else "teacher"
         say(f"student {spec['backbone']['name']}+{(spec['sequence'] or {}).get('name', 'none')}: "
-            f"{s_params / 1e6:.2f} M parameters; {role} {t_params / 1e6:.2f} M "
+            f"{s_params / 1e6:.2f} M parameters ({100 * s_params / t_params:.0f} % of the "
+            f"{role}'s); {role} {t_params / 1e6:.2f} M "
             f"({'trained too' if net.trains_teacher else 'frozen, ' + precision}); --kd-mode "
             f"{mode}; hints "
             f"{', '.join(f'{a}={b}' for a, b in kd.hints) or 'none'}; {charset.num_classes} "
@@ -355,6 +359,7 @@ def run_distill(opts: dict) -> dict | None:
     if not main_process():
         return None
     result = {"out": opts["out"], "parameters": s_params, f"{role}_parameters": t_params,
+              "parameter_share": round(s_params / t_params, 4),
               "classes": charset.num_classes, "kd_mode": mode, "online": opts["online"],
               "hints": [f"{a}={b}" for a, b in kd.hints], **summary}
     if net.trains_teacher:

@@ -18,6 +18,12 @@ Readings where the paper is silent or ambiguous (all options of ``ocrkit distill
   hidden size) divided by M·B and B. ``reduction="mean"`` (default) divides by
   the element count instead, so the terms keep the scale of the CTC loss
   whatever the feature size; ``"sum"`` is the paper's normalisation.
+
+**Padding frames.** A training batch is padded on the right to its widest image
+(``Collate``; ``keep-ratio`` lines), so a narrow image's last frames see only
+padding. The per-frame terms (``soft_kl``, ``mutual_kl``, ``ctc_mean_kl``) take a
+``mask`` of the frames that count (:func:`frame_mask`) and average over those only;
+without one every frame counts.
 """
 
 from __future__ import annotations
@@ -26,41 +32,79 @@ import torch
 from torch.nn import functional as F
 
 
+def frame_mask(widths: torch.Tensor, batch_width: int, frames: int) -> torch.Tensor:
+    """Which frames of a right-padded batch see the image: ``[B, T]`` bool.
+
+    ``widths`` ``[B]`` are the images' own widths in pixels before padding,
+    ``batch_width`` the padded width W, ``frames`` the logits' T. The backbone's
+    horizontal stride is W / T pixels per frame, so image ``i`` covers the first
+    ``ceil(T * w_i / W)`` frames (a frame that sees any column of the image counts;
+    at least one frame per image). The rule holds for single-row CTC models, whose
+    frames are the columns of a strided feature map; multi-row inputs have a fixed
+    size and need no mask."""
+    widths = torch.as_tensor(widths, dtype=torch.long).reshape(-1)
+    valid = (widths * frames + batch_width - 1) // batch_width  # ceil(T * w / W)
+    valid = valid.clamp(1, frames)
+    return torch.arange(frames, device=valid.device)[None, :] < valid[:, None]
+
+
 def _frames(logits: torch.Tensor) -> torch.Tensor:
     return logits.reshape(-1, logits.shape[-1]).float()
 
 
+def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of per-frame ``values`` ``[N]`` over the frames ``mask`` keeps (all: None)."""
+    if mask is None:
+        return values.mean()
+    keep = mask.reshape(-1).to(device=values.device, dtype=torch.bool)
+    if keep.numel() != values.numel():
+        raise ValueError(f"frame mask of {tuple(mask.shape)} for {values.numel()} frames")
+    return torch.where(keep, values, 0.0).sum() / keep.sum().clamp_min(1)
+
+
 def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.5,
-            t2: bool = False) -> torch.Tensor:
-    """Eq. 13's soft term per frame: mean over frames of ``KL(p_t^T || p_s^T)``."""
+            t2: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 13's soft term per frame: mean over frames of ``KL(p_t^T || p_s^T)``;
+    ``mask`` (``logits.shape[:-1]``, bool) the frames that count."""
     s = F.log_softmax(_frames(student) / temperature, dim=-1)
     t = F.log_softmax(_frames(teacher) / temperature, dim=-1)
-    kl = (t.exp() * (t - s)).sum(-1).mean()
+    kl = _mean((t.exp() * (t - s)).sum(-1), mask)
     return kl * temperature ** 2 if t2 else kl
 
 
-def mutual_kl(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def mutual_kl(a: torch.Tensor, b: torch.Tensor, temperature: float = 1.0,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
     """Deep mutual learning (Zhang et al. 2018; PP-OCRv3's recognizer distillation):
-    ``(KL(sg(p_b) || p_a) + KL(sg(p_a) || p_b)) / 2`` per frame. Each peer is pulled
-    towards the other's current prediction, held fixed for this step, as in the DML
-    paper; PaddleOCR's DMLLoss uses the same symmetric KL without stopping gradients."""
-    return 0.5 * (soft_kl(a, b.detach(), temperature) + soft_kl(b, a.detach(), temperature))
+    ``KL(sg(p_b) || p_a) + KL(sg(p_a) || p_b)`` per frame: each peer's own DML term
+    (its KL to the other's current prediction, held fixed for this step, as in the
+    DML paper), so weight w gives each peer ``w * KL`` as the paper's
+    ``L_ce + KL`` does at w = 1. (PaddleOCR's DMLLoss halves the sum.) ``mask``:
+    the frames that count (both peers read the same images)."""
+    return (soft_kl(a, b.detach(), temperature, mask=mask)
+            + soft_kl(b, a.detach(), temperature, mask=mask))
 
 
-def ctc_mean_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.5
+def ctc_mean_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 0.5,
+                mask: torch.Tensor | None = None, teacher_mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
     """PP-OCRv4's alignment-free CTC distillation: the blank logit is negated, each
     frame's softmax at T is averaged over time into one distribution per sequence,
     and ``KL(teacher || student)`` of those is summed over classes and averaged over
-    sequences. Frame counts may differ: only class frequencies are compared."""
+    sequences. Frame counts may differ: only class frequencies are compared.
+    ``mask`` / ``teacher_mask`` (``[..., T]`` bool, each for its own frames): the
+    time average runs over those frames only."""
 
-    def mean_distribution(logits: torch.Tensor) -> torch.Tensor:
+    def mean_distribution(logits: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         x = logits.reshape(-1, logits.shape[-2], logits.shape[-1]).float()  # [N, T, K]
         sign = torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
         sign[0] = -1.0
-        return F.softmax(x * sign / temperature, dim=-1).mean(dim=1)
+        p = F.softmax(x * sign / temperature, dim=-1)
+        if keep is None:
+            return p.mean(dim=1)
+        keep = keep.reshape(x.shape[0], x.shape[1], 1).to(device=x.device, dtype=torch.bool)
+        return torch.where(keep, p, 0.0).sum(1) / keep.sum(1).clamp_min(1)
 
-    s, t = mean_distribution(student), mean_distribution(teacher)
+    s, t = mean_distribution(student, mask), mean_distribution(teacher, teacher_mask)
     eps = 1e-8
     return (t * ((t + eps).log() - (s + eps).log())).sum(-1).mean()
 
