@@ -23,12 +23,18 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrkit.charset import Charset  # noqa: E402
+from ocrkit.data.batch import Collate, InputSpec  # noqa: E402
+from ocrkit.methods.distill import (  # noqa: E402
+    DistillMethod,
+    DistillNet,
+    KDConfig,
+    _key,
+    bf16_cpu,
+    regressor,
+)
+from ocrkit.methods.distill_setup import half_spec  # noqa: E402
+from ocrkit.methods.supervised import SupervisedCTC  # noqa: E402
 from ocrkit.models.recognizer import Recognizer, check_forward, make_spec  # noqa: E402
-from ocrkit.train.data import Collate, InputSpec  # noqa: E402
-from ocrkit.train.distill import (DistillMethod, DistillNet, KDConfig, _key,  # noqa: E402
-                                  bf16_cpu, regressor)
-from ocrkit.train.distill_setup import half_spec  # noqa: E402
-from ocrkit.train.methods import SupervisedCTC  # noqa: E402
 
 
 def batch(size: int, spec: InputSpec, charset: Charset) -> dict:

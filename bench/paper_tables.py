@@ -344,9 +344,10 @@ def gate_stats(checkpoint: str, data: str, limit: int = 256) -> dict | None:
     that stays open (all near 1) makes row attention the network without a gate."""
     import torch
 
-    from ocrkit.checkpoint import build_model, load_checkpoint
+    from ocrkit.checkpoint import load_checkpoint
     from ocrkit.data import open_dataset
-    from ocrkit.train.data import InputSpec
+    from ocrkit.data.batch import InputSpec
+    from ocrkit.models.recognizer import build_model
 
     ckpt = load_checkpoint(checkpoint)
     model, _ = build_model(ckpt)

@@ -158,18 +158,3 @@ def _pickle_globals(path: str) -> list[str]:
     except Exception:  # noqa: BLE001 - a broken pickle: whatever was seen so far
         pass
     return names
-
-
-def build_model(ckpt: dict):
-    """The recognizer described by a checkpoint, with its weights, in eval mode."""
-    from ocrkit.charset import Charset
-    from ocrkit.models.recognizer import Recognizer
-
-    if ckpt.get("kind") == "denoiser":
-        raise UsageError("this is a denoiser checkpoint, not a recognizer: pass it with "
-                         "--denoiser (or clean images with `ocrkit denoise`)")
-    charset = Charset(ckpt["charset"])
-    model = Recognizer(ckpt["spec"], charset.num_classes)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model, charset

@@ -44,7 +44,7 @@ class DemoConfig:
     workers: int = 1
     # the pip font design kept out of training. Training on a sans and a serif (Song)
     # design reads an unseen sans design at 94.8 % exact lines; training on two sans
-    # designs reads the serif at 67.4 % (CHANGELOG): cover both families in training
+    # designs reads the serif at 67.4 % (docs/results.md): cover both families in training
     held_out: str = "sans-wqy"
     quiet: bool = False
 
@@ -106,13 +106,13 @@ def prepare_dir(out: str) -> None:
 
 
 def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
-    from data_tools.lmdb import write_lmdb
     from data_tools.labels import read_labels
+    from data_tools.lmdb import write_lmdb
     from data_tools.synth import SynthConfig, synthesize
     from ocrkit.console import progress_bar
-    from ocrkit.train.run import run_training
     from ocrkit.data import open_dataset
     from ocrkit.evaluate import evaluate
+    from ocrkit.methods.supervised import train_supervised
     from ocrkit.predict import Predictor
 
     started = time.perf_counter()
@@ -158,7 +158,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
         "sequence_args": {"hidden": cfg.hidden, "layers": 1}, "classifier": "linear",
         "classifier_args": {}, "head": "ctc", "head_args": {},
     }
-    summary = run_training(opts)
+    summary = train_supervised(opts)
     predictor = Predictor(os.path.join(run, "best.pt"), cfg.device)
     with progress_bar("evaluate", cfg.quiet) as (start, advance):
         start(2 * cfg.test_images)

@@ -13,10 +13,9 @@ import editdistance
 import torch
 from PIL import Image
 
+from ocrkit.data.batch import Collate
 from ocrkit.metrics import Metrics
 from ocrkit.predict import Predictor, predict_texts
-from ocrkit.train.data import Collate
-
 
 GALLERY_MARK = "<meta name='generator' content='ocrkit evaluate'>"
 

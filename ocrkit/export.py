@@ -46,9 +46,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ocrkit import __version__
-from ocrkit.checkpoint import build_model, load_checkpoint
+from ocrkit.checkpoint import load_checkpoint
+from ocrkit.data.batch import InputSpec
 from ocrkit.errors import OcrkitError, UsageError
-from ocrkit.train.data import InputSpec
+from ocrkit.models.recognizer import build_model
 
 PROFILES = ("ocrkit", "rapidocr")
 RAPIDOCR_HEIGHT = 48  # rec_img_shape [3, 48, 320] of RapidOCR / PaddleOCR PP-OCR

@@ -17,7 +17,7 @@
    is refused with the first one's pid. The lock dies with its process, even on
    ``kill -9`` (the file is then left behind, unlocked, and is reused).
 
-The README's "Existing outputs" table lists what each command does.
+docs/safety.md lists what each command does with outputs that exist.
 """
 
 from __future__ import annotations
@@ -259,6 +259,17 @@ def claim_run_folder(out: str, *, command: str, resume: bool = False,
     return lock
 
 
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_json(path: str, obj) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     with atomic_file(path) as tmp:
@@ -279,5 +290,5 @@ def main_process() -> bool:
 
 
 __all__ = ["FolderLock", "atomic_file", "check_output_file", "check_writable",
-           "claim_run_folder", "contains", "lock_is_free", "main_process", "refuse_inputs",
-           "write_json"]
+           "claim_run_folder", "contains", "file_sha256", "lock_is_free", "main_process",
+           "refuse_inputs", "write_json"]

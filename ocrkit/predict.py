@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from ocrkit.charset import Charset
-from ocrkit.checkpoint import build_model, load_checkpoint
-from ocrkit.train.data import InputSpec
-from ocrkit.train.setup import resolve_device
+from ocrkit.checkpoint import load_checkpoint
+from ocrkit.data.batch import InputSpec
+from ocrkit.device import resolve_device
+from ocrkit.models.recognizer import build_model
 
 
 def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int | None = None

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ocrkit.charset import Charset
-from ocrkit.checkpoint import build_model, load_checkpoint, save_checkpoint
+from ocrkit.checkpoint import load_checkpoint, save_checkpoint
 from ocrkit.errors import OcrkitError, UsageError
-from ocrkit.models.recognizer import Recognizer, make_spec
+from ocrkit.models.recognizer import Recognizer, build_model, make_spec
 
 
 def test_charset_blank_zero_roundtrip_and_policies(tmp_path):

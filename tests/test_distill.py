@@ -13,17 +13,17 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import free_port, one_line_error
 from torch import nn
 from torch.nn import functional as F
 
-from conftest import free_port, one_line_error
 from ocrkit.charset import Charset
-from ocrkit.checkpoint import build_model, load_checkpoint
-from ocrkit.models.recognizer import Recognizer, make_spec
-from ocrkit.train import kd_losses
-from ocrkit.train.data import Collate, InputSpec
-from ocrkit.train.distill import DistillMethod, DistillNet, KDConfig, _key, regressor
-from ocrkit.train.distill_setup import half_spec
+from ocrkit.checkpoint import load_checkpoint
+from ocrkit.data.batch import Collate, InputSpec, frame_mask
+from ocrkit.methods import kd_losses
+from ocrkit.methods.distill import DistillMethod, DistillNet, KDConfig, _key, regressor
+from ocrkit.methods.distill_setup import half_spec
+from ocrkit.models.recognizer import Recognizer, build_model, make_spec
 from ocrkit.train.frozen import Frozen
 
 TEACHER = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
@@ -308,7 +308,7 @@ def test_soft_hint_and_state_terms_are_computed_from_the_teachers_own_outputs(on
 
 
 def test_students_update_is_ctc_plus_the_expected_kd_gradient():
-    from ocrkit.train.methods import ctc_loss
+    from ocrkit.methods.supervised import ctc_loss
 
     student, teacher, pairs, regs = _student_and_teacher()
     cfg = KDConfig(hints=pairs)  # w_soft 0.5, lambda_hint 0.5, lambda_lstm 0.2
@@ -374,7 +374,7 @@ def _narrow_and_wide_batch():
 
 
 def test_frame_mask_is_stride_proportional_and_collate_records_widths():
-    mask = kd_losses.frame_mask(torch.tensor([96, 41, 40, 1]), 96, 24)
+    mask = frame_mask(torch.tensor([96, 41, 40, 1]), 96, 24)
     assert mask.sum(1).tolist() == [24, 11, 10, 1]  # ceil(24 * w / 96), at least one
     assert all(mask[i, :n].all() for i, n in enumerate([24, 11, 10, 1]))
     batch = _narrow_and_wide_batch()
@@ -395,7 +395,7 @@ def test_frame_mask_is_stride_proportional_and_collate_records_widths():
 def test_per_frame_terms_average_over_the_frames_that_see_the_image():
     torch.manual_seed(3)
     s, t = torch.randn(2, 12, 6), torch.randn(2, 12, 6)
-    mask = kd_losses.frame_mask(torch.tensor([40, 96]), 96, 12)  # 5 and 12 frames
+    mask = frame_mask(torch.tensor([40, 96]), 96, 12)  # 5 and 12 frames
     valid_s, valid_t = torch.cat([s[0, :5], s[1]]), torch.cat([t[0, :5], t[1]])
     assert kd_losses.soft_kl(s, t, 1.5, mask=mask).item() == pytest.approx(
         kl_rows(F.softmax(valid_t / 1.5, -1), F.softmax(valid_s / 1.5, -1)).mean().item(),

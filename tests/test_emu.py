@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from ocrkit.models.classifiers.multihot import (MultiHotClassifier, code_report, pack_codes,
-                                                popcount_scores, scaled_tanh, sign_codes,
-                                                storage_bytes, unpack_codes)
+from ocrkit.models.classifiers.multihot import (
+    MultiHotClassifier,
+    code_report,
+    pack_codes,
+    popcount_scores,
+    scaled_tanh,
+    sign_codes,
+    storage_bytes,
+    unpack_codes,
+)
 
 
 def _clf(**kw) -> MultiHotClassifier:
@@ -476,3 +483,33 @@ def test_distill_learns_from_an_emu_teacher_and_refuses_an_emu_student(emu_run, 
     res = cli(*common, "-o", tmp_path / "e")  # the half preset keeps the teacher's classifier
     one_line_error(res, 2, "EMU", "--classifier linear")
     assert not (tmp_path / "e").exists()
+
+
+def test_beta_mean_under_ctc_counts_only_frames_that_see_the_image():
+    """Eq. 15's batch mean is over valid positions: under CTC, the frames of a padded
+    batch that see the image (a narrow line padded to a wide one adds frames of padding)."""
+    from PIL import Image
+
+    from ocrkit.charset import Charset
+    from ocrkit.data.batch import Collate, InputSpec, frame_mask
+    from ocrkit.data.datasets import Sample
+    from ocrkit.methods.supervised import SupervisedCTC
+    from ocrkit.models.recognizer import Recognizer, make_spec
+
+    charset = Charset(list("abcdef"))
+    spec = make_spec("vgg-small", "cap", "bilstm", "multihot", "ctc",
+                     backbone_args={"channels": (4, 8, 8, 16)},
+                     sequence_args={"hidden": 8, "layers": 1}, classifier_args={"bits": 16})
+    torch.manual_seed(0)
+    model = Recognizer(spec, charset.num_classes).train()
+    collate = Collate(InputSpec(height=32, width=128), charset, width="batch")
+    batch = collate([Sample(Image.new("L", (40, 32), 255), ["ab"], "narrow"),
+                     Sample(Image.new("L", (128, 32), 255), ["abcdef"], "wide")])
+    assert batch["widths"].tolist() == [40, 128] and batch["images"].shape[-1] == 128
+    out = SupervisedCTC(charset).loss(model, batch, torch.device("cpu"))
+    beta = model.classifier._beta.reshape(2, -1)
+    mask = frame_mask(batch["widths"], 128, beta.shape[1])
+    assert not mask.all()  # the narrow line's padding frames exist ...
+    expected = (beta * mask).sum() / mask.sum()
+    assert out.terms["beta"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out.terms["beta"].item() != pytest.approx(beta.mean().item(), rel=1e-6)  # ... and are left out

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_error
 from PIL import Image
 
-from conftest import one_line_error
 from ocrkit.checkpoint import load_checkpoint
 
 TINY = ["--backbone-arg", "channels=(8,16,16,32)", "--sequence-arg", "hidden=16",
@@ -160,8 +160,8 @@ def test_a_run_folder_being_written_is_locked(cli, world, tmp_path):
 
 
 def test_denoise_never_writes_over_its_inputs(cli, world, cp, tmp_path):
-    from ocrkit.models.denoise import Denoiser
     from ocrkit.checkpoint import save_checkpoint
+    from ocrkit.models.denoise import Denoiser
 
     den = tmp_path / "den.pt"
     net = Denoiser(base=4, depth=2)
@@ -633,8 +633,9 @@ phase, marker, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 import ocrkit.data.datasets as ds
 import ocrkit.train.loop as loop
 
-def touch():
-    open(marker, "a").close()
+def touch():  # one line per slow call
+    with open(marker, "a") as fh:
+        fh.write("x\\n")
 
 if phase == "validation":
     real = ds.FolderDataset.__getitem__
@@ -675,15 +676,23 @@ def test_sigterm_ends_a_run_within_seconds_at_any_point(world, tmp_path, phase):
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()[1][-2000:]
     time.sleep(0.3)
+    calls = len(marker.read_text().splitlines())
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
     try:
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail(f"SIGTERM during {phase} was ignored")
     took = time.time() - sent
-    assert took < 8, f"SIGTERM during {phase} took {took:.1f} s to end the run"
+    # Seconds, however loaded the machine: what the run did after the signal is counted
+    # too - at most the validation batch in progress (2 images; the whole set is 24) ...
+    after = len(marker.read_text().splitlines()) - calls
+    if phase == "validation":
+        assert after <= 2, f"validation read {after} more images after SIGTERM"
+    elif phase == "saving":  # ... and last.pt once (the write in progress may be best.pt)
+        assert after <= 1, f"{after} more checkpoint writes after SIGTERM"
+    assert took < 30, f"SIGTERM during {phase} took {took:.1f} s to end the run"
     one_line_error(Proc(subprocess.CompletedProcess(args, proc.returncode, "", stderr)), 143,
                    "terminated")
     if "saved" in stderr:
@@ -931,7 +940,7 @@ def test_synth_into_an_interrupted_folder_offers_resume(cli, tmp_path, cjk_font,
         return cli("synth", "-n", 6, "--seed", 2, "--charset-size", 12, "--font", cjk_font,
                    "--out", where, "-w", 1, *more)
 
-    render, calls = generate._render_range, []
+    render, calls = generate.render_range, []
 
     def interrupted(bounds):
         calls.append(bounds)
@@ -940,9 +949,9 @@ def test_synth_into_an_interrupted_folder_offers_resume(cli, tmp_path, cjk_font,
         return render(bounds)
 
     monkeypatch.setattr(generate, "CHUNK", 2)
-    monkeypatch.setattr(generate, "_render_range", interrupted)
+    monkeypatch.setattr(generate, "render_range", interrupted)
     one_line_error(synth(out, "-q"), 130, "incomplete", "synth --resume --out")
-    monkeypatch.setattr(generate, "_render_range", render)
+    monkeypatch.setattr(generate, "render_range", render)
     assert json.loads((out / "meta.json").read_text())["complete"] is False
     before = snapshot(out)
     line = one_line_error(synth(out), 2, "interrupted", f"ocrkit synth --resume --out {out}",

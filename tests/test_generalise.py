@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ocrkit.data.augment import Augment, AugmentedDataset
-from ocrkit.train.data import Collate, InputSpec
+from ocrkit.data.batch import Collate, InputSpec
 
 
 def line(width: int, height: int = 40) -> Image.Image:

@@ -150,8 +150,9 @@ def test_distill_config_replays_only_what_was_given(cli, run, tmp_path):
 
 
 def test_a_missing_plugin_is_named_with_its_distribution(run, tmp_path):
-    from ocrkit.checkpoint import build_model, save_checkpoint
+    from ocrkit.checkpoint import save_checkpoint
     from ocrkit.errors import UsageError
+    from ocrkit.models.recognizer import build_model
 
     ckpt = load_checkpoint(str(run / "run/best.pt"))
     assert ckpt["spec"]["backbone"]["dist"] == "ocrkit"

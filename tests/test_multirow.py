@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from ocrkit.charset import Charset
+from ocrkit.data.batch import Collate, InputSpec
 from ocrkit.data.datasets import Sample
 from ocrkit.errors import UsageError
+from ocrkit.methods.supervised import SupervisedCTC
 from ocrkit.models.denoise import Denoiser
 from ocrkit.models.necks.multirow import MultiRowStretch, RowAttention, pool_rows
 from ocrkit.models.recognizer import Recognizer, make_spec
-from ocrkit.train.data import Collate, InputSpec
-from ocrkit.train.methods import SupervisedCTC
 
 SMALL = {"channels": (4, 8, 8, 8), "width_stride": 8}
 
@@ -373,8 +373,8 @@ def test_recognizer_keeps_an_attached_denoiser_frozen_and_in_eval_mode():
 def test_row_loss_layouts_equal_the_other_necks_losses():
     """--row-loss: joined = one CTC over the rows in reading order; per-row on a
     stretched sequence = one CTC per row over that row's frames."""
+    from ocrkit.methods.supervised import ctc_loss
     from ocrkit.models.heads.ctc import CTCHead
-    from ocrkit.train.methods import ctc_loss
 
     torch.manual_seed(0)
     head = CTCHead()

@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import one_line_error, read_labels
 from PIL import Image
 
-from conftest import one_line_error, read_labels
 from data_tools.synth.corpus import normalise_running
 
 RARE = "\U0002A6A5"  # 𪚥: a CJK Extension B character Noto Sans CJK does not draw
@@ -241,11 +241,12 @@ def test_full_disk_mid_run_keeps_a_valid_prefix_and_resume_finishes_it(cli, tmp_
     import errno
 
     import data_tools.synth.generate as gen
+    import data_tools.synth.workers as workers
 
     args = ("-n", 100, "--cols", 4, "--test-fraction", 0.2, "-w", 1, "--font", cjk_font, "-q")
     monkeypatch.setattr(gen, "CHUNK", 8)
     assert cli("synth", "--out", tmp_path / "ref", *args).exit_code == 0
-    real_save, calls = gen._save, {"n": 0}
+    real_save, calls = workers._save, {"n": 0}
 
     def flaky_save(image, path, quality):
         calls["n"] += 1
@@ -253,7 +254,7 @@ def test_full_disk_mid_run_keeps_a_valid_prefix_and_resume_finishes_it(cli, tmp_
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(image, path, quality)
 
-    monkeypatch.setattr(gen, "_save", flaky_save)
+    monkeypatch.setattr(workers, "_save", flaky_save)
     out = tmp_path / "full"
     res = cli("synth", "--out", out, *args)
     one_line_error(res, 1, "No space left on device", "synth --resume --out")
@@ -269,7 +270,7 @@ def test_full_disk_mid_run_keeps_a_valid_prefix_and_resume_finishes_it(cli, tmp_
             assert "synth --resume --out" in res.stderr
         else:
             one_line_error(res, 2, "incomplete", f"synth --resume --out {out}")
-    monkeypatch.setattr(gen, "_save", real_save)
+    monkeypatch.setattr(workers, "_save", real_save)
     assert cli("synth", "--resume", "--out", out, "-q").exit_code == 0
     for split in ("train", "test"):
         for name in ("labels.jsonl", "gt.txt", "meta.json", "charset.txt"):

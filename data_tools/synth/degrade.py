@@ -11,14 +11,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-if TYPE_CHECKING:  # pragma: no cover
-    from data_tools.synth.render import Appearance
-
+from data_tools.synth.look import Appearance
 
 _BINARY = [0] + [255] * 255
 
@@ -33,7 +30,7 @@ class Degradation:
     fill: int  # background grey for uncovered corners
 
     @classmethod
-    def sample(cls, rng: random.Random, look: "Appearance", fill: int) -> "Degradation":
+    def sample(cls, rng: random.Random, look: Appearance, fill: int) -> Degradation:
         angle = rng.uniform(-look.rotate, look.rotate) if look.rotate else 0.0
         shear = rng.uniform(-look.skew, look.skew) if look.skew else 0.0
         blur = rng.uniform(0.0, look.blur) if look.blur else 0.0

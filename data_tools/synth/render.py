@@ -23,31 +23,13 @@ from PIL import Image, ImageDraw, ImageFont
 from data_tools.synth.degrade import Degradation, apply_degradation
 from data_tools.synth.fonts import FontSpec
 from data_tools.synth.layout import MIN_FONT_PX, Layout
-
-Range = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Appearance:
-    """Per-image random appearance; each range is sampled uniformly per image."""
-
-    size_jitter: float = 0.15  # font size shrinks by up to this fraction
-    spacing: Range = (0.0, 0.0)  # extra space between characters, x font size
-    background: Range = (200, 255)  # paper grey level
-    ink: Range = (0, 70)  # text grey level
-    y_jitter: float = 0.5  # vertical jitter, fraction of the free space in a row
-    rotate: float = 0.0  # max |degrees|
-    skew: float = 0.0  # max |horizontal shear|
-    blur: float = 0.0  # max Gaussian blur radius (px)
-    noise: float = 0.0  # max Gaussian noise sigma (grey levels)
-    line_width: Range = (1, 2)  # box-line thickness (px)
-    line_ink: Range = (0, 90)  # box-line grey level
-    weight: Range = (-0.5, 0.7)  # stroke weight change in px: <0 lighter, >0 bolder
-    texture: float = 0.3  # share of images on uneven paper (a gradient and soft blotches)
+from data_tools.synth.look import Appearance
 
 
 @dataclass
 class Rendered:
+    """One sample, as a renderer hands it to the worker that saves it."""
+
     image: Image.Image
     clean: Image.Image | None  # box lines: same text and placement, no lines
     mask: Image.Image | None  # box lines: 1-bit, set where a line is
@@ -55,7 +37,20 @@ class Rendered:
 
 
 class Renderer:
-    """Draws samples for one process; fonts are opened once, glyphs cached."""
+    """Draws samples for one process; fonts are opened once, glyphs cached.
+
+    The printed-text domain's renderer. What a worker asks of a renderer, and what
+    another domain's renderer is to offer alike:
+
+    - ``Renderer(fonts, layout, look, seed, reference)``: built once per process
+      (fonts: the checked :class:`FontSpec` list; layout: the image geometry; look:
+      the :class:`Appearance` ranges; seed: the run's seed; reference: characters
+      every font draws, for vertical metrics);
+    - ``render(index, rows) -> Rendered``: image ``index`` showing ``rows`` (one
+      string per text row), every random choice drawn from
+      ``random.Random(f"{seed}:{index}")``, so that it depends on the seed, the
+      index and the settings only, never on the process or on what came before.
+    """
 
     def __init__(self, fonts: Sequence[FontSpec], layout: Layout, look: Appearance,
                  seed: int, reference: str) -> None:

@@ -104,9 +104,8 @@ class LazyGroup(click.Group):
         anything else -> one line naming the failure and --debug (exit 1).
         ``--debug`` (or OCRKIT_DEBUG=1) shows the traceback instead.
         """
-        from ocrkit.errors import OcrkitError, Terminated, plain_message
-
         from ocrkit.console import route_warnings
+        from ocrkit.errors import OcrkitError, Terminated, plain_message
 
         route_warnings()
         try:
@@ -187,6 +186,26 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    except SystemExit as exc:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _exit_now(exc.code)
+        raise
+
+
+def _exit_now(code) -> None:
+    """Leave a torchrun worker without the interpreter's teardown: a gloo thread still
+    being destroyed then can abort the process ("terminate called without an active
+    exception", SIGABRT) after the work is done and saved, turning a finished run into
+    a failed one. Everything written is flushed first; the run's files are closed."""
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    if not isinstance(code, int) and code is not None:
+        print(code, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def _sigterm_raises() -> None:

@@ -36,11 +36,10 @@ def denoise(checkpoint, inputs, out, device, overwrite, quiet) -> None:
     from ocrkit.checkpoint import load_checkpoint
     from ocrkit.cli._common import stderr_console
     from ocrkit.cli.infer import open_input, require_inputs
+    from ocrkit.device import resolve_device
     from ocrkit.errors import UsageError
-    from ocrkit.models.denoise import build_denoiser
+    from ocrkit.models.denoise import build_denoiser, denoise_images
     from ocrkit.outputs import FolderLock, atomic_file, check_writable, refuse_inputs
-    from ocrkit.train.denoise import denoise_images
-    from ocrkit.train.setup import resolve_device
 
     refuse_inputs(out, [i for i in inputs if i != "-"] + [checkpoint])
     if os.path.exists(out) and not os.path.isdir(out):

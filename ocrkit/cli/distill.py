@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
-                                replayable)
+from ocrkit.cli._common import (
+    FiniteFloat,
+    adopt_run_config,
+    config_option,
+    json_line,
+    replayable,
+)
 from ocrkit.cli.train import _apply, data_options, loop_options, model_options
 
 
@@ -108,7 +113,7 @@ def distill(ctx: click.Context, **opts) -> None:
     """
     from click.core import ParameterSource
 
-    from ocrkit.train.distill_setup import run_distill
+    from ocrkit.methods.distill_setup import run_distill
 
     taken = adopt_run_config(ctx, opts, "distill")
     opts["_explicit"] = {name for name in opts

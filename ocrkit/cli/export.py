@@ -53,10 +53,10 @@ def export(checkpoint, fmt, out, opset, profile, verify, samples, tolerance, ove
                   within_tolerance, same_text, texts_match
     """
     from ocrkit.cli._common import stderr_console
+    from ocrkit.device import resolve_device
     from ocrkit.errors import OcrkitError
     from ocrkit.export import export_onnx, verify_onnx
     from ocrkit.outputs import atomic_file, check_output_file
-    from ocrkit.train.setup import resolve_device
 
     console = stderr_console(quiet)
     torch_device = resolve_device(device)  # a bad one is a usage error before the work

@@ -15,8 +15,9 @@ PARTS = ("denoiser", "backbone", "neck", "sequence", "classifier", "head")
 def checkpoint_info(path: str) -> dict:
     """Parameters and tensor bytes per part, the file's size, and for the classifier
     the §IV-C storage formula (softmax ``r N d``, EMU ``r K d + N K / 8``)."""
-    from ocrkit.checkpoint import build_model, load_checkpoint
+    from ocrkit.checkpoint import load_checkpoint
     from ocrkit.models.classifiers.multihot import storage_bytes
+    from ocrkit.models.recognizer import build_model
 
     ckpt = load_checkpoint(path)
     kind = ckpt.get("kind", "recognizer")

@@ -7,8 +7,13 @@ import time
 
 import click
 
-from ocrkit.cli._common import (RangeType, default_workers, progress_bar, resolve_workers,
-                                stderr_console)
+from ocrkit.cli._common import (
+    RangeType,
+    default_workers,
+    progress_bar,
+    resolve_workers,
+    stderr_console,
+)
 
 
 def _shard(ctx, param, value):
@@ -142,8 +147,8 @@ def synth(**opts) -> None:
     stdout.
     """
     from data_tools.synth import SynthConfig, synthesize
-    from data_tools.synth.generate import load_resume_config
-    from data_tools.synth.render import Appearance
+    from data_tools.synth.config import load_resume_config
+    from data_tools.synth.look import Appearance
 
     quiet = opts.pop("quiet")
     resume = opts.pop("resume")

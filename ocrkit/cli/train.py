@@ -6,8 +6,13 @@ import ast
 
 import click
 
-from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
-                                replayable)
+from ocrkit.cli._common import (
+    FiniteFloat,
+    adopt_run_config,
+    config_option,
+    json_line,
+    replayable,
+)
 
 
 def parse_kv(ctx, param, values) -> dict:
@@ -200,10 +205,10 @@ def train(ctx: click.Context, **opts) -> None:
     Writes OUT/last.pt (resumable), OUT/best.pt (best validation CLP),
     OUT/metrics.jsonl, OUT/config.json and OUT/curve.png; prints a JSON summary.
     """
-    from ocrkit.train.run import run_training
+    from ocrkit.methods.supervised import train_supervised
 
     adopt_run_config(ctx, opts, "train")
     opts["_config"] = replayable("train", opts)
-    result = run_training(opts)
+    result = train_supervised(opts)
     if result is not None:
         click.echo(json_line(result))

@@ -43,7 +43,7 @@ def train_denoiser(**opts) -> None:
     OUT/last.pt, OUT/metrics.jsonl and OUT/curve.png; prints a JSON summary.
     """
     from ocrkit.errors import UsageError
-    from ocrkit.train.denoise import run_denoiser_training
+    from ocrkit.methods.denoise import run_denoiser_training
 
     adopt_run_config(click.get_current_context(), opts, "train-denoiser")
     if not opts["data"]:

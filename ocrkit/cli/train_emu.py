@@ -11,8 +11,13 @@ import os
 import click
 from click.core import ParameterSource
 
-from ocrkit.cli._common import (FiniteFloat, adopt_run_config, config_option, json_line,
-                                replayable)
+from ocrkit.cli._common import (
+    FiniteFloat,
+    adopt_run_config,
+    config_option,
+    json_line,
+    replayable,
+)
 from ocrkit.cli.train import model_options, train_options
 
 
@@ -90,7 +95,7 @@ def train_emu(**opts) -> None:
     Every EMU term (emu_reg, beta, beta_prime) is logged in metrics.jsonl. The summary
     JSON adds the codebook's minimum Hamming distance and duplicate codes.
     """
-    from ocrkit.train.run import run_training
+    from ocrkit.methods.supervised import train_supervised
 
     ctx = click.get_current_context()
     taken = adopt_run_config(ctx, opts, "train-emu")
@@ -107,12 +112,13 @@ def train_emu(**opts) -> None:
     opts["classifier_args"] = {arg: opts[key] for key, arg in EMU_KEYS.items()}
     opts["_flag_names"] = {f"spec.classifier.args.{arg}": f"--{key.replace('_', '-')}"
                            for key, arg in EMU_KEYS.items()}
-    result = run_training(opts)
+    result = train_supervised(opts)
     if result is None:
         return
     best = os.path.join(opts["out"], "best.pt")
     if os.path.isfile(best):
-        from ocrkit.checkpoint import build_model, load_checkpoint
+        from ocrkit.checkpoint import load_checkpoint
+        from ocrkit.models.recognizer import build_model
 
         model, _ = build_model(load_checkpoint(best))
         result["codes"] = model.classifier.code_report()

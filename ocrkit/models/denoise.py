@@ -23,7 +23,9 @@ it was trained at (line widths in pixels), which its checkpoint records.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
@@ -127,3 +129,14 @@ def attach_denoiser(model, path: str, input_spec, warn=None) -> None:
     if warn and size != [input_spec.height, input_spec.width]:
         warn(f"warning: {path} was trained on {size[0]}x{size[1]} images; the recognizer "
              f"reads {input_spec.height}x{input_spec.width}")
+
+
+@torch.no_grad()
+def denoise_images(model, images, device) -> list[Image.Image]:
+    """Clean PIL images at their own size; returns grayscale PIL images."""
+    out = []
+    for im in images:
+        v = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
+        cleaned = model.clean(v[None, None].to(device))[0, 0]
+        out.append(Image.fromarray(cleaned.mul(255).round().byte().cpu().numpy()))
+    return out

@@ -405,3 +405,17 @@ def _out_channels(module: nn.Module, what: str) -> int:
     if not isinstance(channels, int):
         raise TypeError(f"the {what} {module.__class__.__name__} must expose an int out_channels")
     return channels
+
+
+def build_model(ckpt: dict):
+    """The recognizer described by a checkpoint, with its weights, in eval mode."""
+    from ocrkit.charset import Charset
+
+    if ckpt.get("kind") == "denoiser":
+        raise UsageError("this is a denoiser checkpoint, not a recognizer: pass it with "
+                         "--denoiser (or clean images with `ocrkit denoise`)")
+    charset = Charset(ckpt["charset"])
+    model = Recognizer(ckpt["spec"], charset.num_classes)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, charset

@@ -1,8 +1,8 @@
-"""The one training loop every ocrkit method runs in (supervised CTC, denoisers,
-distillation; SeqCLR and EMU next). A method is an object the loop asks
-(see :mod:`ocrkit.train.methods` for the protocol):
+"""The one training loop every ocrkit method runs in (:mod:`ocrkit.methods`: supervised
+recognizers with EMU's loss, distillation, denoisers; SeqCLR next). The loop knows none
+of them: a method is an object it asks (see :mod:`ocrkit.train.method`):
 
-* ``loss(net, batch, device)`` -> :class:`ocrkit.train.methods.Loss`: the total
+* ``loss(net, batch, device)`` -> :class:`ocrkit.train.method.Loss`: the total
   and its **named terms**, each logged in ``metrics.jsonl`` and drawn in
   ``curve.png``;
 * ``validate(core, loader, device, limit)`` -> metrics; ``metric`` picks best.pt;
@@ -40,12 +40,20 @@ import torch
 from torch import nn
 
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
+from ocrkit.device import resolve_device
 from ocrkit.errors import Interrupted, OcrkitError, UsageError
 from ocrkit.outputs import atomic_file
-from ocrkit.train.data import StepSampler
-
-from ocrkit.train.setup import (OPTIMIZERS, SCHEDULES, Distributed, make_optimizer,  # noqa: F401
-                                make_schedule, resolve_device, rng_state, set_rng_state)
+from ocrkit.train.method import as_loss
+from ocrkit.train.sampler import StepSampler
+from ocrkit.train.setup import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Distributed,
+    make_optimizer,
+    make_schedule,
+    rng_state,
+    set_rng_state,
+)
 
 
 @dataclass
@@ -270,17 +278,6 @@ def clip_groups(opt: torch.optim.Optimizer) -> None:
             nn.utils.clip_grad_norm_(g["params"], g["clip"])
 
 
-def as_loss(value):
-    """A method's loss result as :class:`ocrkit.train.methods.Loss` (a plain
-    ``(total, images)`` pair is a single term named ``loss``)."""
-    from ocrkit.train.methods import Loss
-
-    if isinstance(value, Loss):
-        return value
-    total, images = value
-    return Loss(total, {"loss": total.detach()}, images)
-
-
 def json_number(value: float) -> float | None:
     """A float for JSON output: None instead of inf/nan (which JSON cannot hold)."""
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -353,7 +350,51 @@ class Trainer:
                 if step >= total:
                     return
 
+    # ------------------------------------------------------------------ fit, in steps
     def fit(self) -> dict:
+        """Train to the end (or to a stop request, saving ``last.pt``); the summary."""
+        run = self._start()
+        self._restore(run)
+        self.method.begin(run.total, run.step)
+        if run.dist.enabled:
+            run.model = nn.parallel.DistributedDataParallel(
+                run.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                else None)
+        if run.dist.main:
+            run.log = open(os.path.join(self.cfg.out, "metrics.jsonl"), "a", encoding="utf-8")
+            self._write_config()
+        from ocrkit.console import progress_bar
+
+        with progress_bar("train", self.cfg.quiet or not run.dist.main, unit="img") as (
+                start, advance), StopRequest() as stop:
+            start(run.total)
+            advance(run.step)
+            run.model.train()
+            run.t_last = run.t_wait = time.perf_counter()
+            stopped = False
+            for batch in self._batches(run.sampler, run.step, run.total, stop):
+                if not self._step(run, batch, stop):
+                    if stop.requested:
+                        break
+                    continue
+                advance(1)
+                self._log(run)
+                if run.step % self.cfg.val_every == 0 or run.step == run.total:
+                    self._validate(run, stop)
+                if run.dist.main and (run.step % self.cfg.save_every == 0
+                                      or run.step == run.total):
+                    self._save(run, run.last_path, with_state=True)
+                if run.dist.any(stop.requested):  # on any rank: every rank stops
+                    stopped = True
+                    break
+                run.t_wait = time.perf_counter()
+            signum = stop.signum
+        if (stopped or signum is not None) and run.step < run.total:
+            self._interrupted(run, signum)
+        return self._finish(run)
+
+    def _start(self) -> "_Run":
+        """Device, process group, seeds, sample order, optimizer and schedule."""
         cfg = self.cfg
         self.device = resolve_device(cfg.device)
         dist = Distributed(self.device)
@@ -368,210 +409,261 @@ class Trainer:
         total = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * per_epoch))
         groups = param_groups(self.method, model, cfg)
         opt = make_optimizer(cfg, groups)
-        sched = make_schedule(cfg, opt, total, per_epoch)
-        deploy = getattr(self.method, "deployable", None)
         amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         amp_dtype = (torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported()
                      else torch.float16)
         scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16
                                       and self.device.type == "cuda")
-        step, best, best_step = 0, -math.inf, 0
-        last_path = os.path.join(cfg.out, "last.pt")
-        if cfg.resume and os.path.isfile(last_path):
-            ckpt = load_checkpoint(last_path)
-            check_resumable(last_path, ckpt, self.extra, self.flag_names)
-            ts = ckpt["train_state"]
-            model.load_state_dict(ts["net"] if "net" in ts else ckpt["state_dict"])
-            opt.load_state_dict(ts["optimizer"])
-            for g, wanted in zip(opt.param_groups, groups):  # this run's clipping and names
-                g["clip"], g["name"] = wanted["clip"], wanted["name"]
-            sched.load_state_dict(ts["scheduler"])
-            scaler.load_state_dict(ts["scaler"])
-            set_rng_state(ts["rng"])
-            step, best, best_step = ts["step"], ts["best"], ts["best_step"]
-            if dist.main:
-                self.say(f"resumed from {last_path} at step {step}")
-                planned = ts.get("total")
-                if planned is not None and int(planned) != total:
-                    was = _rate_at(cfg, step, int(planned), per_epoch)
-                    now = _rate_at(cfg, step, total, per_epoch)
-                    self.say(f"warning: --resume: the run was planned for {int(planned)} steps "
-                             f"and now runs to {total}: the learning-rate schedule is "
-                             f"recomputed for {total} steps, so the rate at step {step} "
-                             f"changes from {was:.3g} to {now:.3g}")
-        elif cfg.resume and dist.main:
-            self.say(f"--resume: no {last_path} yet, starting from scratch")
-        self.method.begin(total, step)
-        if dist.enabled:
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        core = model.module if dist.enabled else model
+        return _Run(dist=dist, model=model, sampler=sampler, per_epoch=per_epoch, total=total,
+                    groups=groups, opt=opt, sched=make_schedule(cfg, opt, total, per_epoch),
+                    scaler=scaler, amp=amp, amp_dtype=amp_dtype,
+                    last_path=os.path.join(cfg.out, "last.pt"))
 
-        log = open(os.path.join(cfg.out, "metrics.jsonl"), "a", encoding="utf-8") if dist.main else None
-        if dist.main:
-            with atomic_file(os.path.join(cfg.out, "config.json")) as tmp, \
-                    open(tmp, "w", encoding="utf-8") as fh:
-                json.dump({**self.config, "train": asdict(cfg),
-                           **{k: v for k, v in self.extra.items()
-                              if k in ("kind", "spec", "input", "distill", "denoiser")}},
-                          fh, ensure_ascii=False, indent=1, default=str)
+    def _restore(self, run: "_Run") -> None:
+        """``--resume``: the model, optimizer, schedule, scaler, RNG and counters of
+        ``last.pt`` (checked to be this run's model and input)."""
+        cfg, path = self.cfg, run.last_path
+        if not cfg.resume:
+            return
+        if not os.path.isfile(path):
+            if run.dist.main:
+                self.say(f"--resume: no {path} yet, starting from scratch")
+            return
+        ckpt = load_checkpoint(path)
+        check_resumable(path, ckpt, self.extra, self.flag_names)
+        ts = ckpt["train_state"]
+        run.model.load_state_dict(ts["net"] if "net" in ts else ckpt["state_dict"])
+        run.opt.load_state_dict(ts["optimizer"])
+        for g, wanted in zip(run.opt.param_groups, run.groups):  # this run's clipping, names
+            g["clip"], g["name"] = wanted["clip"], wanted["name"]
+        run.sched.load_state_dict(ts["scheduler"])
+        run.scaler.load_state_dict(ts["scaler"])
+        set_rng_state(ts["rng"])
+        run.step, run.best, run.best_step = ts["step"], ts["best"], ts["best_step"]
+        run.saved_step = run.step
+        if not run.dist.main:
+            return
+        self.say(f"resumed from {path} at step {run.step}")
+        planned = ts.get("total")
+        if planned is not None and int(planned) != run.total:
+            was = _rate_at(cfg, run.step, int(planned), run.per_epoch)
+            now = _rate_at(cfg, run.step, run.total, run.per_epoch)
+            self.say(f"warning: --resume: the run was planned for {int(planned)} steps and now "
+                     f"runs to {run.total}: the learning-rate schedule is recomputed for "
+                     f"{run.total} steps, so the rate at step {run.step} changes from "
+                     f"{was:.3g} to {now:.3g}")
 
-        def save(path: str, with_state: bool) -> None:
-            module, deploy_extra = deploy(core) if deploy else (core, {})
-            payload = {**self.extra, **deploy_extra, "state_dict": module.state_dict(),
-                       "meta": {"step": step, "epoch": step / per_epoch, "best_metric": best,
-                                "best_step": best_step, "metric": self.method.metric,
-                                "seed": cfg.seed, "world_size": dist.world}}
-            if with_state:
-                payload["train_state"] = {
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": rng_state(), "step": step,
-                    "best": best, "best_step": best_step, "total": total}
-                if module is not core:  # the whole trained network, for --resume
-                    payload["train_state"]["net"] = core.state_dict()
-                    # and what it is (the deployed module may differ: EMU's packed form)
-                    payload["train_state"]["identity"] = {
-                        k: self.extra[k] for k in _IDENTITY if k in self.extra}
-            save_checkpoint(path, payload)
+    def _write_config(self) -> None:
+        """``config.json``: the command's options (for ``--config``) and what it trains."""
+        with atomic_file(os.path.join(self.cfg.out, "config.json")) as tmp, \
+                open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({**self.config, "train": asdict(self.cfg),
+                       **{k: v for k, v in self.extra.items()
+                          if k in ("kind", "spec", "input", "distill", "denoiser")}},
+                      fh, ensure_ascii=False, indent=1, default=str)
 
-        from ocrkit.console import progress_bar
+    def _save(self, run: "_Run", path: str, with_state: bool) -> None:
+        """A checkpoint of the deployable model (``best.pt``), with the whole training
+        state for ``--resume`` (``last.pt``)."""
+        core = run.core
+        deploy = getattr(self.method, "deployable", None)
+        module, deploy_extra = deploy(core) if deploy else (core, {})
+        payload = {**self.extra, **deploy_extra, "state_dict": module.state_dict(),
+                   "meta": {"step": run.step, "epoch": run.step / run.per_epoch,
+                            "best_metric": run.best, "best_step": run.best_step,
+                            "metric": self.method.metric, "seed": self.cfg.seed,
+                            "world_size": run.dist.world}}
+        if with_state:
+            payload["train_state"] = {
+                "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+                "scaler": run.scaler.state_dict(), "rng": rng_state(), "step": run.step,
+                "best": run.best, "best_step": run.best_step, "total": run.total}
+            if module is not core:  # the whole trained network, for --resume
+                payload["train_state"]["net"] = core.state_dict()
+                # and what it is (the deployed module may differ: EMU's packed form)
+                payload["train_state"]["identity"] = {
+                    k: self.extra[k] for k in _IDENTITY if k in self.extra}
+        save_checkpoint(path, payload)
+        if with_state:
+            run.saved_step = run.step
 
-        history: list[dict] = []
-        result: dict = {}
-        broken = 0
-        stopped = False
-        # sequences whose labels need more CTC frames than the model gives (zero loss)
-        infeasible = infeasible_total = sequences = 0
-        empty_run, dropped_why = 0, {}
-        with progress_bar("train", cfg.quiet or not dist.main, unit="img") as (start, advance), \
-                StopRequest() as stop:
-            start(total)
-            advance(step)
-            t_last, seen, data_time, step_time = time.perf_counter(), 0, 0.0, 0.0
-            model.train()
-            t_wait = time.perf_counter()
-            for batch in self._batches(sampler, step, total, stop):
-                t_got = time.perf_counter()
-                data_time += t_got - t_wait
-                broken += batch["broken"]
-                if batch["images"].shape[0] == 0:
-                    # every sample of the batch was dropped: never spin on such batches
-                    if stop.requested:
-                        stopped = True
-                        break
-                    empty_run += 1
-                    for _, why in batch.get("broken_items", ())[:50]:
-                        dropped_why[why] = dropped_why.get(why, 0) + 1
-                    if empty_run >= per_epoch:
-                        raise OcrkitError(_nothing_usable(empty_run, dropped_why))
-                    t_wait = time.perf_counter()
-                    continue
-                empty_run = 0
-                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=amp):
-                    out = as_loss(self.method.loss(model, batch, self.device))
-                loss = out.total
-                if "ctc_infeasible" in batch:
-                    infeasible += batch["ctc_infeasible"]
-                    sequences += batch["ctc_sequences"]
-                    if batch["ctc_infeasible"] and not infeasible_total and dist.main:
-                        self.say(f"warning: step {step + 1}: {batch['ctc_infeasible']} of "
-                                 f"{batch['ctc_sequences']} label sequences need more CTC "
-                                 "frames than the model gives for their image; they cannot "
-                                 "be learnt (loss 0), counted as infeasible_samples in "
-                                 "metrics.jsonl")
-                    infeasible_total += batch["ctc_infeasible"]
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if any(g["clip"] for g in opt.param_groups):
-                    scaler.unscale_(opt)
-                    clip_groups(opt)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                step += 1
-                seen += out.images
-                after = getattr(self.method, "after_step", None)
-                if after:
-                    after(core, step)
-                step_time += time.perf_counter() - t_got
-                advance(1)
-                logging = step % cfg.log_every == 0 or step == total
-                if logging and not math.isfinite(loss.item()):
-                    raise OcrkitError(f"loss became {loss.item()} at step {step}; "
-                                      "lower --lr or check the data")
-                if dist.main and logging:
-                    now = time.perf_counter()
-                    rec = {"step": step, "epoch": round(step / per_epoch, 4),
-                           "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
-                           "img_s": round(seen * dist.world / max(now - t_last, 1e-9), 1),
-                           "data_share": round(data_time / max(data_time + step_time, 1e-9), 3)}
-                    if len(out.terms) > 1 or set(out.terms) != {"loss"}:
-                        rec["terms"] = {k: round(float(v), 5) for k, v in out.terms.items()}
-                    if broken:
-                        rec["broken_samples"] = broken
-                    if infeasible:  # since the last record
-                        rec["infeasible_samples"] = infeasible
-                        rec["infeasible_share"] = round(infeasible / max(sequences, 1), 4)
-                    infeasible = sequences = 0
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                    history.append(rec)
-                    t_last, seen, data_time, step_time = now, 0, 0.0, 0.0
-                if step % cfg.val_every == 0 or step == total:
-                    if dist.main and self.val_set is not None:
-                        model.eval()
-                        result = self.method.validate(core, _until(self.val_loader(), stop),
-                                                      self.device, limit=cfg.val_limit)
-                        model.train()
-                    if dist.main and self.val_set is not None and not stop.requested:
-                        # (a validation cut short by a stop request chooses nothing)
-                        value = result[self.method.metric]
-                        rec = {"step": step, "val": result}
-                        log.write(json.dumps(rec) + "\n")
-                        log.flush()
-                        history.append(rec)
-                        if value > best:
-                            best, best_step = value, step
-                            save(os.path.join(cfg.out, "best.pt"), with_state=False)
-                    dist.barrier()
-                if dist.main and (step % cfg.save_every == 0 or step == total):
-                    save(last_path, with_state=True)
-                if dist.any(stop.requested):
-                    stopped = True
-                    break
-                t_wait = time.perf_counter()
-            stopped = stopped or (stop.requested and step < total)
-            interrupted = stop.signum
-        if stopped and step < total:
-            trained = step > 0  # a step of this run or of the one resumed
-            if dist.main:
-                if trained:
-                    save(last_path, with_state=True)
-                log.close()
-            dist.close()
-            import signal
+    def _step(self, run: "_Run", batch: dict, stop: StopRequest) -> bool:
+        """One optimizer step on ``batch``; False for a batch with nothing usable (an
+        epoch of those is an error: a loop must never spin on them)."""
+        t_got = time.perf_counter()
+        run.data_time += t_got - run.t_wait
+        run.broken += batch["broken"]
+        if batch["images"].shape[0] == 0:
+            if stop.requested:  # the caller stops
+                return False
+            run.empty_run += 1
+            for _, why in batch.get("broken_items", ())[:50]:
+                run.dropped_why[why] = run.dropped_why.get(why, 0) + 1
+            if run.empty_run >= run.per_epoch:
+                raise OcrkitError(_nothing_usable(run.empty_run, run.dropped_why))
+            run.t_wait = time.perf_counter()
+            return False
+        run.empty_run = 0
+        with torch.autocast(self.device.type, dtype=run.amp_dtype, enabled=run.amp):
+            out = as_loss(self.method.loss(run.model, batch, self.device))
+        self._count_infeasible(run, batch)
+        opt, scaler = run.opt, run.scaler
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(out.total).backward()
+        if any(g["clip"] for g in opt.param_groups):
+            scaler.unscale_(opt)
+            clip_groups(opt)
+        scaler.step(opt)
+        scaler.update()
+        run.sched.step()
+        run.step += 1
+        run.seen += out.images
+        run.out = out
+        after = getattr(self.method, "after_step", None)
+        if after:
+            after(run.core, run.step)
+        run.step_time += time.perf_counter() - t_got
+        return True
 
-            how = "terminated" if interrupted == signal.SIGTERM else "interrupted"
-            raise Interrupted(
-                f"{how} at step {step}: saved {last_path}; continue with the same command "
-                "and --resume" if trained else f"{how} before the first step; nothing to save",
-                exit_code=143 if interrupted == signal.SIGTERM else 130)
-        if dist.main:
+    def _count_infeasible(self, run: "_Run", batch: dict) -> None:
+        """Sequences whose labels need more CTC frames than the model gives (their
+        loss is zeroed): counted per logged step, said once."""
+        if "ctc_infeasible" not in batch:
+            return
+        n = batch["ctc_infeasible"]
+        run.infeasible += n
+        run.sequences += batch["ctc_sequences"]
+        if n and not run.infeasible_total and run.dist.main:
+            self.say(f"warning: step {run.step + 1}: {n} of {batch['ctc_sequences']} label "
+                     "sequences need more CTC frames than the model gives for their image; "
+                     "they cannot be learnt (loss 0), counted as infeasible_samples in "
+                     "metrics.jsonl")
+        run.infeasible_total += n
+
+    def _log(self, run: "_Run") -> None:
+        """A ``metrics.jsonl`` record every ``--log-every`` steps (and a non-finite loss
+        is an error at once)."""
+        step, out = run.step, run.out
+        if not (step % self.cfg.log_every == 0 or step == run.total):
+            return
+        loss = out.total.item()
+        if not math.isfinite(loss):
+            raise OcrkitError(f"loss became {loss} at step {step}; lower --lr or check the data")
+        if not run.dist.main:
+            return
+        now = time.perf_counter()
+        rec = {"step": step, "epoch": round(step / run.per_epoch, 4), "loss": round(loss, 5),
+               "lr": run.sched.get_last_lr()[0],
+               "img_s": round(run.seen * run.dist.world / max(now - run.t_last, 1e-9), 1),
+               "data_share": round(run.data_time / max(run.data_time + run.step_time, 1e-9),
+                                   3)}
+        if len(out.terms) > 1 or set(out.terms) != {"loss"}:
+            rec["terms"] = {k: round(float(v), 5) for k, v in out.terms.items()}
+        if run.broken:
+            rec["broken_samples"] = run.broken
+        if run.infeasible:  # since the last record
+            rec["infeasible_samples"] = run.infeasible
+            rec["infeasible_share"] = round(run.infeasible / max(run.sequences, 1), 4)
+        run.infeasible = run.sequences = 0
+        self._record(run, rec)
+        run.t_last, run.seen, run.data_time, run.step_time = now, 0, 0.0, 0.0
+
+    def _record(self, run: "_Run", rec: dict) -> None:
+        run.log.write(json.dumps(rec) + "\n")
+        run.log.flush()
+
+    def _validate(self, run: "_Run", stop: StopRequest) -> None:
+        """Validate on the main process; a better metric writes ``best.pt``. A validation
+        cut short by a stop request records and chooses nothing."""
+        if run.dist.main and self.val_set is not None:
+            run.model.eval()
+            result = self.method.validate(run.core, _until(self.val_loader(), stop),
+                                          self.device, limit=self.cfg.val_limit)
+            run.model.train()
+            if not stop.requested:
+                run.result = result
+                self._record(run, {"step": run.step, "val": result})
+                value = result[self.method.metric]
+                if value > run.best:
+                    run.best, run.best_step = value, run.step
+                    self._save(run, os.path.join(self.cfg.out, "best.pt"), with_state=False)
+        run.dist.barrier()
+
+    def _interrupted(self, run: "_Run", signum: int | None) -> None:
+        """Ctrl-C / SIGTERM before the end: ``last.pt`` holds the last step, then exit."""
+        import signal
+
+        trained = run.step > 0  # a step of this run or of the one resumed
+        if run.dist.main:
+            if trained and run.saved_step != run.step:
+                self._save(run, run.last_path, with_state=True)
+            run.log.close()
+        run.dist.close()
+        how = "terminated" if signum == signal.SIGTERM else "interrupted"
+        raise Interrupted(
+            f"{how} at step {run.step}: saved {run.last_path}; continue with the same command "
+            "and --resume" if trained else f"{how} before the first step; nothing to save",
+            exit_code=143 if signum == signal.SIGTERM else 130)
+
+    def _finish(self, run: "_Run") -> dict:
+        if run.dist.main:
             if self.val_set is None:
-                save(os.path.join(cfg.out, "best.pt"), with_state=False)
-            log.close()
+                self._save(run, os.path.join(self.cfg.out, "best.pt"), with_state=False)
+            run.log.close()
             try:
                 from ocrkit.train.plot import plot_curves
 
-                plot_curves(os.path.join(cfg.out, "metrics.jsonl"),
-                            os.path.join(cfg.out, "curve.png"), self.method.metric)
+                plot_curves(os.path.join(self.cfg.out, "metrics.jsonl"),
+                            os.path.join(self.cfg.out, "curve.png"), self.method.metric)
             except Exception as exc:  # noqa: BLE001 - a plot must never fail a finished run
                 self.say(f"warning: could not draw the training curve ({exc})")
-        dist.barrier()
-        dist.close()
-        return {"steps": step, "best_metric": json_number(best), "best_step": best_step,
-                "last_val": result, "broken_samples": broken,
-                "infeasible_samples": infeasible_total}
+        run.dist.barrier()
+        run.dist.close()
+        return {"steps": run.step, "best_metric": json_number(run.best),
+                "best_step": run.best_step, "last_val": run.result,
+                "broken_samples": run.broken, "infeasible_samples": run.infeasible_total}
+
+
+@dataclass(eq=False)
+class _Run:
+    """The state of one :meth:`Trainer.fit`: what its steps share."""
+
+    dist: Distributed
+    model: nn.Module
+    sampler: StepSampler
+    per_epoch: int
+    total: int
+    groups: list
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: object
+    amp: bool
+    amp_dtype: torch.dtype
+    last_path: str
+    step: int = 0
+    best: float = -math.inf
+    best_step: int = 0
+    saved_step: int = -1  # the step last.pt holds
+    log: object = None
+    out: object = None  # the last step's Loss
+    result: dict = field(default_factory=dict)  # the last validation
+    broken: int = 0
+    empty_run: int = 0
+    dropped_why: dict = field(default_factory=dict)
+    infeasible: int = 0  # since the last record
+    sequences: int = 0
+    infeasible_total: int = 0
+    seen: int = 0
+    data_time: float = 0.0
+    step_time: float = 0.0
+    t_last: float = field(default_factory=time.perf_counter)
+    t_wait: float = 0.0
+
+    @property
+    def core(self) -> nn.Module:
+        """The network itself (inside DistributedDataParallel under torchrun)."""
+        ddp = isinstance(self.model, nn.parallel.DistributedDataParallel)
+        return self.model.module if ddp else self.model
 
 
 def _until(loader, stop: StopRequest):

@@ -1,15 +1,22 @@
-"""Set up a supervised run from `ocrkit train`'s option dict and run the loop.
+"""The one set-up every training command shares before its first step.
 
-The order is the user's protection: options are checked, then the run folder is
-claimed (refused if it holds another run, locked against a second writer), then
-data, charset and model are checked (unknown characters counted and reported,
-the model run once on a blank input) - all before the first step.
+:class:`RunSetup` checks the loop's options, claims the run folder (refused if it
+holds another run, locked against a second writer, removed again if the run fails
+before writing anything) and builds the :class:`~ocrkit.train.loop.Trainer`.
+Labelled recognizer data (``train``, ``train-emu``, ``distill``) comes through
+:func:`labelled_data` - datasets, charset, unknown characters counted and
+refused or reported - and :func:`recognizer_from_options` builds and checks the
+model ``train`` and ``train-emu`` describe by options (run once on a blank input;
+labels that cannot fit its CTC frames counted). The order is the user's
+protection: everything that can be wrong is found before the first step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -18,12 +25,11 @@ from ocrkit.charset import Charset
 from ocrkit.console import stderr_console
 from ocrkit.data import open_dataset
 from ocrkit.data.augment import augmented
+from ocrkit.data.batch import Collate, InputSpec
 from ocrkit.errors import UsageError
 from ocrkit.models.recognizer import Recognizer, check_forward, make_spec
 from ocrkit.outputs import LOCK_NAME, RUN_MARKER, claim_run_folder, main_process
-from ocrkit.train.data import Collate, InputSpec
-from ocrkit.train.loop import Trainer, TrainConfig
-from ocrkit.train.methods import SupervisedCTC
+from ocrkit.train.loop import TrainConfig, Trainer
 
 
 @contextlib.contextmanager
@@ -197,92 +203,152 @@ def build_charset(opts: dict, labels: list[str]) -> tuple[Charset, str]:
     return Charset.from_labels(labels), "the labels' charset"
 
 
-def run_training(opts: dict, method_factory=None) -> dict | None:
-    """Datasets, charset, model and loop from `ocrkit train`'s options (also the demo's)."""
-    quiet = opts["quiet"]
-    console = stderr_console(quiet)
+class RunSetup:
+    """A training command's run: its messages, loop configuration, run folder and
+    trainer. ``inputs`` are the paths it reads (never written over)."""
 
-    def say(msg: str) -> None:
+    def __init__(self, opts: dict, command: str, inputs: list[str]) -> None:
+        self.opts, self.command, self.inputs = opts, command, list(inputs)
+        self.console = stderr_console(opts["quiet"])
+        self.cfg = TrainConfig.from_options(opts, warn=self.say)
+
+    def say(self, msg: str) -> None:
         if main_process():
-            console.print(msg, highlight=False)
+            self.console.print(msg, highlight=False)
 
+    def claim(self):
+        """The run folder, claimed for the run's duration (see :func:`run_folder`)."""
+        return run_folder(self.opts, self.command, self.inputs)
+
+    def trainer(self, model, method, train_set, val_set, collate: Callable, extra: dict,
+                val_collate: Callable | None = None) -> Trainer:
+        return Trainer(model, method, train_set, val_set, collate, self.cfg, extra,
+                       console_print=self.say, val_collate=val_collate,
+                       config=self.opts.get("_config"),
+                       flag_names=self.opts.get("_flag_names"))
+
+
+@dataclass
+class LabelledData:
+    """Training and validation sets, the training labels and the run's charset."""
+
+    train_set: object
+    val_set: object | None
+    labels: list[str]
+    charset: Charset
+
+
+def labelled_setup(opts: dict, command: str, extra_inputs=()) -> RunSetup:
+    """:class:`RunSetup` for a command that trains on labelled images (``--train``)."""
     if not opts.get("train_paths"):
         raise UsageError("missing option --train (training data; --resume takes a run's own "
                          "from its config.json)")
     check_unknown_options(opts)
-    cfg = TrainConfig.from_options(opts, warn=say)
-    inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ())
-    with run_folder(opts, "train", inputs):
-        train_set, val_set = open_datasets(opts, say)
-        train_set = augmented(train_set, opts, opts.get("rows") or 1)
-        labels = train_set.labels()
-        charset, source = build_charset(opts, labels)
-        check_labels(charset, labels, val_set, opts, say, source=source)
-        rows = opts.get("rows") or 1
-        neck_args = dict(opts["neck_args"])
-        if getattr(registry.get("necks", opts["neck"]).load(), "geometry", False):
-            neck_args.setdefault("rows", rows)
-            if neck_args["rows"] != rows:
-                raise UsageError(f"--neck-arg rows={neck_args['rows']} contradicts --rows {rows}")
-        elif rows > 1:
-            raise UsageError(f"--rows {rows} needs a multi-row neck (multirow-stretch or "
-                             f"row-attention), not {opts['neck']!r}")
-        spec = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
-                         opts["head"], backbone_args=opts["backbone_args"],
-                         neck_args=neck_args, sequence_args=opts["sequence_args"],
-                         classifier_args=opts["classifier_args"], head_args=opts["head_args"],
-                         row_sequence=opts.get("row_sequence"),
-                         in_channels=opts.get("channels", 1))
-        multirow = rows > 1
-        input_spec = InputSpec(
-            height=opts["height"] or (224 if multirow else 32),
-            width=opts["width"] or (224 if multirow else 256),
-            policy=opts["resize"] or ("stretch" if multirow else "keep-ratio"), rows=rows,
-            channels=opts.get("channels", 1))
-        if input_spec.height < 8 or input_spec.width < 8:
-            raise UsageError("--height and --width must be at least 8")
-        torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
-        model = Recognizer(spec, charset.num_classes,
-                           input_size=(input_spec.height, input_spec.width))
-        if opts.get("denoiser"):
-            from ocrkit.models.denoise import attach_denoiser
+    return RunSetup(opts, command, [*opts["train_paths"], *(opts.get("val_paths") or ()),
+                                    *extra_inputs])
 
-            attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
-        if getattr(model.neck, "note", None):
-            say(model.neck.note)
-        out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
-        if model.row_sequence != "per-row" and out.visual.dim() != 4:
-            raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
-                             f"{opts['neck']!r} returns one sequence per image (use it with "
-                             "row-attention)")
-        if model.autoregressive:
-            longest = max((len(label.replace("\n", "")) for label in labels), default=0)
-            if longest > model.head.max_length:
-                raise UsageError(f"the training labels run to {longest} characters and head "
-                                 f"{opts['head']!r} reads at most {model.head.max_length}; "
-                                 f"--head-arg max_length={longest}")
-        check_ctc_fit(model, out, labels, charset, opts, input_spec, say)
+
+def labelled_data(setup: RunSetup, charset_for: Callable | None = None) -> LabelledData:
+    """The datasets and charset (``charset_for(labels) -> (charset, where from)``; by
+    default a resumed run's, ``--charset`` or the labels'), with --unknown applied."""
+    opts = setup.opts
+    train_set, val_set = open_datasets(opts, setup.say)
+    labels = train_set.labels()
+    charset, source = (charset_for or (lambda lab: build_charset(opts, lab)))(labels)
+    check_labels(charset, labels, val_set, opts, setup.say, source=source)
+    return LabelledData(train_set, val_set, labels, charset)
+
+
+def fit_recognizer(setup: RunSetup, model, method, data: LabelledData, input_spec: InputSpec,
+                   extra: dict, teacher_spec: InputSpec | None = None) -> dict:
+    """Train ``model`` (or a method's network around it) on labelled data: augmented
+    training images (``--augment``), batches padded to their widest line, validation
+    lines at their own width. ``extra`` goes into every checkpoint."""
+    opts = setup.opts
+    train_set = augmented(data.train_set, opts, input_spec.rows)
+    collate = Collate(input_spec, data.charset, opts.get("unknown") or "skip",
+                      opts.get("replacement"), teacher_spec=teacher_spec, width="batch")
+    extra = {**extra, "train_data": [os.path.abspath(p) for p in opts["train_paths"]]}
+    trainer = setup.trainer(model, method, train_set, data.val_set, collate, extra,
+                            val_collate=Collate(input_spec, None, width="any"))
+    return trainer.fit()
+
+
+def input_spec_from(opts: dict, rows: int) -> InputSpec:
+    """The input the options describe (multi-row inputs default to 224x224, stretched)."""
+    multirow = rows > 1
+    spec = InputSpec(height=opts["height"] or (224 if multirow else 32),
+                     width=opts["width"] or (224 if multirow else 256),
+                     policy=opts["resize"] or ("stretch" if multirow else "keep-ratio"),
+                     rows=rows, channels=opts.get("channels", 1))
+    if spec.height < 8 or spec.width < 8:
+        raise UsageError("--height and --width must be at least 8")
+    return spec
+
+
+def recognizer_from_options(opts: dict, data: LabelledData, say) -> tuple[Recognizer, InputSpec]:
+    """The recognizer ``train``'s model options describe, built and checked on a blank
+    input of the training size: rows and neck agree, the labels fit its head (CTC
+    frames, an autoregressive head's length), the denoiser attached."""
+    rows = opts.get("rows") or 1
+    neck_args = dict(opts["neck_args"])
+    if getattr(registry.get("necks", opts["neck"]).load(), "geometry", False):
+        neck_args.setdefault("rows", rows)
+        if neck_args["rows"] != rows:
+            raise UsageError(f"--neck-arg rows={neck_args['rows']} contradicts --rows {rows}")
+    elif rows > 1:
+        raise UsageError(f"--rows {rows} needs a multi-row neck (multirow-stretch or "
+                         f"row-attention), not {opts['neck']!r}")
+    spec = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
+                     opts["head"], backbone_args=opts["backbone_args"],
+                     neck_args=neck_args, sequence_args=opts["sequence_args"],
+                     classifier_args=opts["classifier_args"], head_args=opts["head_args"],
+                     row_sequence=opts.get("row_sequence"), in_channels=opts.get("channels", 1))
+    input_spec = input_spec_from(opts, rows)
+    torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
+    model = Recognizer(spec, data.charset.num_classes,
+                       input_size=(input_spec.height, input_spec.width))
+    if opts.get("denoiser"):
+        from ocrkit.models.denoise import attach_denoiser
+
+        attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
+    if getattr(model.neck, "note", None):
+        say(model.neck.note)
+    out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
+    if model.row_sequence != "per-row" and out.visual.dim() != 4:
+        raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
+                         f"{opts['neck']!r} returns one sequence per image (use it with "
+                         "row-attention)")
+    if model.autoregressive:
+        longest = max((len(label.replace("\n", "")) for label in data.labels), default=0)
+        if longest > model.head.max_length:
+            raise UsageError(f"the training labels run to {longest} characters and head "
+                             f"{opts['head']!r} reads at most {model.head.max_length}; "
+                             f"--head-arg max_length={longest}")
+    check_ctc_fit(model, out, data.labels, data.charset, opts, input_spec, say)
+    if opts.get("row_loss") and rows == 1:
+        raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
+                         "give --rows")
+    return model, input_spec
+
+
+def run_training(opts: dict, method_factory: Callable) -> dict | None:
+    """`ocrkit train` (also train-emu's and the demo's): labelled data, the recognizer
+    its options describe, ``method_factory(charset, opts)``'s method, the loop."""
+    setup = labelled_setup(opts, "train")
+    with setup.claim():
+        data = labelled_data(setup)
+        model, input_spec = recognizer_from_options(opts, data, setup.say)
         spec = model.spec  # with the measured feature geometry and the denoiser
-        if opts.get("row_loss") and rows == 1:
-            raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
-                             "give --rows")
-        method = method_factory(charset) if method_factory else \
-            SupervisedCTC(charset, row_loss=opts.get("row_loss"))
-        extra = {"spec": spec, "charset": charset.chars,
-                 "input": {**input_spec.__dict__},
-                 "train_data": [os.path.abspath(p) for p in opts["train_paths"]]}
+        extra = {"spec": spec, "charset": data.charset.chars, "input": {**input_spec.__dict__}}
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        say(f"model {spec['backbone']['name']}+{spec['neck']['name']}"
-            f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
-            f"parameters, {charset.num_classes} classes, {len(train_set)} training images")
-        trainer = Trainer(model, method, train_set, val_set,
-                          Collate(input_spec, charset, opts["unknown"] or "skip",
-                                  opts.get("replacement"),
-                                  width="batch"),
-                          cfg, extra, console_print=say,
-                          val_collate=Collate(input_spec, None, width="any"),
-                          config=opts.get("_config"), flag_names=opts.get("_flag_names"))
-        summary = trainer.fit()
+        setup.say(f"model {spec['backbone']['name']}+{spec['neck']['name']}"
+                  f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
+                  f"parameters, {data.charset.num_classes} classes, {len(data.train_set)} "
+                  "training images")
+        summary = fit_recognizer(setup, model, method_factory(data.charset, opts), data,
+                                 input_spec, extra)
     if not main_process():
         return None
-    return {"out": opts["out"], "parameters": params, "classes": charset.num_classes, **summary}
+    return {"out": opts["out"], "parameters": params, "classes": data.charset.num_classes,
+            **summary}

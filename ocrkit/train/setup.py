@@ -1,4 +1,4 @@
-"""What every run needs before its first step: the device, the process group under
+"""What every run needs before its first step: the process group under
 ``torchrun``, the optimizer and learning-rate schedule, and RNG state that
 checkpoints can carry as plain data."""
 
@@ -15,23 +15,6 @@ from ocrkit.errors import UsageError
 
 OPTIMIZERS = ("adam", "amsgrad", "adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "paper", "constant")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps") from None
 
 
 class Distributed:

@@ -31,7 +31,7 @@ the decoder's cross-entropy. It adds no parameters and changes nothing at
 inference; it gives the encoder a per-character signal from the first step,
 which the decoder's cross-attention otherwise has to find on its own. At 4,901 classes
 it did not shorten MobileNetV3-small's slow start, but on a VGG + BiLSTM encoder it
-made Light-Former-EMU learn (CHANGELOG.md).
+made Light-Former-EMU learn (docs/results.md).
 """
 
 from __future__ import annotations

@@ -19,10 +19,9 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from ocrkit.console import stderr_console
 from ocrkit.data.datasets import decode_image
 from ocrkit.errors import UsageError
-from ocrkit.train.methods import Loss, Method
+from ocrkit.train.method import Loss, Method
 
 
 class PairDataset:
@@ -131,18 +130,12 @@ def run_denoiser_training(opts: dict) -> dict | None:
     """Datasets, model and loop from `ocrkit train-denoiser`'s options."""
     from ocrkit.models.denoise import Denoiser
     from ocrkit.outputs import main_process
-    from ocrkit.train.loop import Trainer, TrainConfig
-    from ocrkit.train.run import run_folder
+    from ocrkit.train.run import RunSetup
 
-    console = stderr_console(opts["quiet"])
-
-    def say(msg: str) -> None:
-        if main_process():
-            console.print(msg, highlight=False)
-
-    cfg = TrainConfig.from_options(opts, warn=say)
     data = opts["data"]
-    with run_folder(opts, "train-denoiser", [data] + ([opts["val"]] if opts.get("val") else [])):
+    setup = RunSetup(opts, "train-denoiser", [data] + ([opts["val"]] if opts.get("val") else []))
+    say = setup.say
+    with setup.claim():
         train_dir, val_dir = data, opts.get("val")
         if os.path.isdir(os.path.join(data, "train")) and not os.path.isfile(
                 os.path.join(data, "labels.jsonl")):  # a synth folder with --test-fraction
@@ -166,20 +159,10 @@ def run_denoiser_training(opts: dict) -> dict | None:
         say(f"denoiser {opts['variant']} (base {opts['base']}, depth {opts['depth']}): "
             f"{params / 1e6:.2f} M parameters, {len(train_set)} training pairs at "
             f"{height}x{width}")
-        trainer = Trainer(model, DenoiseMethod(), train_set, val_set, PairCollate(height, width),
-                          cfg, extra, console_print=say, config=opts.get("_config"))
-        summary = trainer.fit()
+        summary = setup.trainer(model, DenoiseMethod(), train_set, val_set,
+                                PairCollate(height, width), extra).fit()
     if not main_process():
         return None
     return {"out": opts["out"], "parameters": params, "variant": opts["variant"], **summary}
 
 
-@torch.no_grad()
-def denoise_images(model, images, device) -> list[Image.Image]:
-    """Clean PIL images at their own size; returns grayscale PIL images."""
-    out = []
-    for im in images:
-        v = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)
-        cleaned = model.clean(v[None, None].to(device))[0, 0]
-        out.append(Image.fromarray(cleaned.mul(255).round().byte().cpu().numpy()))
-    return out

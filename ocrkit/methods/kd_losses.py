@@ -22,7 +22,7 @@ Readings where the paper is silent or ambiguous (all options of ``ocrkit distill
 **Padding frames.** A training batch is padded on the right to its widest image
 (``Collate``; ``keep-ratio`` lines), so a narrow image's last frames see only
 padding. The per-frame terms (``soft_kl``, ``mutual_kl``, ``ctc_mean_kl``) take a
-``mask`` of the frames that count (:func:`frame_mask`) and average over those only;
+``mask`` of the frames that count (:func:`ocrkit.data.batch.frame_mask`) and average over those only;
 without one every frame counts.
 """
 
@@ -30,22 +30,6 @@ from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
-
-
-def frame_mask(widths: torch.Tensor, batch_width: int, frames: int) -> torch.Tensor:
-    """Which frames of a right-padded batch see the image: ``[B, T]`` bool.
-
-    ``widths`` ``[B]`` are the images' own widths in pixels before padding,
-    ``batch_width`` the padded width W, ``frames`` the logits' T. The backbone's
-    horizontal stride is W / T pixels per frame, so image ``i`` covers the first
-    ``ceil(T * w_i / W)`` frames (a frame that sees any column of the image counts;
-    at least one frame per image). The rule holds for single-row CTC models, whose
-    frames are the columns of a strided feature map; multi-row inputs have a fixed
-    size and need no mask."""
-    widths = torch.as_tensor(widths, dtype=torch.long).reshape(-1)
-    valid = (widths * frames + batch_width - 1) // batch_width  # ceil(T * w / W)
-    valid = valid.clamp(1, frames)
-    return torch.arange(frames, device=valid.device)[None, :] < valid[:, None]
 
 
 def _frames(logits: torch.Tensor) -> torch.Tensor:

@@ -38,11 +38,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ocrkit.data.batch import frame_mask
 from ocrkit.evaluate import evaluate_loader
+from ocrkit.methods import kd_losses
+from ocrkit.methods.supervised import ctc_loss
 from ocrkit.models.recognizer import Recognizer
-from ocrkit.train import kd_losses
 from ocrkit.train.frozen import Frozen
-from ocrkit.train.methods import Loss, Method, ctc_loss
+from ocrkit.train.method import Loss, Method
 
 MODES = ("paper", "dml", "ctc-mean-kl")
 LABEL_TERMS = ("ctc", "teacher_ctc")  # learnt from the labels: never ramped
@@ -108,7 +110,7 @@ class DistillNet(nn.Module):
     The per-frame terms (soft, dml, ctc-mean-kl) average over the frames that see the
     image: with ``batch["widths"]`` (each image's width before the batch was padded
     to its widest), frame t of image i counts when ``t < ceil(T * w_i / W)``
-    (:func:`ocrkit.train.kd_losses.frame_mask`)."""
+    (:func:`ocrkit.data.batch.frame_mask`)."""
 
     def __init__(self, student: Recognizer, teacher: Recognizer, cfg: KDConfig,
                  regressors: dict[str, nn.Module] | None = None,
@@ -203,7 +205,7 @@ class DistillNet(nn.Module):
 
 def _frame_mask(model: nn.Module, logits: torch.Tensor, images: torch.Tensor,
                 widths: torch.Tensor | None) -> torch.Tensor | None:
-    """The frames of ``logits`` ``[B, T, K]`` that see the image (``kd_losses.frame_mask``:
+    """The frames of ``logits`` ``[B, T, K]`` that see the image (``ocrkit.data.batch.frame_mask``:
     frame t of image i counts when ``t < ceil(T * w_i / W)``), or None when every frame
     does. Multi-row models (``[B, R, T, K]`` row attention, or one stretched sequence
     of R rows) read a fixed input size (``stretch``, their default policy, never pads):
@@ -217,7 +219,7 @@ def _frame_mask(model: nn.Module, logits: torch.Tensor, images: torch.Tensor,
         raise ValueError(f"{widths.numel()} image widths for a batch of {logits.shape[0]}")
     if bool((widths >= images.shape[-1]).all()):
         return None
-    return kd_losses.frame_mask(widths, images.shape[-1], logits.shape[1]).to(logits.device)
+    return frame_mask(widths, images.shape[-1], logits.shape[1]).to(logits.device)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -9,7 +9,6 @@ different widths.
 from __future__ import annotations
 
 import copy
-import hashlib
 import inspect
 import json
 import os
@@ -19,17 +18,25 @@ import torch
 from ocrkit import registry
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import load_checkpoint, save_checkpoint
-from ocrkit.console import stderr_console
-from ocrkit.data.augment import augmented
+from ocrkit.data.batch import InputSpec
 from ocrkit.errors import UsageError
+from ocrkit.methods.distill import (
+    DistillMethod,
+    DistillNet,
+    KDConfig,
+    _key,
+    bf16_cpu,
+    kd_record,
+    regressor,
+)
 from ocrkit.models.recognizer import Recognizer, check_forward, make_spec
-from ocrkit.outputs import main_process
-from ocrkit.train.data import Collate, InputSpec
-from ocrkit.train.distill import (DistillMethod, DistillNet, KDConfig, _key, bf16_cpu,
-                                  kd_record, regressor)
-from ocrkit.train.loop import Trainer, TrainConfig
-from ocrkit.train.run import (check_ctc_fit, check_labels, check_unknown_options, open_datasets,
-                              run_folder)
+from ocrkit.outputs import file_sha256, main_process
+from ocrkit.train.run import (
+    check_ctc_fit,
+    fit_recognizer,
+    labelled_data,
+    labelled_setup,
+)
 
 PARTS = ("backbone", "neck", "sequence", "classifier", "head")
 # The distillation term's default weight per mode, each its reference's: Eq. 13's
@@ -44,7 +51,7 @@ WIDTH_ARGS = ("channels", "width", "width_mult")
 def load_teacher(path: str) -> dict:
     """``{"spec", "input", "charset" (or None), "state_dict" (or None), "sha256"}`` from a
     recognizer checkpoint, or the architecture only from a run's ``config.json``."""
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if path.endswith(".json"):
         try:
             with open(path, encoding="utf-8") as fh:
@@ -63,14 +70,6 @@ def load_teacher(path: str) -> dict:
         raise UsageError(f"--teacher {path}: a {kind} checkpoint, not a recognizer{hint}")
     return {"spec": ckpt["spec"], "input": ckpt["input"], "charset": ckpt["charset"],
             "state_dict": ckpt["state_dict"], "sha256": digest}
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def architecture(spec: dict) -> dict:
@@ -219,12 +218,6 @@ def check_pair(cfg: KDConfig, student: Recognizer, teacher: Recognizer, s_in: In
 # ----------------------------------------------------------------------------- run
 def run_distill(opts: dict) -> dict | None:
     """Teacher, student, data and loop from `ocrkit distill`'s options."""
-    console = stderr_console(opts["quiet"])
-
-    def say(msg: str) -> None:
-        if main_process():
-            console.print(msg, highlight=False)
-
     explicit = set(opts.get("_explicit", ()))
     mode = opts["kd_mode"]
     if mode == "dml" and opts["online"]:
@@ -234,15 +227,10 @@ def run_distill(opts: dict) -> dict | None:
     if opts["teacher"] is None and mode != "dml":
         raise UsageError(f"--kd-mode {mode} needs --teacher (a checkpoint, or a config.json "
                          "with --online)")
-    if not opts.get("train_paths"):
-        raise UsageError("missing option --train (training data; --resume takes a run's own "
-                         "from its config.json)")
-    check_unknown_options(opts)
     temperature = opts["temperature"] or {"paper": 1.5, "dml": 1.0, "ctc-mean-kl": 0.5}[mode]
-    cfg_loop = TrainConfig.from_options(opts, warn=say)
-    inputs = list(opts["train_paths"]) + list(opts["val_paths"] or ()) + (
-        [opts["teacher"]] if opts["teacher"] else [])
-    with run_folder(opts, "distill", inputs):
+    setup = labelled_setup(opts, "distill", [opts["teacher"]] if opts["teacher"] else [])
+    say = setup.say
+    with setup.claim():
         teacher_info = load_teacher(opts["teacher"]) if opts["teacher"] else None
         last = os.path.join(opts["out"], "last.pt")
         resumed = load_checkpoint(last) if opts.get("resume") and os.path.isfile(last) else None
@@ -260,10 +248,9 @@ def run_distill(opts: dict) -> dict | None:
             raise UsageError("a teacher trained from scratch learns only with --online "
                              "(or --kd-mode dml)")
 
-        train_set, val_set = open_datasets(opts, say)
-        labels = train_set.labels()
-        charset, source = _charset(opts, teacher_info, labels, last, resumed)
-        check_labels(charset, labels, val_set, opts, say, source=source)
+        data = labelled_data(setup, lambda labels: _charset(opts, teacher_info, labels, last,
+                                                            resumed))
+        labels, charset = data.labels, data.charset
 
         # Inputs: the teacher's, unless the student is given its own (ctc-mean-kl only).
         t_input = InputSpec(**teacher_info["input"]) if teacher_info else None
@@ -272,7 +259,6 @@ def run_distill(opts: dict) -> dict | None:
         if t_input.rows != s_input.rows:
             raise UsageError(f"the teacher reads {t_input.rows} rows per image, the student "
                              f"{s_input.rows}")
-        train_set = augmented(train_set, opts, s_input.rows)
 
         t_arch = architecture(teacher_info["spec"]) if teacher_info else None
         spec = student_spec(opts, t_arch, explicit)
@@ -336,8 +322,7 @@ def run_distill(opts: dict) -> dict | None:
                                 "spec": t_arch, "init": init})
         method = DistillMethod(charset, kd, record)
         extra = {"spec": student.spec, "charset": charset.chars,
-                 "input": {**s_input.__dict__}, "distill": record,
-                 "train_data": [os.path.abspath(p) for p in opts["train_paths"]]}
+                 "input": {**s_input.__dict__}, "distill": record}
         s_params = sum(p.numel() for p in student.parameters() if p.requires_grad)
         t_params = sum(p.numel() for p in teacher.parameters())
         role = "peer" if mode == "dml" else "teacher"
@@ -347,13 +332,8 @@ def run_distill(opts: dict) -> dict | None:
             f"({'trained too' if net.trains_teacher else 'frozen, ' + precision}); --kd-mode "
             f"{mode}; hints "
             f"{', '.join(f'{a}={b}' for a, b in kd.hints) or 'none'}; {charset.num_classes} "
-            f"classes, {len(train_set)} training images")
-        collate = Collate(s_input, charset, opts["unknown"] or "skip", opts.get("replacement"),
-                          teacher_spec=t_input, width="batch")
-        trainer = Trainer(net, method, train_set, val_set, collate, cfg_loop, extra,
-                          console_print=say, val_collate=Collate(s_input, None, width="any"),
-                          config=opts.get("_config"))
-        summary = trainer.fit()
+            f"classes, {len(data.train_set)} training images")
+        summary = fit_recognizer(setup, net, method, data, s_input, extra, teacher_spec=t_input)
         if main_process() and net.trains_teacher:
             _save_teacher(opts["out"], net.teacher_model, charset, t_input, summary)
     if not main_process():

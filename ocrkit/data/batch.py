@@ -162,35 +162,17 @@ class Collate:
         return out
 
 
-class StepSampler(torch.utils.data.Sampler):
-    """Deterministic, resumable, rank-sharded order of sample indices.
+def frame_mask(widths: torch.Tensor, batch_width: int, frames: int) -> torch.Tensor:
+    """Which frames of a right-padded batch see the image: ``[B, T]`` bool.
 
-    Epoch ``e`` is a permutation drawn from ``seed + e``; rank ``r`` of ``world``
-    takes every ``world``-th index. ``start`` skips the first batches of the
-    first epoch yielded, so a resumed run sees exactly the data it would have.
-    """
-
-    def __init__(self, size: int, batch_size: int, *, seed: int = 0, rank: int = 0,
-                 world: int = 1, shuffle: bool = True) -> None:
-        self.size, self.batch_size = size, batch_size
-        self.seed, self.rank, self.world, self.shuffle = seed, rank, world, shuffle
-        self.epoch, self.start_batch = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return max(1, (self.size // self.world) // self.batch_size)
-
-    def set_position(self, epoch: int, batch: int) -> None:
-        self.epoch, self.start_batch = epoch, batch
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
-
-    def __iter__(self):
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.size, generator=g)
-        else:
-            order = torch.arange(self.size)
-        mine = order[self.rank::self.world][: self.batches_per_epoch * self.batch_size]
-        return iter(mine[self.start_batch * self.batch_size:].tolist())
+    ``widths`` ``[B]`` are the images' own widths in pixels before padding,
+    ``batch_width`` the padded width W, ``frames`` the logits' T. The backbone's
+    horizontal stride is W / T pixels per frame, so image ``i`` covers the first
+    ``ceil(T * w_i / W)`` frames (a frame that sees any column of the image counts;
+    at least one frame per image). The rule holds for single-row CTC models, whose
+    frames are the columns of a strided feature map; multi-row inputs have a fixed
+    size and need no mask."""
+    widths = torch.as_tensor(widths, dtype=torch.long).reshape(-1)
+    valid = (widths * frames + batch_width - 1) // batch_width  # ceil(T * w / W)
+    valid = valid.clamp(1, frames)
+    return torch.arange(frames, device=valid.device)[None, :] < valid[:, None]

@@ -1,7 +1,6 @@
-"""Training methods: what a step computes and how a model is validated.
-
-``SupervisedCTC`` is CRNN training (Yu & Zhang §3.1-3.3); distillation, SeqCLR
-and EMU add their own methods with the same two calls.
+"""Supervised training of a recognizer on labelled images: CTC (Yu & Zhang §3.1-3.3),
+or per-position cross-entropy for an autoregressive head (Light-Former), with a
+classifier's own loss added where it has one (EMU's Eq. 14 regulariser).
 
 Single-row models and MultiRow Stretching (logits ``[B, T, K]``) get one CTC
 loss per image against the rows joined in reading order (Eq. 3). Row attention
@@ -15,51 +14,14 @@ the flattened rows, the same normalisation the single-row loss uses.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
 from ocrkit.charset import Charset
+from ocrkit.data.batch import frame_mask
 from ocrkit.errors import OcrkitError
 from ocrkit.evaluate import evaluate_loader
-
-
-class Loss(NamedTuple):
-    """What a method's ``loss`` returns: the total to minimise, its named terms
-    (logged unweighted in ``metrics.jsonl``), and the images in the batch."""
-
-    total: torch.Tensor
-    terms: dict[str, torch.Tensor]
-    images: int
-
-
-class Method:
-    """The protocol between a training method and :class:`ocrkit.train.loop.Trainer`.
-
-    Required: ``metric`` (validation metric picking best.pt, higher is better),
-    ``loss(net, batch, device) -> Loss`` (``net`` may be wrapped in
-    DistributedDataParallel: call it, do not reach around it) and
-    ``validate(core, loader, device, limit) -> dict``.
-
-    Optional, defaults here: one parameter group with the run's gradient clipping;
-    the trained network is what checkpoints deploy; nothing happens after a step.
-    """
-
-    metric = "clp"
-
-    def param_groups(self, core) -> list[dict]:
-        """``{"name", "params"[, "lr_scale", "clip"]}`` per group."""
-        return [{"name": "model", "params": [p for p in core.parameters() if p.requires_grad]}]
-
-    def deployable(self, core) -> tuple[torch.nn.Module, dict]:
-        """(module whose weights best.pt/last.pt hold, checkpoint entries to add)."""
-        return core, {}
-
-    def begin(self, total: int, step: int) -> None:
-        """Called once before training (``step`` > 0 when resuming)."""
-
-    def after_step(self, core, step: int) -> None:
-        pass
+from ocrkit.train.method import Loss, Method
+from ocrkit.train.run import run_training
 
 
 def _unwrap(model):
@@ -166,13 +128,19 @@ class SupervisedCTC(Method):
         rows = {"row_loss": self.row_loss,
                 "spans": core.row_spans(logits.shape[1]) if self.row_loss == "per-row"
                 and logits.dim() == 3 else None}
+        mask = None
         if hasattr(core.classifier, "aux_loss"):  # EMU: beta_hat needs each sequence's loss
             per = ctc_loss(core.head, logits, batch, device, reduction="none", **rows)
             loss = per.mean()
+            if logits.dim() == 3 and batch.get("widths") is not None:
+                # beta's batch mean (Eq. 15) and the regulariser count the frames that see
+                # the image, not a padded batch's padding
+                mask = frame_mask(batch["widths"], images.shape[-1], logits.shape[1]
+                                  ).to(device)
         else:
             per, loss = None, ctc_loss(core.head, logits, batch, device, **rows)
         terms = {"ctc": loss.detach()}
-        total = with_classifier_terms(core, loss, per, terms)
+        total = with_classifier_terms(core, loss, per, terms, mask)
         return Loss(total, terms, images.shape[0])
 
     def deployable(self, core) -> tuple[torch.nn.Module, dict]:
@@ -186,3 +154,10 @@ class SupervisedCTC(Method):
     def validate(self, model, loader, device: torch.device, limit: int | None = None) -> dict:
         return evaluate_loader(_unwrap(model), self.charset, loader, device,
                                beam_width=self.beam_width, limit=limit)[0]
+
+
+def train_supervised(opts: dict) -> dict | None:
+    """`ocrkit train` and `ocrkit train-emu` (and the demo): the recognizer their options
+    describe, trained by :class:`SupervisedCTC` on the shared run set-up."""
+    return run_training(opts, lambda charset, opts: SupervisedCTC(
+        charset, row_loss=opts.get("row_loss")))
