@@ -132,6 +132,13 @@ SCALES = {
                "Attention": [*SMALL_VGG, "--neck", "row-attention", *CPU_RECIPE],
                "Attention (column)": [*SMALL_VGG, "--neck", "row-attention", "--neck-arg",
                                       "variant=column", *CPU_RECIPE],
+               # the paper's row attention and per-row loss at 3x the steps: do they leave
+               # the CTC plateau with time?
+               "Attention, 3x steps": [*SMALL_VGG, "--neck", "row-attention", *CPU_RECIPE,
+                                       "--max-steps", 2400],
+               "MultiRow Stretching, per-row loss, 3x steps": [
+                   *SMALL_VGG, "--neck", "multirow-stretch", "--row-loss", "per-row",
+                   *CPU_RECIPE, "--max-steps", 2400],
                "Attention, reading order": [*SMALL_VGG, "--neck", "row-attention",
                                             "--row-sequence", "reading-order", *CPU_RECIPE],
                "Attention (column), reading order": [
@@ -386,6 +393,8 @@ def _tag(seed: int) -> str:
 
 T3_TAGS = {"MultiRow Stretching": "stretch",
            "MultiRow Stretching, per-row loss": "stretch-per-row-loss", "Attention": "attention",
+           "Attention, 3x steps": "attention-3x",
+           "MultiRow Stretching, per-row loss, 3x steps": "stretch-per-row-loss-3x",
            "Attention (column)": "attention-column",
            "Attention, reading order": "attention-reading-order",
            "Attention (column), reading order": "attention-column-reading-order",

@@ -13,6 +13,13 @@ from data_tools.synth.fonts import pip_font_files, system_font_files
 LATIN_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
 
 
+def pytest_configure(config) -> None:
+    # The README's test command runs every test (CI too); `-m "not slow"` leaves out the
+    # long end-to-end ones (subprocess runs, torchrun, the demo) while working on a part.
+    config.addinivalue_line("markers", "slow: a long end-to-end test (subprocesses, "
+                                       "torchrun, the demo); run by default")
+
+
 @pytest.fixture(scope="session")
 def cjk_font() -> str:
     """The pip-installed Noto Sans CJK (``pip install ".[fonts]"``): tests need it."""

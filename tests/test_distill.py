@@ -634,6 +634,7 @@ def test_refusals_name_both_sides(cli, kd, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_distill_on_cpu(kd, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run(

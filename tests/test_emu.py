@@ -380,6 +380,7 @@ def test_an_embedding_map_without_a_decoder_to_read_it_is_refused_in_one_line(em
     assert not (out / "best.pt").exists() and not (out / "last.pt").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_share_one_beta_prime(emu_run, tmp_path):
     import subprocess
     import sys
@@ -446,6 +447,7 @@ os._exit(0)
 """
 
 
+@pytest.mark.slow
 def test_beta_prime_is_all_reduced_over_ranks_that_see_different_batches(tmp_path):
     """Eq. 15 under DDP: each step's batch mean of beta is averaged over the ranks before
     the EMA, so beta' is one value on every rank, that of the two ranks' mean."""

@@ -226,6 +226,7 @@ def test_evaluate_checks_its_gallery_before_and_prints_results_first(cli, world,
     assert res.stdout == "" and notes.read_text() == "mine"  # refused before the work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_training_saves_last_pt_when_stopped_by_a_signal(world, tmp_path, sig, code):
     out = tmp_path / "run"
@@ -661,6 +662,7 @@ main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["loading", "validation", "saving"])
 def test_sigterm_ends_a_run_within_seconds_at_any_point(world, tmp_path, phase):
     script = tmp_path / "slow.py"
@@ -1114,6 +1116,7 @@ def test_quiet_is_accepted_and_silences_export_denoise_fonts_and_list(cli, world
     assert res.exit_code == 0 and res.stderr == ""
 
 
+@pytest.mark.slow
 def test_debug_after_the_subcommand_shows_the_traceback(world, tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"hello\n")

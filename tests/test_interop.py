@@ -164,6 +164,7 @@ def test_a_missing_plugin_is_named_with_its_distribution(run, tmp_path):
         build_model(load_checkpoint(str(path)))
 
 
+@pytest.mark.slow
 def test_the_plugin_guides_examples_install_and_train(run, tmp_path):
     """plugins/README.md's neck, classifier and head, packaged as a plugin, train."""
     import os

@@ -259,6 +259,7 @@ def read_data(tmp_path_factory, cjk_font):
                   "--charset-size", "20", "-n", "300", "--test-fraction", "0.2", "--seed", "3")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "train-emu"])
 def test_lightformer_learns_to_read_held_out_lines(read_data, tmp_path, cli, command):
     """The decoder reads, not just runs: 300 steps on 240 lines of a 20-character set

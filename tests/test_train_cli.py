@@ -101,6 +101,7 @@ def test_infer_into_head_prints_no_traceback(lmdbs, tmp_path, cli):
     assert len(proc.stdout.splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(lmdbs, tmp_path):
     args = ["train", "--train", lmdbs / "train.lmdb", "--val", lmdbs / "val.lmdb",
             "--max-steps", 40, "--save-every", 4, "--val-every", 40, "--seed", 3, "-q", *TINY]
@@ -129,6 +130,7 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(lmdbs, tmp_path)
     assert max(r["step"] for r in losses) == 40
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(lmdbs, tmp_path):
     out = tmp_path / "ddp"
     proc = subprocess.run(
@@ -159,6 +161,7 @@ def plugin_path(tmp_path_factory):
     return str(target)
 
 
+@pytest.mark.slow
 def test_plugin_backbone_lists_and_trains(plugin_path, lmdbs, tmp_path):
     env = {"PYTHONPATH": plugin_path}
     listing = ocrkit("list", "backbones", env=env).stdout
@@ -195,6 +198,7 @@ def test_demo_held_out_choices_are_the_pip_font_designs():
     assert HELD_OUT == tuple(design for _, _, design in PIP_FONT_PACKAGES)
 
 
+@pytest.mark.slow
 def test_demo_chain_prints_final_json_last(tmp_path):
     out = tmp_path / "demo"
     proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8, "--steps", 3,
