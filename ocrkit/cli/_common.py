@@ -190,7 +190,7 @@ def adopt_run_config(ctx: click.Context, opts: dict, command: str) -> set[str]:
         try:
             value = param.process_value(ctx, raw)
         except click.BadParameter as exc:
-            raise click.BadParameter(f"{path}: {exc.format_message()}", ctx=ctx,
+            raise click.BadParameter(f"{path}: {exc.message}", ctx=ctx,
                                      param=param) from None
         if value != opts.get(key):
             opts[key] = value
