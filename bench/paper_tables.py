@@ -77,9 +77,9 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 import time
+
+from stages import Stages
 
 PAPER = {  # CLP, ILP in % (Table 5's "CRNN" rows are the teachers)
     ("5", "single: teacher"): (89.29, 71.17), ("5", "single: distilled online"): (91.74, 78.20),
@@ -256,41 +256,11 @@ def _shrunk(cfg, n: int = 40, steps: int = 3):
 SCALES["smoke"] = {**_shrunk(SCALES["cpu"]), "val_count": 20}
 
 
-class Bench:
+class Bench(Stages):
     def __init__(self, out: str, device: str, seed: int, val_count: int = 500) -> None:
-        self.out, self.device, self.seed = out, device, seed
+        super().__init__(out)
+        self.device, self.seed = device, seed
         self.val_count = val_count
-        self.t0 = time.perf_counter()
-        self.stage_seconds = 0.0  # every stage's own time, cached ones included
-        os.makedirs(out, exist_ok=True)
-
-    def say(self, msg: str) -> None:
-        print(f"[{time.perf_counter() - self.t0:7.0f} s] {msg}", file=sys.stderr, flush=True)
-
-    def ocrkit(self, *args) -> dict:
-        cmd = [sys.executable, "-m", "ocrkit", *map(str, args)]
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {}
-        result["_seconds"] = round(time.perf_counter() - t, 1)
-        return result
-
-    def cached(self, name: str, make) -> dict:
-        path = os.path.join(self.out, name + ".json")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as fh:
-                result = json.load(fh)
-        else:
-            self.say(f"{name} ...")
-            result = make()
-            with open(path, "w", encoding="utf-8") as fh:
-                json.dump(result, fh, ensure_ascii=False, indent=1)
-            self.say(f"{name}: done in {result.get('_seconds', 0):.0f} s")
-        self.stage_seconds += result.get("_seconds", 0)
-        return result
 
     def synth(self, name: str, args: list, common: list) -> tuple[str, str]:
         """(the dataset folder with train/ and test/, its validation folder): the same

@@ -1,11 +1,15 @@
 """Readers for labelled image folders in the formats OCR tools write.
 
-Every reader yields :class:`LabelledImage` (absolute image path, label rows).
-Formats, detected in this order when a folder is given:
+Every reader yields :class:`LabelledImage` (absolute image path, label rows, and
+the sample's domain where the label file records one: ``labels.jsonl`` records
+of ``ocrkit synth`` say ``"domain": "print"|"scene"|"handwriting"``; other formats
+carry none, and their domain is None). Formats, detected in this order when a
+folder is given:
 
 ========================  ===========================================================
 ``labels.jsonl``          ocrkit: ``{"image": path, "rows": [...]}`` (or ``"label"``/
-                          ``"text"`` holding one string, ``\\n`` between rows)
+                          ``"text"`` holding one string, ``\\n`` between rows),
+                          optionally ``"domain"``
 ``gt.txt``                deep-text-recognition-benchmark / PaddleOCR:
                           ``path<TAB>label`` (split on the first tab)
 ``labels.json``           text_renderer: ``{"labels": {"000000001": "text"}}``,
@@ -132,6 +136,7 @@ def has_label_file(folder: str) -> bool:
 class LabelledImage:
     path: str
     rows: tuple[str, ...]
+    domain: str | None = None  # "print", "scene", "handwriting", ... when recorded
 
     @property
     def label(self) -> str:
@@ -260,10 +265,10 @@ def read_labels(source: str, labels: str | None = None, fmt: str = "auto",
               "mmocr": _mmocr, "space": _space}[fmt]
     resolve = ImagePaths(root, image_root)
     try:
-        for rel, rows, where in reader(labels, issues.skipped):
+        for rel, rows, where, *domain in reader(labels, issues.skipped):
             if not "".join(rows).strip():
                 issues.empty.append(where)
-            yield LabelledImage(resolve(rel), tuple(rows))
+            yield LabelledImage(resolve(rel), tuple(rows), domain[0] if domain else None)
     except UnicodeDecodeError as exc:
         raise UsageError(f"{labels}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}); convert it, e.g. iconv -f GBK -t UTF-8") from None
@@ -324,13 +329,16 @@ def _jsonl(path: str, errors: list[str]):
                 rows = str(rec["label"] if "label" in rec else rec["text"]).split("\n")
             if not isinstance(image, str) or not image:
                 raise TypeError("no image path")
+            domain = rec.get("domain")
+            if domain is not None and (not isinstance(domain, str) or not domain.strip()):
+                raise TypeError('"domain" is not a name')
         except KeyError as exc:
             errors.append(f"{path}:{n}: no {exc.args[0]!r} key")
             continue
         except (ValueError, TypeError) as exc:
             errors.append(f"{path}:{n}: malformed record ({exc})")
             continue
-        yield image, rows, f"{path}:{n}"
+        yield image, rows, f"{path}:{n}", domain
 
 
 def _delimited(path: str, errors: list[str], sep: str, what: str):

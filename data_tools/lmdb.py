@@ -4,8 +4,10 @@ Keys (bytes): ``image-%09d`` (the encoded image file, as is), ``label-%09d``
 (UTF-8; rows of a multi-row image joined by ``\\n``), numbered from 1, and
 ``num-samples`` (ASCII decimal) - as written by deep-text-recognition-benchmark
 and read by PaddleOCR, MMOCR and PARSeq. ocrkit adds ``meta`` (JSON: sources,
-counts, charset) and a ``charset.txt`` file beside ``data.mdb``; neither
-changes the standard keys.
+counts, charset, and the count of samples of each domain), ``domain-%09d`` (UTF-8:
+the sample's domain, e.g. ``scene`` or ``handwriting``, for each sample whose label
+file records one: ``ocrkit synth`` writes it) and a ``charset.txt`` file beside
+``data.mdb``; none of them changes the standard keys, and other readers ignore them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class BuildReport:
     written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     charset: list[str] = field(default_factory=list)
+    domains: dict[str, int] = field(default_factory=dict)  # samples per recorded domain
 
 
 def check_image(data: bytes) -> None:
@@ -128,7 +131,8 @@ def check_lmdb_target(out: str, *, overwrite: bool, inputs: Iterable[str] = ()) 
 def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
                sources: Iterable[str] = (), on_item: Callable[[], None] | None = None,
                strict: bool = False) -> BuildReport:
-    """Write ``samples`` (objects with ``.path`` and ``.label``) into the LMDB ``out``.
+    """Write ``samples`` (objects with ``.path`` and ``.label``, and optionally
+    ``.domain``: written as ``domain-%09d`` when set) into the LMDB ``out``.
 
     The database is built at a temporary path and renamed on success, so ``out``
     is either the previous complete database or the new one. Unreadable or
@@ -155,6 +159,7 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
     lock = FolderLock(tmp, "build-lmdb").acquire()
     report = BuildReport()
     chars: Counter = Counter()
+    domains: Counter = Counter()
     env = None
     try:
         try:
@@ -182,6 +187,10 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
             label = sample.label
             chars.update(label.replace("\n", ""))
             batch += [(b"image-%09d" % n, data), (b"label-%09d" % n, label.encode("utf-8"))]
+            domain = getattr(sample, "domain", None)
+            if domain:
+                batch.append((b"domain-%09d" % n, domain.encode("utf-8")))
+                domains[domain] += 1
             if len(batch) >= 2 * BATCH:
                 _put(env, batch)
                 batch = []
@@ -195,6 +204,9 @@ def write_lmdb(samples: Iterable, out: str, *, overwrite: bool = False,
         meta = {"generator": "ocrkit build-lmdb", "sources": sources,
                 "num_samples": report.written, "skipped": len(report.skipped),
                 "charset": "".join(report.charset)}
+        if domains:
+            meta["domains"] = dict(sorted(domains.items()))
+            report.domains = meta["domains"]
         batch += [(b"num-samples", str(report.written).encode()),
                   (b"meta", json.dumps(meta, ensure_ascii=False).encode("utf-8"))]
         _put(env, batch)
@@ -374,10 +386,15 @@ class LmdbReader:
             # deep-text-recognition-benchmark numbers samples from 1; text_renderer from 0
             # (image-000000000 ..., plus size- keys ocrkit ignores).
             self.first = 0 if txn.get(b"image-%09d" % 0) is not None else 1
+            first_domain = txn.get(b"domain-%09d" % self.first)
         try:
             self.meta = json.loads(meta) if meta else {}
         except ValueError:
             self.meta = {}
+        if not isinstance(self.meta, dict):
+            self.meta = {}
+        # Whether to look for domain keys at all (an LMDB of another toolkit has none).
+        self.has_domains = bool(self.meta.get("domains")) or first_domain is not None
 
     def _txn(self):
         if self._env is None or self._pid != os.getpid():
@@ -395,19 +412,37 @@ class LmdbReader:
 
     def get(self, index: int) -> tuple[bytes, str]:
         """Image bytes and label of sample ``index`` (0-based, whatever the keys' base)."""
+        return self.record(index)[:2]
+
+    def record(self, index: int) -> tuple[bytes, str, str | None]:
+        """Image bytes, label and domain (None when the LMDB records none for it) of
+        sample ``index``."""
         if not 0 <= index < self.num_samples:
             raise IndexError(index)
         key = index + self.first
+        domain = None
         try:
             with self._txn() as txn:
                 image = txn.get(b"image-%09d" % key)
                 label = txn.get(b"label-%09d" % key)
+                if self.has_domains:
+                    domain = txn.get(b"domain-%09d" % key)
         except lmdb.Error as exc:
             raise corrupt(self.path, exc) from None
         if image is None or label is None:
             raise UsageError(f"{self.path}: corrupt LMDB (sample {key} of {self.num_samples} "
                              f"is missing){_REMEDY}")
-        return image, _text(label)
+        return image, _text(label), _text(domain) if domain is not None else None
+
+    def domains(self) -> Iterator[str | None]:
+        """Each sample's domain (None where none is recorded), in order."""
+        try:
+            with self._txn() as txn:
+                for n in range(self.first, self.num_samples + self.first):
+                    raw = txn.get(b"domain-%09d" % n) if self.has_domains else None
+                    yield _text(raw) if raw is not None else None
+        except lmdb.Error as exc:
+            raise corrupt(self.path, exc) from None
 
     def labels(self) -> Iterator[str]:
         try:

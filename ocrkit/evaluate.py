@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ocrkit.data.batch import Collate
-from ocrkit.metrics import Metrics
+from ocrkit.metrics import Metrics, normalize
 from ocrkit.predict import Predictor, predict_texts
 
 GALLERY_MARK = "<meta name='generator' content='ocrkit evaluate'>"
@@ -31,8 +31,8 @@ class _Worst:
 
 
 def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = None,
-                    errors: int = 0, limit: int | None = None, input_spec=None, on_batch=None
-                    ) -> tuple[dict, list]:
+                    errors: int = 0, limit: int | None = None, input_spec=None, on_batch=None,
+                    protocol: str = "exact") -> tuple[dict, list]:
     """Metrics of ``model`` over a loader of collated batches, and the ``errors``
     worst samples (kept with their images; ``input_spec`` undoes the normalisation).
 
@@ -40,9 +40,17 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
     When images hold several rows (a multi-row model or multi-row labels),
     ``result["row_level"]`` has the same metrics over rows: predicted row ``j``
     against label row ``j``, the shorter list padded with empty rows.
+
+    ``protocol`` (:data:`ocrkit.metrics.PROTOCOLS`): how both strings are normalised
+    before scoring. The metrics are the protocol's; with another protocol than
+    ``exact``, ``result["exact"]`` holds the exact scores beside them (image level)
+    and ``result["labels_emptied"]`` counts labels the protocol left empty. The worst
+    samples are ranked by the protocol's edit distance.
     """
     metrics = Metrics()
     row_metrics = Metrics()
+    exact = Metrics() if protocol != "exact" else None
+    emptied = 0
     multirow = False
     worst: list[_Worst] = []
     broken = 0
@@ -68,18 +76,26 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
             preds, confs, pred_rows = predict_texts(model, batch["images"].to(device), charset,
                                                     beam_width)
         model_seconds += time.perf_counter() - started
-        metrics.update(preds, batch["labels"])
-        for rows, label in zip(pred_rows, batch["labels"]):
+        labels = [normalize(label, protocol) for label in batch["labels"]]
+        scored = [normalize(pred, protocol) for pred in preds]
+        metrics.update(scored, labels)
+        if exact is not None:
+            exact.update(preds, batch["labels"])
+            emptied += sum(1 for raw, label in zip(batch["labels"], labels)
+                           if raw.replace("\n", "") and not label.replace("\n", ""))
+        for rows, label in zip(pred_rows, labels):
+            rows = [normalize(row, protocol) for row in rows]
             gt_rows = label.split("\n")
             multirow = multirow or len(rows) > 1 or len(gt_rows) > 1
             n = max(len(rows), len(gt_rows))
             row_metrics.update(rows + [""] * (n - len(rows)), gt_rows + [""] * (n - len(gt_rows)))
         if errors:
             for i, (pred, gt) in enumerate(zip(preds, batch["labels"])):
-                ed = editdistance.eval(pred.replace("\n", ""), gt.replace("\n", ""))
+                a, b = scored[i].replace("\n", ""), labels[i].replace("\n", "")
+                ed = editdistance.eval(a, b)
                 if ed == 0:
                     continue
-                item = (ed / max(len(gt), 1), ed)
+                item = (ed / max(len(b), 1), ed)
                 if len(worst) < errors or item > worst[0].score:
                     png = _png(batch["images"][i], input_spec)
                     entry = _Worst(item, batch["keys"][i], gt, pred, confs[i], png)
@@ -89,6 +105,9 @@ def evaluate_loader(model, charset, loader, device, *, beam_width: int | None = 
         if limit is not None and metrics.samples >= limit:
             break
     result = metrics.result()
+    if exact is not None:
+        result["exact"] = exact.result()
+        result["labels_emptied"] = emptied
     # Recognition time alone (forward and decoding; no image reading), per image.
     result["ms_per_image"] = round(1000 * model_seconds / max(metrics.samples, 1), 3)
     result["broken_samples"] = broken
@@ -124,11 +143,13 @@ def rows_mismatch(labels: list[str], model_rows: int) -> str | None:
 
 
 def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: int = 0,
-             errors: int = 0, limit: int | None = None, on_batch=None) -> tuple[dict, list]:
+             errors: int = 0, limit: int | None = None, on_batch=None,
+             protocol: str = "exact") -> tuple[dict, list]:
     """Metrics of ``predictor`` on ``dataset`` and the ``errors`` worst samples.
 
     Labels are not encoded: characters outside the model's charset count as errors.
-    ``limit`` evaluates exactly the first ``limit`` samples.
+    ``limit`` evaluates exactly the first ``limit`` samples. ``protocol``: see
+    :func:`evaluate_loader`; the result names it (``"protocol"``).
     """
     if limit is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
@@ -138,13 +159,17 @@ def evaluate(predictor: Predictor, dataset, *, batch_size: int = 64, workers: in
                                          collate_fn=Collate(predictor.input, None,
                                                             check_shapes=True,
                                                             width=predictor.width))
-    return evaluate_loader(predictor.model, predictor.charset, loader, predictor.device,
-                           beam_width=predictor.beam_width, errors=errors, limit=limit,
-                           input_spec=predictor.input, on_batch=on_batch)
+    result, worst = evaluate_loader(predictor.model, predictor.charset, loader,
+                                    predictor.device, beam_width=predictor.beam_width,
+                                    errors=errors, limit=limit, input_spec=predictor.input,
+                                    on_batch=on_batch, protocol=protocol)
+    return {"protocol": protocol, **result}, worst
 
 
 def _png(tensor: torch.Tensor, spec) -> bytes:
-    arr = (tensor[0] * spec.std + spec.mean).clamp(0, 1).mul(255).byte().cpu().numpy()
+    """The model's input as it saw it: grey, or RGB for a 3-channel model."""
+    arr = (tensor * spec.std + spec.mean).clamp(0, 1).mul(255).byte().cpu()
+    arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()

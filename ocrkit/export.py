@@ -10,6 +10,11 @@ feeds and reads - ``x`` ``[batch, 3, 48, width]``, BGR, ``(pixel / 255 - 0.5) /
 the three channels into the model's grey level and its 48-px rows into the
 model's height.
 
+An autoregressive head (``lightformer``, ``attention``) is exported as its greedy
+decoding, a fixed loop of ``max_length + 1`` steps whose argmax feeds the next step:
+``logits`` ``[batch, steps, classes]``, the text the classes before the first class 0.
+Beam search is not in the graph (it is ``ocrkit infer --beam-width``'s).
+
 Every file carries its contract as plain metadata (``metadata_props``), read with
 ``onnxruntime.InferenceSession(path).get_modelmeta().custom_metadata_map``:
 
@@ -86,9 +91,11 @@ class RapidOCRRecognizer(nn.Module):
         return torch.cat([probs, space], dim=-1)
 
 
-def contract(charset, spec: InputSpec, profile: str = "ocrkit", ckpt_spec: dict | None = None
-             ) -> dict[str, str]:
-    """The plain-text metadata that tells a third party how to use the file."""
+def contract(charset, spec: InputSpec, profile: str = "ocrkit", ckpt_spec: dict | None = None,
+             steps: int | None = None) -> dict[str, str]:
+    """The plain-text metadata that tells a third party how to use the file.
+    ``steps``: an autoregressive head's decoding steps (its ``max_length + 1``: the
+    exported graph is that fixed-length greedy loop); None for CTC."""
     rows = spec.rows
     neck = ((ckpt_spec or {}).get("neck") or {}).get("name", "")
     if profile == "rapidocr":
@@ -123,10 +130,6 @@ def contract(charset, spec: InputSpec, profile: str = "ocrkit", ckpt_spec: dict 
     else:
         row_rule = (f"{rows}: one sequence of frames in reading order; row j owns frames "
                     f"[j*F/{rows}, (j+1)*F/{rows}) of the F frames, each decoded on its own")
-    head = ((ckpt_spec or {}).get("head") or {})
-    steps = None
-    if head.get("name") == "lightformer":  # an autoregressive decoder: a fixed-length loop
-        steps = int((head.get("args") or {}).get("max_length", 32)) + 1
     out = {
         "character": "\n".join(charset.chars), "blank_index": "0",
         "output": "logits [batch, frames, classes] before softmax; class 0 is the CTC blank, "
@@ -183,7 +186,8 @@ def export_onnx(checkpoint: str, out: str, *, opset: int = 17, profile: str = "o
             raise OcrkitError(f"ONNX export failed: {exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0][:200]}") from None
     proto = onnx.load(out)
-    meta = {**contract(charset, spec, profile, ckpt["spec"]),
+    steps = model.head.max_length + 1 if getattr(model, "autoregressive", False) else None
+    meta = {**contract(charset, spec, profile, ckpt["spec"], steps),
             "ocrkit_profile": profile,
             "ocrkit_charset": json.dumps(charset.chars, ensure_ascii=False),
             "ocrkit_input": json.dumps(ckpt["input"]),

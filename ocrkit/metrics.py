@@ -22,14 +22,49 @@ and ``ED`` the Levenshtein distance over characters:
 Corpus rates with an empty denominator (no ground-truth characters at all) are
 0 when every prediction is empty too, else 1 (every predicted character is an
 error). Nothing is case-folded, stripped or Unicode-normalised.
+
+Protocols (``ocrkit evaluate --protocol``) say what both strings become before the
+metrics above are computed:
+
+``exact``        nothing changes (the default).
+``lower-alnum``  the English scene-text benchmarks' scoring (IIIT5k, SVT, IC13, IC15,
+                 SVTP, CUTE80 as DTRB, ASTER, ABINet and PARSeq report them): label
+                 and prediction lower-cased (``str.lower``), then every character but
+                 ``0-9 a-z`` removed - punctuation, spaces, symbols and accented
+                 letters alike, so "I'M" read as "im" and "Ha-ha!" read as "haha" are
+                 right, and "café" becomes "caf" on both sides. This is DTRB's
+                 ``test.py`` (lower(), then ``re.sub('[^0-9a-z]', '', ...)`` on both
+                 strings). PARSeq differs in one point: it folds the *labels* to ASCII
+                 first (NFKD, "é" -> "e"), not the predictions; since its models
+                 cannot output "é" the two agree on its data, and with a model that
+                 can, folding one side only would score a correct "é" as wrong.
+                 Removing accented letters on both sides scores such a word by its
+                 other letters. The rows of a multi-row text are normalised one by
+                 one. A label left empty is kept (an empty prediction is right):
+                 DTRB keeps it too with its filtering off, PARSeq drops such samples;
+                 ``evaluate`` counts them (``labels_emptied``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import editdistance
+
+PROTOCOLS = ("exact", "lower-alnum")
+_NOT_LOWER_ALNUM = re.compile("[^0-9a-z]")  # ASCII ranges: accented letters are outside
+
+
+def normalize(text: str, protocol: str = "exact") -> str:
+    """``text`` as ``protocol`` scores it (see the module docstring); newlines between
+    rows are kept."""
+    if protocol == "exact":
+        return text
+    if protocol == "lower-alnum":
+        return "\n".join(_NOT_LOWER_ALNUM.sub("", row.lower()) for row in text.split("\n"))
+    raise ValueError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
 
 
 def _chars(text: str) -> str:
@@ -99,8 +134,10 @@ class Metrics:
         }
 
 
-def evaluate_strings(preds: Iterable[str], gts: Iterable[str]) -> dict[str, float | int]:
-    """All metrics for two parallel sequences of strings."""
+def evaluate_strings(preds: Iterable[str], gts: Iterable[str], protocol: str = "exact"
+                     ) -> dict[str, float | int]:
+    """All metrics for two parallel sequences of strings, scored by ``protocol``."""
     metrics = Metrics()
-    metrics.update(list(preds), list(gts))
+    metrics.update([normalize(p, protocol) for p in preds],
+                   [normalize(g, protocol) for g in gts])
     return metrics.result()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import load_checkpoint
@@ -11,13 +12,35 @@ from ocrkit.device import resolve_device
 from ocrkit.models.recognizer import build_model
 
 
+def at_least_square(model, images: torch.Tensor) -> torch.Tensor:
+    """A batch narrower than it is high, padded on the right (its last column repeated)
+    to a square, for a model that reads any width. A photo crop of a vertical word or
+    a single letter becomes a line a few pixels wide at the model's height; the
+    backbone's strides would leave it no frame at all (a crash, not a reading). A
+    batch of wider lines is unchanged, and so is the input of a model built for one
+    feature-map size (a multi-row neck records it in the spec: ``feature_width``)."""
+    missing = images.shape[-2] - images.shape[-1]
+    neck = ((getattr(model, "spec", None) or {}).get("neck") or {}).get("args") or {}
+    if images.dim() != 4 or missing <= 0 or "feature_width" in neck:
+        return images
+    return F.pad(images, (0, missing, 0, 0), mode="replicate")
+
+
 def predict_texts(model, images: torch.Tensor, charset: Charset, beam_width: int | None = None
                   ) -> tuple[list[str], list[float], list[list[str]]]:
-    """Texts (rows joined by newlines), mean confidences and rows for a batch."""
+    """Texts (rows joined by newlines), mean confidences and rows for a batch.
+
+    ``beam_width`` > 1: beam search - the CTC head's on the logits, an autoregressive
+    head's own (``head.beam_search``, which reads the frames) through
+    ``Recognizer.beam_decode``."""
     core = model.module if hasattr(model, "module") else model
-    logits = core(images)
+    images = at_least_square(core, images)
+    if beam_width and beam_width > 1 and hasattr(core.head, "beam_search"):
+        decoded = core.beam_decode(images, beam_width)
+    else:
+        decoded = core.decode(core(images), beam_width)
     texts, confs, rows_out = [], [], []
-    for rows, rconf in core.decode(logits, beam_width):
+    for rows, rconf in decoded:
         rows_text = [charset.decode(ids) for ids in rows]
         rows_out.append(rows_text)
         texts.append("\n".join(rows_text))
@@ -46,7 +69,8 @@ class Predictor:
         self.device = resolve_device(device)
         self.model.to(self.device)
         self.beam_width = beam_width
-        if beam_width and beam_width > 1 and self.model.autoregressive and warn:
+        if beam_width and beam_width > 1 and self.model.autoregressive and warn \
+                and not hasattr(self.model.head, "beam_search"):
             warn(f"head {self.ckpt['spec']['head']['name']!r} decodes greedily; "
                  "--beam-width is not used")
 

@@ -181,3 +181,21 @@ def test_synth_variety_options(cli, tmp_path, cjk_font, setting):
         assert (a < 128).sum() > 1.3 * (b < 128).sum()  # bolder: more ink
     else:
         assert not np.array_equal(a, b)
+
+
+def test_a_short_scene_word_with_bits_of_its_neighbours_is_not_called_several_rows():
+    """A 1-2 letter scene crop (aspect under 1.5) with the foot of the line above at its
+    top edge is one row; two rows of text that each fill a good share are flagged."""
+    import numpy as np
+    from PIL import Image
+
+    from ocrkit.data.transforms import input_mismatch
+
+    word = np.full((32, 24), 220, np.uint8)
+    word[0:3, 2:22] = 30  # the foot of a neighbouring line above
+    word[9:27, 5:19] = 20  # the word
+    assert input_mismatch(Image.fromarray(word), 32, 128, 1) is None
+    two = np.full((40, 40), 220, np.uint8)
+    two[4:16, 4:36] = 20
+    two[23:35, 4:36] = 20
+    assert "about 2 rows of text" in input_mismatch(Image.fromarray(two), 32, 128, 1)

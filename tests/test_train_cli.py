@@ -219,3 +219,33 @@ def test_demo_chain_prints_final_json_last(tmp_path):
     (foreign / "thesis.tex").write_text("precious")
     res = ocrkit("demo", "--out", foreign, "-q", check=False)
     assert res.returncode == 2 and (foreign / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["scene-en", "handwriting-en"])
+def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task):
+    from ocrkit.demo import HELD_OUT_FAMILIES
+
+    out = tmp_path / "demo"
+    proc = ocrkit("demo", "--task", task, "--out", out, "--train-images", 48, "--test-images",
+                  8, "--steps", 3, "-q")
+    final = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert final["task"] == task and final["protocol"] == "lower-alnum"
+    assert final["charset_size"] == 134 and "accuracy" in final["exact"]
+    held = set(HELD_OUT_FAMILIES[task])
+    families = lambda split: {json.loads(line)["font"] for line in  # noqa: E731
+                              open(out / split / "labels.jsonl")}
+    assert all(any(f.startswith(h) for h in held) for f in families("test"))
+    assert not any(f.startswith(h) for f in families("train") for h in held)
+    records = [json.loads(line) for line in open(out / "train" / "labels.jsonl")]
+    assert {r["domain"] for r in records} == {task.split("-")[0]}
+    from ocrkit.checkpoint import load_checkpoint
+
+    assert load_checkpoint(str(out / "run" / "best.pt"))["input"]["channels"] == 3
+
+
+def test_english_demo_refuses_the_chinese_demo_options(tmp_path):
+    res = ocrkit("demo", "--task", "scene-en", "--charset-size", 50, "--out", tmp_path / "d",
+                 check=False)
+    assert res.returncode == 2 and "--charset-size is for --task zh" in res.stderr
+    assert not (tmp_path / "d").exists()

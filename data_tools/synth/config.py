@@ -1,5 +1,16 @@
 """The run's configuration: `SynthConfig`, its checks, and the settings a run saves
-so that ``ocrkit synth --resume`` can finish it with exactly the same ones."""
+so that ``ocrkit synth --resume`` can finish it with exactly the same ones.
+
+Language and domain: ``lang`` picks the text and the fonts (``zh``: the Chinese
+corpus or embedded word stream and CJK fonts; ``en``: English words, names and
+places and Latin fonts), ``domain`` the renderer (``print``: grey text on paper,
+every setting of earlier ocrkit versions unchanged; ``scene``: RGB word crops
+that look photographed; ``handwriting``: RGB handwritten words). The domain
+defaults to ``print`` for Chinese and to ``scene`` for English: the English text
+ocrkit learns to read is on signs and labels, and a user who asks for English
+images without naming a domain expects word crops like MJSynth's, not lines of
+grey print (``--domain print`` still gives those).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +22,22 @@ from data_tools.synth.look import Appearance
 from ocrkit.errors import UsageError
 
 # The settings an interrupted run needs to continue: everything that decides the output.
-RESUME_FIELDS = ("count", "rows", "seed", "width", "height", "cols", "min_cols", "box_lines",
+RESUME_FIELDS = ("lang", "domain", "count", "rows", "seed", "width", "height", "cols", "min_cols",
+                 "box_lines",
                  "corpus", "corpus_mode", "on_exhausted", "charset", "charset_size", "unknown",
-                 "replacement", "fonts", "font_dirs", "system_fonts", "appearance",
+                 "replacement", "fonts", "font_dirs", "font_families", "exclude_font_families",
+                 "system_fonts", "appearance",
                  "jpeg_quality", "test_fraction", "split_order", "shard", "preview")
+LANGS = ("zh", "en")
+DOMAINS = ("print", "scene", "handwriting")
+# Options that shape only the print renderer's look; scene and handwriting draw their own.
+PRINT_ONLY = ("size_jitter", "spacing", "background", "ink", "weight", "texture", "rotate",
+              "skew", "blur", "noise", "line_width", "line_ink")
+
+
+def default_domain(lang: str) -> str:
+    """``print`` for Chinese (what ocrkit always drew), ``scene`` for English."""
+    return "scene" if lang == "en" else "print"
 
 
 @dataclass
@@ -23,6 +46,8 @@ class SynthConfig:
 
     out: str
     count: int
+    lang: str = "zh"
+    domain: str = "print"
     rows: int = 1
     seed: int = 0
     workers: int = 1
@@ -40,6 +65,8 @@ class SynthConfig:
     replacement: str = "?"
     fonts: tuple[str, ...] = ()
     font_dirs: tuple[str, ...] = ()
+    font_families: tuple[str, ...] = ()  # --lang en: only these Latin families
+    exclude_font_families: tuple[str, ...] = ()  # --lang en: never these
     system_fonts: bool = True
     appearance: Appearance = field(default_factory=Appearance)
     jpeg_quality: tuple[int, int] | None = None
@@ -63,6 +90,36 @@ def check_config(cfg: SynthConfig) -> None:
             raise UsageError(f"--shard {k}/{n}: K must be in 1..N")
     if len(cfg.replacement) != 1:
         raise UsageError(f"--replacement {cfg.replacement!r}: must be one character")
+    if (cfg.font_families or cfg.exclude_font_families) and (
+            cfg.lang != "en" or cfg.fonts or cfg.font_dirs):
+        raise UsageError("--font-family / --exclude-font-family pick among the Latin fonts of "
+                         "--lang en (not with --font or --font-dir)")
+    if cfg.lang not in LANGS:
+        raise UsageError(f"--lang {cfg.lang}: choose from {', '.join(LANGS)}")
+    if cfg.domain not in DOMAINS:
+        raise UsageError(f"--domain {cfg.domain}: choose from {', '.join(DOMAINS)}")
+    if cfg.domain != "print":
+        if cfg.rows != 1:
+            raise UsageError(f"--domain {cfg.domain} draws single words or lines: --rows must "
+                             f"be 1 (multi-row images: --domain print)")
+        if cfg.box_lines:
+            raise UsageError(f"--box-lines draws printed tables: use it with --domain print, "
+                             f"not {cfg.domain}")
+    if cfg.lang == "en" and cfg.box_lines:
+        raise UsageError("--box-lines draws column lines between characters (Chinese table "
+                         "cells), which would cut English words apart: not with --lang en")
+    if cfg.lang == "en" and cfg.corpus and cfg.corpus_mode == "running":
+        raise UsageError("--corpus-mode running removes all whitespace: English corpora are "
+                         "read with --corpus-mode lines (one label per line)")
+    if cfg.lang == "en" and not cfg.corpus:
+        if cfg.charset_size:
+            raise UsageError("--charset-size limits the embedded Chinese corpus; with --lang en "
+                             "pass --charset FILE to limit the characters")
+        if cfg.min_cols is not None:
+            raise UsageError("--min-cols: --lang en draws one word, name or place per image "
+                             "(its own length); --cols N sets the longest label")
+        if cfg.cols is not None and cfg.cols < 4:
+            raise UsageError(f"--cols {cfg.cols}: English labels need at least 4 characters")
 
 
 def settings_of(cfg: SynthConfig) -> dict:

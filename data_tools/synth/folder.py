@@ -5,8 +5,9 @@ One folder per split when ``test_fraction > 0`` (``OUT/train``, ``OUT/test``)::
 
     images/0000/00000000.png      the samples (``_clean.png`` and ``_mask.png`` twins
                                   with box lines)
-    labels.jsonl                  {"image", "rows", "font"[, "clean", "mask"]} per image,
-                                  written in index order as images land
+    labels.jsonl                  {"image", "rows", "font", "domain"[, "clean", "mask"]}
+                                  per image, written in index order as images land
+                                  (domain: print, scene or handwriting)
     gt.txt                        path<TAB>label (single-row sets)
     charset.txt                   characters used, one per line
     meta.json                     corpus, fonts, seed, settings, counts, charset
@@ -195,15 +196,18 @@ def write_lines(path: str, lines: list[str]) -> None:
 
 
 def write_preview(dataset_dir: str, path: str, limit: int = 16, columns: int = 4) -> None:
-    """Contact sheet of the first ``limit`` samples (with twin and mask for box lines)."""
+    """Contact sheet of the first ``limit`` samples (with twin and mask for box lines);
+    in colour when the samples are (scene and handwriting words)."""
     cells = []
     with open(os.path.join(dataset_dir, "labels.jsonl"), encoding="utf-8") as fh:
         for line in fh:
             rec = json.loads(line)
             parts = [rec["image"]] + [rec[k] for k in ("clean", "mask") if k in rec]
-            ims = [Image.open(os.path.join(dataset_dir, p)).convert("L") for p in parts]
-            cell = Image.new("L", (sum(i.width for i in ims) + 4 * (len(ims) - 1),
-                                   max(i.height for i in ims)), 128)
+            opened = [Image.open(os.path.join(dataset_dir, p)) for p in parts]
+            mode = "RGB" if any(i.mode == "RGB" for i in opened) else "L"
+            ims = [i.convert(mode) for i in opened]
+            cell = Image.new(mode, (sum(i.width for i in ims) + 4 * (len(ims) - 1),
+                                    max(i.height for i in ims)), 128 if mode == "L" else (128,) * 3)
             x = 0
             for im in ims:
                 cell.paste(im, (x, 0))
@@ -216,7 +220,9 @@ def write_preview(dataset_dir: str, path: str, limit: int = 16, columns: int = 4
     cw = max(c.width for c in cells) + 6
     ch = max(c.height for c in cells) + 6
     cols = min(columns, len(cells))
-    sheet = Image.new("L", (cw * cols, ch * ((len(cells) + cols - 1) // cols)), 96)
+    mode = "RGB" if any(c.mode == "RGB" for c in cells) else "L"
+    sheet = Image.new(mode, (cw * cols, ch * ((len(cells) + cols - 1) // cols)),
+                      96 if mode == "L" else (96,) * 3)
     for k, cell in enumerate(cells):
-        sheet.paste(cell, ((k % cols) * cw + 3, (k // cols) * ch + 3))
+        sheet.paste(cell.convert(mode), ((k % cols) * cw + 3, (k // cols) * ch + 3))
     sheet.save(path)

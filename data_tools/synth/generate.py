@@ -17,7 +17,7 @@ import multiprocessing as mp
 import os
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 from data_tools.synth.config import SynthConfig, check_config, resume_state, settings_of
@@ -29,7 +29,7 @@ from data_tools.synth.folder import (
     write_preview,
 )
 from data_tools.synth.fonts import GlyphChecker
-from data_tools.synth.layout import derive_layout
+from data_tools.synth.layout import DEFAULT_SINGLE, Layout, derive_layout
 from data_tools.synth.plan import build_plan, split_assignment
 from data_tools.synth.workers import (
     init_pool_worker,
@@ -66,11 +66,10 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
     from ocrkit.outputs import FolderLock, check_writable
 
     check_config(cfg)
-    spacing_hi = max(cfg.appearance.spacing)
-    layout = derive_layout(cfg.rows, cfg.width, cfg.height, cfg.cols, cfg.min_cols,
-                           box_lines=cfg.box_lines, max_spacing=spacing_hi)
+    layout = run_layout(cfg)
     warnings: list[str] = []
-    plan, fonts, font_source, corpus_info = build_plan(cfg, layout, warnings)
+    text = build_plan(cfg, layout, warnings)
+    fonts = text.fonts
     font_list = [{"path": f.path, "index": f.index, "name": f.name} for f in fonts]
     if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise UsageError(f"--out {cfg.out}: exists and is not a directory")
@@ -81,8 +80,7 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
     try:
         if not resume:
             prepare_out_dir(cfg.out, cfg.overwrite)
-        return _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list,
-                           warnings, on_start, on_progress, resume)
+        return _synthesize(cfg, layout, text, font_list, warnings, on_start, on_progress, resume)
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, Terminated) else 130
         raise Interrupted(f"{'terminated' if code == 143 else 'interrupted'}: {cfg.out} is "
@@ -92,8 +90,27 @@ def synthesize(cfg: SynthConfig, *, on_start: Callable[[int], None] | None = Non
         lock.release()
 
 
-def _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list, warnings,
-                on_start, on_progress, resume) -> SynthResult:
+def run_layout(cfg: SynthConfig) -> Layout:
+    """The run's geometry. The word domains (scene, handwriting) make images as wide as
+    their text: ``--width`` is the widest (default 8 heights, at least 256 px, or what
+    ``--cols`` Chinese characters need), and a Chinese run's rows vary in length
+    (``--min-cols`` default 2). English labels bring their own lengths: ``--cols`` is
+    the longest (see plan.english_max_chars), not a count that must fit the width."""
+    english = cfg.lang == "en"
+    width = cfg.width
+    if cfg.domain != "print" and width is None and (english or cfg.cols is None):
+        width = max(DEFAULT_SINGLE[0], 8 * (cfg.height or DEFAULT_SINGLE[1]))
+    layout = derive_layout(cfg.rows, width, cfg.height, None if english else cfg.cols,
+                           None if english else cfg.min_cols, box_lines=cfg.box_lines,
+                           max_spacing=max(cfg.appearance.spacing))
+    if cfg.domain != "print" and not english and cfg.min_cols is None and layout.cols > 2:
+        layout = replace(layout, min_cols=2)
+    return layout
+
+
+def _synthesize(cfg, layout, text, font_list, warnings, on_start, on_progress, resume
+                ) -> SynthResult:
+    plan, fonts = text.plan, text.fonts
     n = len(plan)
     splits = split_assignment(n, cfg)
     lo, hi = 0, n
@@ -111,12 +128,13 @@ def _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list, w
         saved = resume_state(cfg)
         for d, name in zip(split_dirs, names):
             write_json(os.path.join(d, "meta.json"), _meta(
-                name, False, font_list, font_source, counts=counts_base, resume=saved))
+                name, False, font_list, text.font_source, counts=counts_base, resume=saved))
     checkers = [GlyphChecker(f) for f in fonts]
     reference = "".join(c for c in REFERENCE_CHARS if all(ck.draws(c) for ck in checkers))
     state = {"fonts": fonts, "layout": layout, "look": cfg.appearance, "seed": cfg.seed,
              "reference": reference, "plan": plan, "splits": splits, "split_dirs": split_dirs,
-             "jpeg": cfg.jpeg_quality}
+             "jpeg": cfg.jpeg_quality, "domain": cfg.domain,
+             "options": {"traits": text.traits, "neighbours": text.neighbours}}
     tasks = [(s, min(s + CHUNK, hi)) for s in range(start, hi, CHUNK)]
     counts, chars = _render_all(cfg, state, tasks, split_dirs, kept, resume,
                                 on_start, on_progress, todo=hi - start)
@@ -127,13 +145,14 @@ def _synthesize(cfg, layout, plan, fonts, font_source, corpus_info, font_list, w
         with open(os.path.join(d, "charset.txt"), "w", encoding="utf-8") as fh:
             fh.writelines(c + "\n" for c in charset if c not in "\n\r")
         write_json(os.path.join(d, "meta.json"), _meta(
-            name, True, font_list, font_source, counts={"images": cnt, **counts_base},
-            corpus=corpus_info, seed=cfg.seed, settings=settings, layout=asdict(layout),
+            name, True, font_list, text.font_source, counts={"images": cnt, **counts_base},
+            corpus=text.info, seed=cfg.seed, settings=settings, layout=asdict(layout),
             charset="".join(charset)))
-    if cfg.preview:
-        write_preview(split_dirs[0], os.path.join(cfg.out, "preview.png"))
+    if cfg.preview:  # word crops are small: show twice as many
+        write_preview(split_dirs[0], os.path.join(cfg.out, "preview.png"),
+                      limit=16 if cfg.domain == "print" else 32)
     return SynthResult(cfg.out, sum(counts), dict(zip([s or "all" for s in names], counts)),
-                       [f.label for f in fonts], font_source,
+                       [f.label for f in fonts], text.font_source,
                        len(set().union(*chars)), warnings)
 
 

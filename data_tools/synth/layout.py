@@ -187,6 +187,13 @@ def row_lengths(layout: Layout, count: int, seed: int) -> np.ndarray:
     return rng.integers(layout.min_cols, layout.cols + 1, size=(count, layout.rows), dtype=np.int64)
 
 
+def plan_labels(labels: Sequence[str], rows: int = 1) -> Plan:
+    """Successive images take ``rows`` successive labels each (one per row)."""
+    flat = np.asarray([len(x) for x in labels], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(flat)[:-1])).astype(np.int64)
+    return Plan("".join(labels), starts.reshape(-1, rows), flat.reshape(-1, rows))
+
+
 def plan_running(text: str, layout: Layout, count: int, seed: int, *, wrap: bool = True) -> Plan:
     """Successive images take successive characters of ``text`` (book order)."""
     lengths = row_lengths(layout, count, seed)
@@ -201,15 +208,18 @@ def plan_running(text: str, layout: Layout, count: int, seed: int, *, wrap: bool
     return Plan(text, starts, lengths, wrapped=wrapped)
 
 
-def plan_lines(lines: Sequence[str], layout: Layout, count: int, *, wrap: bool = True) -> Plan:
-    """Each row takes the next corpus line; lines wider than a row are skipped."""
-    limit = 2 * layout.cols
-    usable = [ln for ln in lines if display_width(ln) <= limit]
+def plan_lines(lines: Sequence[str], layout: Layout, count: int, *, wrap: bool = True,
+               limit: int | None = None) -> Plan:
+    """Each row takes the next corpus line; lines wider than a row (or than ``limit``
+    half-width characters, when given) are skipped."""
+    widest = 2 * layout.cols if limit is None else limit
+    usable = [ln for ln in lines if display_width(ln) <= widest]
     skipped = len(lines) - len(usable)
     if not usable:
         raise UsageError(
             f"--corpus: every line is wider than a row ({layout.cols} full-width characters); "
-            "raise --width or --cols"
+            "raise --width or --cols" if limit is None else
+            f"--corpus: every line is longer than {limit} characters; raise --cols"
         )
     offsets = np.cumsum([0] + [len(ln) for ln in usable])
     need = count * layout.rows

@@ -24,6 +24,7 @@ from data_tools.synth.degrade import Degradation, apply_degradation
 from data_tools.synth.fonts import FontSpec
 from data_tools.synth.layout import MIN_FONT_PX, Layout
 from data_tools.synth.look import Appearance
+from data_tools.synth.wordfonts import FontTraits
 
 
 @dataclass
@@ -42,19 +43,32 @@ class Renderer:
     The printed-text domain's renderer. What a worker asks of a renderer, and what
     another domain's renderer is to offer alike:
 
-    - ``Renderer(fonts, layout, look, seed, reference)``: built once per process
-      (fonts: the checked :class:`FontSpec` list; layout: the image geometry; look:
-      the :class:`Appearance` ranges; seed: the run's seed; reference: characters
-      every font draws, for vertical metrics);
+    - ``Renderer(fonts, layout, look, seed, reference, *, traits=None,
+      neighbours="")``: built once per process (fonts: the checked :class:`FontSpec`
+      list; layout: the image geometry; look: the :class:`Appearance` ranges; seed:
+      the run's seed; reference: characters every font draws, for vertical metrics;
+      traits: what each font draws, when not every font draws every character -
+      Latin faces, see :class:`~data_tools.synth.wordfonts.FontTraits`; neighbours:
+      characters for bits of neighbouring text, used by the word renderers);
     - ``render(index, rows) -> Rendered``: image ``index`` showing ``rows`` (one
       string per text row), every random choice drawn from
       ``random.Random(f"{seed}:{index}")``, so that it depends on the seed, the
       index and the settings only, never on the process or on what came before.
+
+    The other domains' renderers: :class:`~data_tools.synth.scene.SceneRenderer`
+    and :class:`~data_tools.synth.handwriting.HandwritingRenderer`.
     """
 
+    domain = "print"
+
     def __init__(self, fonts: Sequence[FontSpec], layout: Layout, look: Appearance,
-                 seed: int, reference: str) -> None:
+                 seed: int, reference: str, *, traits: FontTraits | None = None,
+                 neighbours: str = "") -> None:
         self.fonts = list(fonts)
+        # Only Latin faces need choosing per image (some lack a character, or draw
+        # lowercase as capitals); with every font drawing everything no choice is
+        # redrawn, so such runs keep their exact output.
+        self.chooser = traits.chooser() if traits is not None else None
         self.layout = layout
         self.look = look
         self.seed = seed
@@ -133,6 +147,8 @@ class Renderer:
         lay, look = self.layout, self.look
         rng = random.Random(f"{self.seed}:{index}")
         font = rng.randrange(len(self.fonts))
+        if self.chooser is not None and not self.chooser.draws(font, "".join(rows)):
+            font = self.chooser.pick(rng, "".join(rows))
         size = max(MIN_FONT_PX, round(lay.font_size * (1.0 - rng.uniform(0.0, look.size_jitter))))
         spacing = rng.uniform(*look.spacing)
         bg = round(rng.uniform(*look.background))

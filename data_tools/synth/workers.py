@@ -5,7 +5,10 @@ The state a worker starts from (a dict, handed to :func:`init_worker` once per
 process): ``fonts``, ``layout``, ``look``, ``seed`` and ``reference`` (what the
 renderer is built from: see :class:`~data_tools.synth.render.Renderer`), ``plan``
 (the rows of each image), ``splits`` (each image's split), ``split_dirs`` (each
-split's folder) and ``jpeg`` (the JPEG quality range, or None for PNG).
+split's folder), ``jpeg`` (the JPEG quality range, or None for PNG), ``domain``
+(which renderer draws: ``print``, ``scene`` or ``handwriting``; each label record
+says it) and ``options`` (the renderer's keyword options: font traits, characters
+for neighbouring text).
 """
 
 from __future__ import annotations
@@ -21,6 +24,19 @@ from data_tools.synth.render import Renderer
 _STATE: dict = {}
 
 
+def renderer_class(domain: str) -> type:
+    """The renderer of a domain (imported only when a run draws it)."""
+    if domain == "scene":
+        from data_tools.synth.scene import SceneRenderer
+
+        return SceneRenderer
+    if domain == "handwriting":
+        from data_tools.synth.handwriting import HandwritingRenderer
+
+        return HandwritingRenderer
+    return Renderer
+
+
 def init_pool_worker(state: dict) -> None:
     import signal
 
@@ -33,8 +49,9 @@ def init_pool_worker(state: dict) -> None:
 def init_worker(state: dict) -> None:
     _STATE.clear()
     _STATE.update(state)
-    _STATE["renderer"] = Renderer(state["fonts"], state["layout"], state["look"],
-                                  state["seed"], state["reference"])
+    make = renderer_class(state.get("domain", "print"))
+    _STATE["renderer"] = make(state["fonts"], state["layout"], state["look"], state["seed"],
+                              state["reference"], **state.get("options", {}))
     _STATE["made_dirs"] = set()
 
 
@@ -53,7 +70,8 @@ def _save(image: Image.Image, path: str, quality: int | None) -> None:
 def render_range(bounds: tuple[int, int]) -> list[tuple[int, dict]]:
     """Render images ``bounds[0]..bounds[1]-1`` to disk; return their label records."""
     st = _STATE
-    renderer: Renderer = st["renderer"]
+    renderer = st["renderer"]
+    domain = st.get("domain", "print")
     plan: Plan = st["plan"]
     out = []
     for i in range(*bounds):
@@ -71,7 +89,7 @@ def render_range(bounds: tuple[int, int]) -> list[tuple[int, dict]]:
             quality = random.Random(f"{st['seed']}:{i}:jpeg").randint(*st["jpeg"])
         name = f"{bucket}/{i:08d}.{'jpg' if quality else 'png'}"
         _save(sample.image, os.path.join(base, name), quality)
-        record = {"image": name, "rows": rows, "font": sample.font}
+        record = {"image": name, "rows": rows, "font": sample.font, "domain": domain}
         if sample.clean is not None:
             record["clean"] = f"{bucket}/{i:08d}_clean.png"
             record["mask"] = f"{bucket}/{i:08d}_mask.png"

@@ -41,8 +41,11 @@ def build_lmdb(inputs, out, labels, fmt, image_root, overwrite, strict, quiet) -
     labels.txt. Keys follow
     deep-text-recognition-benchmark (image-%09d, label-%09d from 1, num-samples),
     so PaddleOCR, MMOCR and PARSeq read OUT unchanged; multi-row labels are rows
-    joined by a newline. Every image is decoded first: bad ones are skipped and
-    listed on stderr while the rest land. Prints a JSON summary on stdout.
+    joined by a newline. A sample whose labels.jsonl record names its domain
+    (ocrkit synth: print, scene, handwriting) keeps it as an extra key
+    domain-%09d, also when folders of several domains go into one OUT. Every
+    image is decoded first: bad ones are skipped and listed on stderr while the
+    rest land. Prints a JSON summary on stdout.
     """
     from data_tools.labels import LabelIssues, label_file, read_labels
     from data_tools.lmdb import check_lmdb_target, write_lmdb
@@ -84,5 +87,6 @@ def build_lmdb(inputs, out, labels, fmt, image_root, overwrite, strict, quiet) -
     click.echo(json.dumps({"out": out, "num_samples": report.written,
                            "skipped": [p for p, _ in report.skipped],
                            "charset_size": len(report.charset),
+                           "domains": report.domains,
                            "malformed_label_lines": len(issues.skipped),
                            "empty_labels": len(issues.empty)}, ensure_ascii=False))

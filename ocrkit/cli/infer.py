@@ -76,7 +76,9 @@ Examples:
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
-@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--beam-width", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Beam width (1 = greedy): CTC prefix beam search, or the attention "
+                   "head's beam search.")
 @click.option("--denoiser", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Clean images with this train-denoiser checkpoint before recognition.")
 @click.option("--fixed-width", is_flag=True,

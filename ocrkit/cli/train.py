@@ -184,6 +184,32 @@ def train_options(f):
     return data_options()(loop_options()(row_loss_option(f)))
 
 
+def max_length_option(f):
+    return click.option(
+        "--max-length", type=click.IntRange(min=1), default=None,
+        help="Longest text an autoregressive head (attention, lightformer) reads, in "
+             "characters (its max_length argument; the end symbol is one more step) "
+             "[default: the head's own, 25 attention, 32 lightformer].")(f)
+
+
+def apply_max_length(opts: dict) -> None:
+    """``--max-length`` into the head's arguments (``max_length``), refused for a CTC
+    head and when ``--head-arg max_length`` says otherwise."""
+    from ocrkit.errors import UsageError
+
+    value = opts.get("max_length")
+    if value is None:
+        return
+    if opts["head"] == "ctc":
+        raise UsageError("--max-length is for autoregressive heads (--head attention or "
+                         "lightformer): a CTC head reads as many characters as it has frames")
+    given = opts["head_args"].get("max_length")
+    if given is not None and given != value:
+        raise UsageError(f"--max-length {value} contradicts --head-arg max_length={given}; "
+                         "give one of them")
+    opts["head_args"] = {**opts["head_args"], "max_length": value}
+
+
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
   ocrkit train --train data/s1-train.lmdb --val data/s1-test.lmdb -o runs/cap --max-steps 3000
@@ -193,10 +219,13 @@ Examples:
       --max-steps 3000
   ocrkit train --train box/train --val box/test -o runs/box --rows 10 --neck multirow-stretch \
       --denoiser runs/den/best.pt
+  ocrkit train --train scene/train --val scene/test -o runs/attn --channels 3 \\
+      --head attention --max-length 25
   torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
 """)
 @train_options
 @model_options
+@max_length_option
 @config_option("train")
 @click.pass_context
 def train(ctx: click.Context, **opts) -> None:
@@ -209,6 +238,7 @@ def train(ctx: click.Context, **opts) -> None:
 
     adopt_run_config(ctx, opts, "train")
     opts["_config"] = replayable("train", opts)
+    apply_max_length(opts)
     result = train_supervised(opts)
     if result is not None:
         click.echo(json_line(result))

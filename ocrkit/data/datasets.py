@@ -1,7 +1,9 @@
 """Map-style datasets (usable by ``torch.utils.data.DataLoader`` as they are).
 
 Each item is a :class:`Sample`: the PIL image (greyscale ``L`` by default, ``RGB``
-on request; every file mode decoded by :mod:`data_tools.images`) and its rows. A
+on request; every file mode decoded by :mod:`data_tools.images`), its rows and its
+domain (``print``, ``scene``, ``handwriting`` ...: what ``labels.jsonl`` or the LMDB's
+``domain-%09d`` key records, None where nothing is recorded). A
 sample whose image cannot be decoded is returned with ``image=None`` and an
 ``error`` when ``skip_broken`` is on (the collate function drops it and reports
 it), and raises otherwise - so one corrupt record never kills a long run
@@ -34,6 +36,7 @@ class Sample:
     rows: list[str]
     key: str
     error: str | None = None
+    domain: str | None = None  # where the sample comes from, when its dataset says
 
     @property
     def label(self) -> str:
@@ -91,13 +94,17 @@ class LmdbDataset(_Chained):
     def __getitem__(self, index: int) -> Sample:
         which, local = self._locate(index)
         reader = self.readers[which]
-        data, label = reader.get(local)
+        data, label, domain = reader.record(local)
         key = f"{reader.path}#{local + 1}"
         image, error = decode_image(data, key, self.skip_broken, self.mode)
-        return Sample(image, label.split("\n"), key, error)
+        return Sample(image, label.split("\n"), key, error, domain)
 
     def labels(self) -> list[str]:
         return [label for r in self.readers for label in r.labels()]
+
+    def domains(self) -> list[str | None]:
+        """Each sample's domain, in order (without decoding any image)."""
+        return [d for r in self.readers for d in r.domains()]
 
 
 class FolderDataset:
@@ -124,12 +131,15 @@ class FolderDataset:
                 f"cannot read ({exc.strerror or exc.__class__.__name__})")
             if not self.skip_broken:
                 raise OcrkitError(f"{item.path}: {reason}") from None
-            return Sample(None, list(item.rows), item.path, reason)
+            return Sample(None, list(item.rows), item.path, reason, item.domain)
         image, error = decode_image(data, item.path, self.skip_broken, self.mode)
-        return Sample(image, list(item.rows), item.path, error)
+        return Sample(image, list(item.rows), item.path, error, item.domain)
 
     def labels(self) -> list[str]:
         return [item.label for item in self.items]
+
+    def domains(self) -> list[str | None]:
+        return [item.domain for item in self.items]
 
 
 class ConcatDataset(_Chained):
@@ -141,6 +151,9 @@ class ConcatDataset(_Chained):
 
     def labels(self) -> list[str]:
         return [label for p in self.parts for label in p.labels()]
+
+    def domains(self) -> list[str | None]:
+        return [d for p in self.parts for d in p.domains()]
 
 
 def _is_lmdb_tree(path: str) -> bool:

@@ -92,7 +92,8 @@ def pad_batch(arrays: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def text_bands(image: Image.Image, min_share: float = 0.04, rules: bool = False) -> int:
+def text_bands(image: Image.Image, min_share: float = 0.04, rules: bool = False,
+               relative: float = 0.0) -> int:
     """Horizontal bands of ink in a greyscale image (text rows, roughly).
 
     Ink is what is darker than the midpoint between the paper (median) and the
@@ -100,7 +101,8 @@ def text_bands(image: Image.Image, min_share: float = 0.04, rules: bool = False)
     thinner than ``min_share`` of the height (rules, box lines, noise) are
     ignored, and gaps thinner than that are bridged. With ``rules``, the ink
     that every pixel row shares (vertical table rules: the 10th percentile of
-    the rows' ink) is discounted first, so the rows of a table still part.
+    the rows' ink) is discounted first, so the rows of a table still part. Bands
+    lower than ``relative`` times the highest band are not counted either.
     """
     small = image.convert("L")
     if small.height > 256:
@@ -125,7 +127,8 @@ def text_bands(image: Image.Image, min_share: float = 0.04, rules: bool = False)
                 bands.append(run)
                 run = 0
             gap += 1
-    return sum(1 for b in bands if b >= min_rows)
+    least = max(min_rows, relative * max(bands, default=0))
+    return sum(1 for b in bands if b >= least)
 
 
 # Smallest image side that can hold a glyph worth reading: synth's smallest text is
@@ -167,7 +170,10 @@ def input_mismatch(image: Image.Image, height: int, width: int, rows: int,
                     f"squashed to {max_width} px (split it into shorter lines)")
         if aspect >= 1.5:
             return None
-        bands = text_bands(image)
+        # the rows of a multi-row crop are about as high as each other; a band under
+        # half the highest one is a scene crop's bit of a neighbouring line (synth
+        # shows 10-45 % of one), texture or a rule
+        bands = text_bands(image, relative=0.5)
         if bands >= 2:
             return (f"{w}x{h} image with about {bands} rows of text; this model reads one row "
                     "(train with --rows for multi-row images)")

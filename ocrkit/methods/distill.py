@@ -26,6 +26,17 @@ Modes (``--kd-mode``):
     A frozen teacher; the KL between per-sequence class frequencies with the blank
     logit negated (PP-OCRv4). It needs no equal frame counts, so the student may
     use another stride or input size.
+
+**Autoregressive heads** (``attention``, ``lightformer``; student and teacher both):
+both decoders are teacher-forced on the same ground-truth prefix (the student
+head's ``targets``), so their logits ``[B, L, N]`` line up step by step whatever
+their frames. The label term is the student's cross-entropy per position
+(``ce``; ``teacher_ce`` for a teacher trained alongside) in place of CTC; the soft
+and dml terms are the same KL per decoding step, averaged over the steps that are
+not padding (``targets != IGNORE``: each text's characters and its end symbol).
+Hints and BiLSTM states are the encoders' and apply unchanged. ``ctc-mean-kl``
+(CTC class frequencies) does not apply; ``ocrkit distill`` refuses it, and a
+CTC/autoregressive pair, in one line.
 """
 
 from __future__ import annotations
@@ -42,12 +53,14 @@ from ocrkit.data.batch import frame_mask
 from ocrkit.evaluate import evaluate_loader
 from ocrkit.methods import kd_losses
 from ocrkit.methods.supervised import ctc_loss
+from ocrkit.models.heads.sequence_targets import IGNORE  # autoregressive target padding
 from ocrkit.models.recognizer import Recognizer
 from ocrkit.train.frozen import Frozen
 from ocrkit.train.method import Loss, Method
 
 MODES = ("paper", "dml", "ctc-mean-kl")
-LABEL_TERMS = ("ctc", "teacher_ctc")  # learnt from the labels: never ramped
+# learnt from the labels, never ramped: CTC, or an autoregressive head's cross-entropy
+LABEL_TERMS = ("ctc", "teacher_ctc", "ce", "teacher_ce")
 
 
 @dataclass
@@ -69,9 +82,9 @@ class KDConfig:
 
     def weights(self) -> dict[str, float]:
         hard = 1.0 + ((1.0 - self.soft_weight) if self.skd_form == "literal" else 0.0)
-        return {"ctc": hard, "soft": self.soft_weight, "hint": self.lambda_hint,
+        return {"ctc": hard, "ce": hard, "soft": self.soft_weight, "hint": self.lambda_hint,
                 "lstm": self.lambda_lstm, "mean_kl": self.soft_weight, "dml": self.soft_weight,
-                "teacher_ctc": 1.0}
+                "teacher_ctc": 1.0, "teacher_ce": 1.0}
 
 
 def regressor(student_shape: torch.Size, teacher_shape: torch.Size) -> nn.Module:
@@ -155,25 +168,36 @@ class DistillNet(nn.Module):
         cfg = self.cfg
         paper = cfg.mode == "paper"
         want_state = paper and cfg.lambda_lstm > 0
-        s = self.student(images, outputs=True, taps=[a for a, _ in self.pairs])
+        device = images.device
+        # autoregressive heads: both decoders teacher-forced on the same target prefix
+        targets = (self.student.head.targets(batch["targets"], batch["target_lengths"])
+                   .to(device) if getattr(self.student, "autoregressive", False) else None)
+        forced = {} if targets is None else {"targets": targets}
+        s = self.student(images, outputs=True, taps=[a for a, _ in self.pairs], **forced)
         t_in = teacher_images if teacher_images is not None else images
         low = (self.teacher_precision == "bf16" and not self.trains_teacher
                and t_in.device.type == "cpu")
         teacher = self.teacher if self.trains_teacher else self._frozen_teacher(t_in.device)
         with torch.no_grad() if not self.trains_teacher else contextlib.nullcontext(), \
                 torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            t = teacher(t_in, outputs=True, taps=[b for _, b in self.pairs])
-        device = images.device
-        terms = {"ctc": ctc_loss(self.student.head, s.logits, batch, device)}
-        if self.trains_teacher:  # the teacher learns from the labels only (and, dml, the peer)
-            terms["teacher_ctc"] = ctc_loss(self.teacher_model.head, t.logits, batch, device,
-                                             record=False)
+            t = teacher(t_in, outputs=True, taps=[b for _, b in self.pairs], **forced)
+        if targets is not None:  # cross-entropy per position; KD per decoding step
+            terms = {"ce": self.student.head.loss(s.logits, targets)}
+            if self.trains_teacher:
+                terms["teacher_ce"] = self.teacher_model.head.loss(t.logits, targets)
+        else:
+            terms = {"ctc": ctc_loss(self.student.head, s.logits, batch, device)}
+            if self.trains_teacher:  # learns from the labels only (and, dml, the peer)
+                terms["teacher_ctc"] = ctc_loss(self.teacher_model.head, t.logits, batch,
+                                                 device, record=False)
         if low:
             t = _as_float(t)
         target = t.logits.detach()
         # Per-frame terms average over the frames that see the image, not the padding
-        # on the right of a narrow image in a batch padded to its widest one.
-        mask = _frame_mask(self.student, s.logits, images, batch.get("widths"))
+        # on the right of a narrow image in a batch padded to its widest one; per-step
+        # terms over the steps of each text and its end symbol.
+        mask = (targets != IGNORE if targets is not None
+                else _frame_mask(self.student, s.logits, images, batch.get("widths")))
         if cfg.mode == "dml":
             terms["dml"] = kd_losses.mutual_kl(s.logits, t.logits, cfg.temperature, mask)
         elif cfg.mode == "ctc-mean-kl":
@@ -294,10 +318,11 @@ class DistillMethod(Method):
             teacher_images = teacher_images.to(device, non_blocking=True)
         terms = net(images, batch, teacher_images)
         ramp = self.ramp()
-        if self.cfg.gate == "teacher-better" and "teacher_ctc" in terms:
+        label = "ce" if "ce" in terms else "ctc"
+        if self.cfg.gate == "teacher-better" and f"teacher_{label}" in terms:
             # A teacher that trains alongside teaches only where it reads better than the
-            # student does (this batch's CTC losses, no gradient through the comparison).
-            ramp = ramp * (terms["teacher_ctc"] < terms["ctc"]).detach().float()
+            # student does (this batch's label losses, no gradient through the comparison).
+            ramp = ramp * (terms[f"teacher_{label}"] < terms[label]).detach().float()
         total = sum(self.weights[name] * value * (1.0 if name in LABEL_TERMS else ramp)
                     for name, value in terms.items())
         return Loss(total, {k: v.detach() for k, v in terms.items()}, images.shape[0])

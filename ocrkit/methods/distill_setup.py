@@ -191,12 +191,42 @@ def _hint_pairs(cfg: KDConfig, student: Recognizer, teacher: Recognizer, s_in: I
     return kept
 
 
+def check_heads(cfg: KDConfig, student: Recognizer, teacher: Recognizer,
+                labels: list[str]) -> None:
+    """Heads the mode can compare: both CTC, or both autoregressive (compared per
+    decoding step, teacher-forced on the same targets; every label must fit both
+    decoders' ``max_length``)."""
+    if student.autoregressive != teacher.autoregressive:
+        kinds = {True: "decodes step by step", False: "reads CTC frames"}
+        raise UsageError(f"the student's head {student.spec['head']['name']!r} "
+                         f"{kinds[student.autoregressive]} and the teacher's "
+                         f"{teacher.spec['head']['name']!r} {kinds[teacher.autoregressive]}: "
+                         "distill compares CTC frames or decoder steps, so give both the "
+                         "same kind of head")
+    if not student.autoregressive:
+        return
+    if cfg.mode == "ctc-mean-kl":
+        raise UsageError("--kd-mode ctc-mean-kl compares CTC class frequencies (blank "
+                         "negated); autoregressive heads distil per decoding step with "
+                         "--kd-mode paper or dml")
+    longest = max((len(label.replace("\n", "")) for label in labels), default=0)
+    for role, model in (("student", student), ("teacher", teacher)):
+        if longest > model.head.max_length:
+            raise UsageError(f"the training labels run to {longest} characters and the "
+                             f"{role}'s head {model.spec['head']['name']!r} reads at most "
+                             f"{model.head.max_length}: both decoders are teacher-forced on "
+                             "every label" + (f"; --head-arg max_length={longest}"
+                                              if role == "student" else ""))
+
+
 def check_pair(cfg: KDConfig, student: Recognizer, teacher: Recognizer, s_in: InputSpec,
                t_in: InputSpec) -> None:
-    """Frame counts and BiLSTM widths the mode needs, checked on a blank input."""
+    """Frame counts and BiLSTM widths the mode needs, checked on a blank input
+    (autoregressive heads are compared per decoding step: no frame count)."""
     s_out = check_forward(student, s_in.height, s_in.width, s_in.channels)
     t_out = check_forward(teacher, t_in.height, t_in.width, t_in.channels)
-    if cfg.mode != "ctc-mean-kl" and tuple(s_out.logits.shape[1:-1]) != tuple(
+    if cfg.mode != "ctc-mean-kl" and not student.autoregressive and tuple(
+            s_out.logits.shape[1:-1]) != tuple(
             t_out.logits.shape[1:-1]):
         raise UsageError(
             f"the teacher gives {tuple(t_out.logits.shape[1:-1])} frames for a "
@@ -290,11 +320,8 @@ def run_distill(opts: dict) -> dict | None:
                       reduction=opts["kd_reduction"],
                       warmup=opts.get("kd_warmup") or 0.0, gate=opts.get("kd_gate") or "none")
         trained = ("teacher", teacher) if (opts["online"] or mode == "dml") else None
+        check_heads(kd, student, teacher, labels)
         for role, model in (("student", student), ("teacher", teacher)):
-            head = model.spec["head"]["name"]
-            if model.autoregressive:
-                raise UsageError(f"the {role}'s head {head!r} decodes step by step; distill "
-                                 "matches CTC frames (distil CTC recognizers)")
             if hasattr(model.classifier, "aux_loss") and (role == "student" or trained):
                 raise UsageError(f"the {role} would train an EMU (multihot) classifier, which "
                                  "distill does not do yet: give the student --classifier "

@@ -24,6 +24,13 @@ Readings where the paper is silent or ambiguous (all options of ``ocrkit distill
 padding. The per-frame terms (``soft_kl``, ``mutual_kl``, ``ctc_mean_kl``) take a
 ``mask`` of the frames that count (:func:`ocrkit.data.batch.frame_mask`) and average over those only;
 without one every frame counts.
+
+**Decoding steps.** For autoregressive heads (attention, Light-Former) the same
+``soft_kl`` and ``mutual_kl`` compare logits ``[B, L, N]`` step by step, both
+decoders teacher-forced on the same ground-truth prefix (class 0 is then the end
+symbol, not a blank); the ``mask`` keeps each text's characters and its end symbol,
+not the padding steps of shorter texts in the batch (``targets != IGNORE``).
+``ctc_mean_kl`` negates a CTC blank and does not apply to them.
 """
 
 from __future__ import annotations

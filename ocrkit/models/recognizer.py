@@ -294,6 +294,28 @@ class Recognizer(nn.Module):
                              "backbone.features.3)")
         return modules[path]
 
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The frames a single-row model's head reads (``context``, ``[B, T, C]``):
+        :meth:`forward` stopped before the head."""
+        x = self.clean(images)
+        if getattr(self.backbone, "channels_last", False) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        frames = self.neck(self.backbone(x))
+        if frames.dim() == 4:
+            raise UsageError(f"encode reads one text row per image; the neck "
+                             f"{self.spec['neck']['name']!r} returns rows")
+        return frames if self.sequence is None else self.sequence(frames)
+
+    def beam_decode(self, images: torch.Tensor, width: int):
+        """Per image, as :meth:`decode`: beam search of a head that needs the frames
+        to search (``head.beam_search(frames, classifier, width)``, an autoregressive
+        head); :meth:`decode` of the logits for any other head."""
+        search = getattr(self.head, "beam_search", None)
+        if search is None:
+            return self.decode(self(images), width)
+        return [([ids], [conf]) for ids, conf in search(self.encode(images), self.classifier,
+                                                         width)]
+
     def decode(self, logits: torch.Tensor, beam_width: int | None = None):
         """Per image: (list of rows of class indices, list of confidences)."""
         if logits.dim() == 4:

@@ -41,9 +41,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ocrkit.models.heads.ctc import CTCHead
+from ocrkit.models.heads.sequence_targets import (  # noqa: F401  (IGNORE: re-exported)
+    IGNORE,
+    eos_targets,
+    sequence_loss,
+)
 from ocrkit.models.necks.tokens import sinusoid
 
-IGNORE = -100
 _AUX_CTC = CTCHead(blank=0)  # ctc_weight's loss: the CTC head's (no state)
 
 
@@ -258,24 +262,12 @@ class LightFormerHead(nn.Module):
     def targets(self, flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """CTC-style flat targets -> ``[B, max(len) + 1]``: the characters, the end
         symbol (0), then ``IGNORE``."""
-        b = lengths.numel()
-        width = int(lengths.max()) + 1 if b else 1
-        out = torch.full((b, width), IGNORE, dtype=torch.long)
-        start = 0
-        for i, n in enumerate(lengths.tolist()):
-            out[i, :n] = flat[start:start + n]
-            out[i, n] = 0
-            start += n
-        return out
+        return eos_targets(flat, lengths)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
              ) -> torch.Tensor:
         """Cross-entropy per position; ``none``: ``[B, L]`` (0 where ignored)."""
-        per = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
-                              reduction="none")
-        if reduction == "none":
-            return per
-        return per.sum() / (targets != IGNORE).sum().clamp_min(1)
+        return sequence_loss(logits, targets, reduction)
 
     @staticmethod
     def _columns(memory: torch.Tensor, extras: dict) -> torch.Tensor:

@@ -1,0 +1,189 @@
+"""English scene text and handwriting: CTC and attention recognizers per domain.
+
+    python bench/english_bench.py --out bench-out/english            # about an hour, 2 cores
+    python bench/english_bench.py --out bench-out/english --real DIR --real DIR2
+    python bench/english_bench.py --scale smoke --out /tmp/eb          # every stage, a minute
+
+For each domain (``synth --lang en --domain scene|handwriting``): a training set
+and a validation set in the training font families, and a test set in Latin
+families training never saw (the English demos' held-out families,
+``ocrkit.demo.HELD_OUT_FAMILIES``). For each domain and head (``ctc``,
+``attention``) one RGB recognizer (the demos' VGG + CAP + 2 x BiLSTM-128 encoder)
+is trained, best.pt chosen on the validation set; then every model reads every
+domain's test set once (``ocrkit evaluate``), scored the way the English
+benchmarks are (``--protocol lower-alnum``: lower case, letters and digits only)
+and exactly. ``--real DIR`` (repeatable) adds any folder of real labelled crops
+(``gt.txt``, ``labels.jsonl`` ...) to the test sets, read by every model.
+Parameters and ms per word (one thread, batch 1, greedy, the test images) come
+with each model.
+
+Every stage is an ``ocrkit`` command run as a subprocess; its JSON is kept under
+OUT, and a stage whose result exists is not run again, so an interrupted run
+continues where it stopped. The table (Markdown) is printed at the end and
+written to OUT/results.md and OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from stages import Stages
+
+DOMAINS = ("scene", "handwriting")
+HEADS = ("ctc", "attention")
+ENCODER = ["--backbone", "vgg-small", "--backbone-arg", "channels=(32,64,128,256)",
+           "--neck", "cap", "--sequence-arg", "hidden=128", "--sequence-arg", "layers=2"]
+SCALES = {
+    # about an hour on 2 cores: 4 trainings of ~11 minutes and their data
+    "cpu": {"train": 60000, "val": 500, "test": 1000, "steps": 5000, "height": 32,
+            "width": {"scene": 128, "handwriting": 192}, "cols": {"scene": 16, "handwriting": 20}},
+    "smoke": {"train": 64, "val": 16, "test": 16, "steps": 3, "height": 32,
+              "width": {"scene": 128, "handwriting": 192}, "cols": {"scene": 16, "handwriting": 20}},
+}
+RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "--warmup", "0.05",
+          "-b", "32", "--resize", "keep-ratio", "--channels", "3"]
+
+
+class Bench(Stages):
+    def __init__(self, out: str, device: str) -> None:
+        super().__init__(out)
+        self.device = device
+
+
+def held_out(domain: str) -> tuple[str, ...]:
+    from ocrkit.demo import HELD_OUT_FAMILIES
+
+    return HELD_OUT_FAMILIES[f"{domain}-en"]
+
+
+def make_data(bench: Bench, scale: dict, domain: str) -> dict[str, str]:
+    """train / val / test folders (and their LMDBs) of one domain."""
+    families = held_out(domain)
+    keep = [a for f in families for a in ("--exclude-font-family", f)]
+    only = [a for f in families for a in ("--font-family", f)]
+    common = ["--lang", "en", "--domain", domain, "--height", scale["height"], "--width",
+              scale["width"][domain], "--cols", scale["cols"][domain], "--no-system-fonts", "-q",
+              "--overwrite"]
+    sets = {}
+    for split, n, seed, fonts in (("train", scale["train"], 1, keep), ("val", scale["val"], 4, keep),
+                                  ("test", scale["test"], 2, only)):
+        folder = os.path.join(bench.out, "data", f"{domain}-{split}")
+        bench.cached(f"synth-{domain}-{split}", lambda: bench.ocrkit(
+            "synth", "-n", n, "--seed", seed, *fonts, *common, "--out", folder))
+        bench.cached(f"lmdb-{domain}-{split}", lambda: bench.ocrkit(
+            "build-lmdb", folder, folder + ".lmdb", "--overwrite", "-q"))
+        sets[split] = folder + ".lmdb"
+    return sets
+
+
+def ms_per_word(checkpoint: str, folder: str, limit: int = 200) -> float:
+    """Milliseconds per word on one thread, batch 1, greedy (images of ``folder``)."""
+    code = f"""
+import json, sys, time, torch
+torch.set_num_threads(1)
+from ocrkit.data import open_dataset
+from ocrkit.predict import Predictor
+p = Predictor({checkpoint!r}, "cpu")
+ds = open_dataset({folder!r}, mode="RGB")
+images = [ds[i].image for i in range(min({limit}, len(ds)))]
+p(images[:5], batch_size=1)
+t = time.perf_counter()
+p(images, batch_size=1)
+print(json.dumps({{"ms": (time.perf_counter() - t) * 1e3 / len(images)}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        sys.exit(f"ms per word failed: {proc.stderr[-2000:]}")
+    return round(json.loads(proc.stdout.strip().splitlines()[-1])["ms"], 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench-out/english")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--domains", default=",".join(DOMAINS))
+    parser.add_argument("--heads", default=",".join(HEADS))
+    parser.add_argument("--steps", type=int, default=None, help="training steps [scale's]")
+    parser.add_argument("--train-images", type=int, default=None, help="per domain [scale's]")
+    parser.add_argument("--seed", type=int, default=0, help="the models' seed")
+    parser.add_argument("--real", action="append", default=[], metavar="DIR",
+                        help="a folder (or LMDB) of real labelled crops: every model reads it")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    scale = dict(SCALES[args.scale])
+    if args.steps:
+        scale["steps"] = args.steps
+    if args.train_images:
+        scale["train"] = args.train_images
+    domains = [d for d in args.domains.split(",") if d]
+    heads = [h for h in args.heads.split(",") if h]
+    bad = sorted(set(domains) - set(DOMAINS)) + sorted(set(heads) - set(HEADS))
+    if bad:
+        parser.error(f"unknown domain or head: {', '.join(bad)}")
+    bench = Bench(args.out, args.device)
+    data = {d: make_data(bench, scale, d) for d in domains}
+    tests = {f"{d} (held-out fonts)": data[d]["test"] for d in domains}
+    for path in args.real:
+        tests[f"real: {os.path.basename(os.path.normpath(path))}"] = os.path.abspath(path)
+    charset = os.path.join(bench.out, "charset.txt")
+    if not os.path.isfile(charset):
+        from data_tools.synth.latin import EN_CHARSET
+        from ocrkit.charset import Charset
+
+        Charset(list(EN_CHARSET)).save(charset)
+    rows = []
+    for domain in domains:
+        for head in heads:
+            name = f"{domain}-{head}-s{args.seed}"
+            run = os.path.join(bench.out, "runs", name)
+            extra = ["--head", "attention", "--max-length", scale["cols"][domain]] \
+                if head == "attention" else []
+            train = bench.cached(f"train-{name}", lambda: bench.ocrkit(
+                "train", "--train", data[domain]["train"], "--val", data[domain]["val"], "-o", run,
+                "--charset", charset, "--height", scale["height"], "--width",
+                scale["width"][domain], *ENCODER, *extra, *RECIPE, "--max-steps",
+                scale["steps"], "--val-every", max(1, scale["steps"] // 8), "--save-every",
+                max(1, scale["steps"] // 8), "--seed", args.seed, "--device", args.device,
+                "--overwrite", "-q"))
+            best = os.path.join(run, "best.pt")
+            row = {"domain": domain, "head": head, "parameters": train.get("parameters"),
+                   "train_seconds": train.get("_seconds"), "best_step": train.get("best_step"),
+                   "ms_per_word": bench.cached(f"ms-{name}", lambda: {
+                       "ms": ms_per_word(best, data[domain]["test"])})["ms"], "tests": {}}
+            for test_name, path in tests.items():
+                slug = test_name.split(" ")[0] if not test_name.startswith("real") \
+                    else "real-" + os.path.basename(os.path.normpath(path))
+                res = bench.cached(f"eval-{name}-{slug}", lambda: bench.ocrkit(
+                    "evaluate", best, path, "--protocol", "lower-alnum", "--device",
+                    args.device, "-q"))
+                row["tests"][test_name] = {"accuracy": res["accuracy"], "cer": res["cer"],
+                                           "exact_accuracy": res["exact"]["accuracy"],
+                                           "samples": res["samples"]}
+            rows.append(row)
+    table = render(rows, list(tests))
+    print(table)
+    with open(os.path.join(bench.out, "results.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    with open(os.path.join(bench.out, "results.json"), "w", encoding="utf-8") as fh:
+        json.dump({"scale": scale, "seed": args.seed, "rows": rows}, fh, indent=1)
+
+
+def render(rows: list[dict], tests: list[str]) -> str:
+    head = "| model | " + " | ".join(f"{t}: word acc / CER (exact acc)" for t in tests) \
+        + " | parameters | ms/word |"
+    lines = [head, "|" + "---|" * (len(tests) + 3)]
+    for r in rows:
+        cells = [f"{100 * r['tests'][t]['accuracy']:.1f} / {100 * r['tests'][t]['cer']:.1f} "
+                 f"({100 * r['tests'][t]['exact_accuracy']:.1f})" for t in tests]
+        lines.append(f"| {r['domain']}, {r['head']} | " + " | ".join(cells)
+                     + f" | {r['parameters'] / 1e6:.2f} M | {r['ms_per_word']:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

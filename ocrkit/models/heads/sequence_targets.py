@@ -1,0 +1,38 @@
+"""What every autoregressive head (``attention``, ``lightformer``) trains on.
+
+Targets are ``[B, max(len) + 1]``: each text's characters, the end symbol (class
+0, the CTC blank's index, so charsets stay as they are), then ``IGNORE``; the loss
+is the cross-entropy per position over the positions that are not ``IGNORE``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+IGNORE = -100  # target padding: the loss, the loop and distillation mask on it
+
+
+def eos_targets(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """CTC-style flat targets -> ``[B, max(len) + 1]``: the characters, the end
+    symbol (0), then ``IGNORE``."""
+    b = lengths.numel()
+    width = int(lengths.max()) + 1 if b else 1
+    out = torch.full((b, width), IGNORE, dtype=torch.long)
+    start = 0
+    for i, n in enumerate(lengths.tolist()):
+        out[i, :n] = flat[start:start + n]
+        out[i, n] = 0
+        start += n
+    return out
+
+
+def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+                  ) -> torch.Tensor:
+    """Cross-entropy per position; ``none``: ``[B, L]`` (0 where ignored); ``mean``:
+    over the positions that are not ignored."""
+    per = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=IGNORE,
+                          reduction="none")
+    if reduction == "none":
+        return per
+    return per.sum() / (targets != IGNORE).sum().clamp_min(1)
