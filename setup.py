@@ -32,6 +32,8 @@ setup(
         # filtered against spelling dictionaries, so uniformly drawn rare words are
         # real words; wordfreq was the alternative: 57 MB plus five dependencies,
         # frozen since 2023, and its rare tail is mostly typos and fragments.
+        # <1: ocrkit reads `SpellChecker(...).word_frequency.dictionary`, an attribute a
+        # major version may rename.
         "pyspellchecker>=0.8,<1",
         # Faker (MIT, ~25 MB, no dependencies on Linux, very actively maintained):
         # people's first and last names with US census/SSA frequencies, British,
