@@ -286,3 +286,34 @@ def test_raster_helpers_keep_ink_where_it_belongs():
     sharp = np.where(mask[..., None] > 0, 20, 200).astype(np.uint8).repeat(3, 2)
     faint = np.where(mask[..., None] > 0, 118, 120).astype(np.uint8).repeat(3, 2)
     assert visible(Image.fromarray(sharp), mask) and not visible(Image.fromarray(faint), mask)
+
+
+def test_font_families_pick_and_hold_out_latin_designs(cli, tmp_path, cjk_font):
+    """--font-family draws only those families, --exclude-font-family never them (the
+    English demos' held-out test sets); a name no face has, or the options with
+    Chinese or explicit fonts, is a one-line error."""
+    res = cli("synth", "--lang", "en", "-n", 12, "--font-family", "Lobster", "--font-family",
+              "Anton", "--no-system-fonts", "-w", 1, "-q", "--out", tmp_path / "only")
+    assert res.exit_code == 0, res.output
+    fonts = {r["font"] for r in read_labels(tmp_path / "only")}
+    assert fonts and all(f.startswith(("Lobster", "Anton")) for f in fonts)
+    res = cli("synth", "--lang", "en", "--domain", "handwriting", "-n", 40, "--no-system-fonts",
+              "--exclude-font-family", "Caveat", "-w", 1, "-q", "--out", tmp_path / "rest")
+    assert res.exit_code == 0, res.output
+    fonts = {r["font"] for r in read_labels(tmp_path / "rest")}
+    assert len(fonts) > 3 and not any(f.startswith("Caveat") for f in fonts)
+    one_line_error(cli("synth", "--lang", "en", "-n", 2, "--font-family", "Lobstr",
+                       "--out", tmp_path / "typo"), 2, "font family 'Lobstr'", "Lobster")
+    one_line_error(cli("synth", "-n", 2, "--font-family", "Lobster", "--out", tmp_path / "zh"),
+                   2, "--lang en")
+    one_line_error(cli("synth", "--lang", "en", "-n", 2, "--font", cjk_font,
+                       "--exclude-font-family", "Lobster", "--out", tmp_path / "f"), 2, "--font")
+
+
+def test_fonts_lists_the_latin_faces_of_a_role(cli):
+    res = cli("fonts", "--lang", "en", "--role", "handwriting", "--no-system-fonts")
+    assert res.exit_code == 0, res.output
+    faces = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len({f["family"] for f in faces}) >= 5
+    assert all(f["licence"] in ("OFL-1.1", "Apache-2.0") and f["source"] == "pip" for f in faces)
+    assert {"Caveat", "Kalam"} <= {f["family"] for f in faces}
