@@ -29,6 +29,59 @@ from ocrkit.errors import OcrkitError, UsageError
 FORMAT = "ocrkit-checkpoint"
 VERSION = 1
 
+# What to do with a checkpoint of another kind than a command expected ({path}: its path)
+KIND_HINTS = {
+    "router": "route with --router {path} --model NAME=CKPT ...",
+    "encoder": "start a recognizer from it with train --init-encoder {path}",
+    "denoiser": "pass it with --denoiser {path}, or clean images with `ocrkit denoise`",
+}
+
+
+def require_kind(ckpt: dict, path: str | None, expected: str = "recognizer",
+                 allow: tuple[str, ...] = (), option: str | None = None) -> None:
+    """One line naming the kind found when ``ckpt`` (read from ``path``, given with
+    ``option``) is not of the ``expected`` kind (``allow``: other kinds the caller
+    handles itself)."""
+    kind = ckpt.get("kind", "recognizer")
+    if kind == expected or kind in allow:
+        return
+    hint = KIND_HINTS.get(kind) if expected == "recognizer" else None
+    subject = (f"{option} {path} is" if option else f"{path} is") if path else "this is"
+    raise UsageError(f"{subject} {article(kind)} {kind} checkpoint, expected "
+                     f"{article(expected)} {expected}"
+                     + (f" ({hint.format(path=path or 'it')})" if hint else ""))
+
+
+def plain_spec(value):
+    """A spec or input entry without where its files and components came from (not part
+    of a model's identity), for comparing two of them."""
+    if isinstance(value, (list, tuple)):
+        return [plain_spec(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_spec(v) for k, v in value.items()
+                if k not in ("source", "dist", "version")}
+    return value
+
+
+def first_difference(old, new, path: str = "") -> tuple[str, object, object] | None:
+    """First (dotted path, old, new) where two plain structures differ, or None; a part
+    present on one side only is shown by its ``name``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = first_difference(old.get(key), new.get(key),
+                                     f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    if isinstance(old, dict) or isinstance(new, dict):
+        return (path, None if old is None else old.get("name", old),
+                None if new is None else new.get("name", new))
+    return None if old == new else (path, old, new)
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
 
 def save_checkpoint(path: str, payload: dict) -> None:
     """Atomically write ``payload`` (plain data and tensors) to ``path``."""

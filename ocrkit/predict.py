@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from ocrkit.charset import Charset
-from ocrkit.checkpoint import load_checkpoint
+from ocrkit.checkpoint import load_checkpoint, require_kind
 from ocrkit.data.batch import InputSpec
 from ocrkit.device import resolve_device
 from ocrkit.models.recognizer import build_model
@@ -57,7 +57,9 @@ class Predictor:
         one the recognizer was trained with); ``warn`` receives warnings. Single-row
         models read every line at its own width (``fixed_width``: pad or squash to
         the training width instead, the behaviour before 0.2)."""
+        self.path = checkpoint
         self.ckpt = load_checkpoint(checkpoint)
+        require_kind(self.ckpt, checkpoint, allow=("denoiser",))
         self.model, self.charset = build_model(self.ckpt)
         self.input = InputSpec(**self.ckpt["input"])
         if denoiser:

@@ -627,7 +627,7 @@ def test_refusals_name_both_sides(cli, kd, tmp_path):
                                "input": {"size": [32, 96]},
                                "state_dict": Denoiser(base=2, depth=1).state_dict()})
     one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", den), 2,
-                   "a denoiser checkpoint, not a recognizer", "--denoiser")
+                   "a denoiser checkpoint, expected a recognizer", "--denoiser")
     one_line_error(distill(cli, kd, tmp_path / "a", "--kd-mode", "paper"), 2, "needs --teacher")
     one_line_error(distill(cli, kd, tmp_path / "a", "--teacher", kd / "teacher/config.json"), 2,
                    "has no weights", "--teacher-init scratch")

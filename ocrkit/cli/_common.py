@@ -79,7 +79,8 @@ _NOT_REPLAYED = ("resume", "overwrite", "config", "_explicit")
 # ... and what --resume does not take from the run's config.json (how this invocation
 # talks, not what it trains).
 _NOT_ADOPTED = ("quiet",)
-_PATH_OPTIONS = ("train_paths", "val_paths", "charset", "denoiser", "teacher", "data", "val")
+_PATH_OPTIONS = ("train_paths", "val_paths", "charset", "denoiser", "teacher", "data", "val",
+                 "init_encoder")
 
 
 def replayable(command: str, opts: dict, explicit: set[str] | None = None) -> dict:

@@ -1,4 +1,6 @@
-"""`ocrkit evaluate CKPT DATA...`: metrics as JSON on stdout, a table on stderr."""
+"""`ocrkit evaluate CKPT DATA...`: metrics as JSON on stdout, a table on stderr;
+`ocrkit evaluate --router R.pt --model NAME=CKPT ... DATA...`: the same for routed
+recognition, with the router's own accuracy and per-domain metrics."""
 
 from __future__ import annotations
 
@@ -36,9 +38,17 @@ Examples:
   ocrkit evaluate runs/cap/best.pt data/test.lmdb
   ocrkit evaluate best.pt data/test.lmdb --errors 50 --errors-out worst.html
   ocrkit evaluate scene/best.pt photos/ --protocol lower-alnum   # photos/gt.txt: path<TAB>word
+  ocrkit evaluate --router router.pt -m htr=hw.pt -m str=scene.pt test.lmdb
 """)
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("checkpoint", required=False, type=click.Path(), metavar="[CHECKPOINT]")
+@click.argument("data", nargs=-1, type=click.Path(exists=True), metavar="DATA...")
+@click.option("--router", type=click.Path(dir_okay=False), default=None,
+              help="A train-router checkpoint: each sample is read by the --model of the "
+                   "domain it routes to (no CHECKPOINT then); adds the router's accuracy "
+                   "against the samples' recorded domains and per-domain metrics.")
+@click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="With --router: NAME=CKPT, one per domain the router knows (htr and str "
+                   "name handwriting and scene). Without: the checkpoint, as CHECKPOINT.")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
@@ -66,9 +76,11 @@ Examples:
               help="Pad or squash every line to the model's training width (default: each "
                    "single-row line is read at its own width, aspect ratio kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No table or warnings on stderr.")
-def evaluate(checkpoint, data, batch_size, device, beam_width, protocol, errors, errors_out,
-             limit, workers, denoiser, fixed_width, quiet) -> None:
-    """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders).
+@click.pass_context
+def evaluate(ctx, checkpoint, data, router, models, batch_size, device, beam_width, protocol,
+             errors, errors_out, limit, workers, denoiser, fixed_width, quiet) -> None:
+    """Evaluate CHECKPOINT on DATA (LMDBs or labelled folders), or with --router
+    the router and its specialists on DATA.
 
     \b
     Metrics (exact definitions in ocrkit/metrics.py):
@@ -89,49 +101,179 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, protocol, errors,
     Samples that cannot be used (undecodable images, malformed label lines) are
     not in the metrics: stderr says how many and which, the JSON counts them.
     Labels holding more rows than the model reads (multi-row data given to a
-    single-row model) are warned about before the work.
+    single-row model) are warned about before the work. Data whose samples
+    record two or more domains (labels.jsonl "domain", LMDB domain-%09d) also
+    gets "per_domain": the metrics of each domain's samples.
+
+    With --router: "router" (its accuracy against the recorded domains,
+    balanced accuracy, per-domain accuracy, confusion), "routed_to",
+    "oracle_routing" (the metrics had every sample gone to its own domain's
+    specialist) and "per_domain" (metrics, router accuracy and where the
+    domain's samples went), beside the usual metrics of the routed readings.
     """
-    from ocrkit.data import open_dataset
-    from ocrkit.evaluate import evaluate as run_eval
-    from ocrkit.evaluate import is_gallery, rows_mismatch, write_gallery
+    from ocrkit.evaluate import is_gallery
     from ocrkit.outputs import check_output_file
-    from ocrkit.predict import Predictor
 
     console = stderr_console(quiet)
 
     def warn(msg: str) -> None:
         console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 
+    checkpoint, data = _positionals(ctx, checkpoint, data, router, models)
+    if router is not None and denoiser:
+        from ocrkit.errors import UsageError
+
+        raise UsageError("--denoiser cleans the input of one recognizer; with --router, "
+                         "evaluate each specialist on its own to use one")
     if errors:  # checked before the work: a gallery that cannot be written is known now
-        check_output_file(errors_out, inputs=[checkpoint, *data], flag="--errors-out",
-                          replaceable=is_gallery,
+        check_output_file(errors_out, inputs=[*(c for c in (checkpoint, router) if c),
+                                              *_model_paths(models), *data],
+                          flag="--errors-out", replaceable=is_gallery,
                           hint="it is not an ocrkit gallery: choose another --errors-out")
     n_workers = resolve_workers(workers, min(2, default_workers() - 1), warn)
-    predictor = Predictor(checkpoint, device, beam_width, denoiser, warn=warn,
-                          fixed_width=fixed_width)
-    dataset = open_dataset(list(data), mode=predictor.input.mode)
-    for line in dataset.issues.warnings():
-        warn(line)
-    labels = dataset.labels()[:limit] if limit else dataset.labels()
+    run = dict(batch_size=batch_size, errors=errors, limit=limit, workers=n_workers,
+               protocol=protocol, quiet=quiet, warn=warn)
+    reader = dict(device=device, beam_width=beam_width, warn=warn, fixed_width=fixed_width)
+    if router is None:
+        from ocrkit.predict import Predictor
+
+        predictor = Predictor(checkpoint, denoiser=denoiser, **reader)
+        result, worst = _plain(predictor, data, **run)
+        title, head = f"{checkpoint} on {', '.join(data)}", {"checkpoint": checkpoint}
+    else:
+        from ocrkit.routing import RoutedPredictor
+
+        routed = RoutedPredictor(router, models, **reader)
+        result, worst = _routed(routed, data, **run)
+        title = f"routed by {router} on {', '.join(data)}"
+        head = {}  # the result names the router ("router") and "specialists"
+    if not quiet:
+        _tables(console, result, title)
+    # Results first: the metrics are on stdout before the gallery is written.
+    click.echo(json_line({**head, "data": list(data), **result}))
+    sys.stdout.flush()
+    if errors:
+        from ocrkit.evaluate import write_gallery
+
+        write_gallery(worst, errors_out, f"{title}: {len(worst)} worst predictions")
+
+
+def _model_paths(models) -> list[str]:
+    return [m.partition("=")[2] or m for m in models]
+
+
+def _positionals(ctx, checkpoint, data, router, models) -> tuple[str | None, tuple]:
+    """(checkpoint, data) from the arguments: ``CHECKPOINT DATA...``, or ``DATA...``
+    with --router (or with one plain --model), checked as click checks paths."""
+    from ocrkit.errors import UsageError
+
+    def check(value, kind, hint):
+        try:
+            return kind.convert(value, None, ctx)
+        except click.BadParameter as exc:
+            exc.param_hint = hint
+            raise
+
+    data_param = next(p for p in ctx.command.params if p.name == "data")
+    if router is None and not models:
+        if checkpoint is None:
+            raise click.MissingParameter(ctx=ctx, param_hint="'CHECKPOINT'",
+                                         param_type="argument")
+        if not data:
+            raise click.MissingParameter(ctx=ctx, param=data_param)
+        return check(checkpoint, click.Path(dir_okay=False), "'CHECKPOINT'"), data
+    if router is None and len(models) > 1:
+        raise UsageError(f"{len(models)} --model given: one recognizer is evaluated; several "
+                         "specialists need --router R.pt (--model NAME=CKPT each)")
+    if router is not None and not models:
+        raise UsageError("--router needs the specialists: --model NAME=CKPT for each domain "
+                         "the router knows (ocrkit info ROUTER lists them)")
+    data = ((checkpoint,) if checkpoint is not None else ()) + tuple(data)
+    if not data:
+        raise click.MissingParameter(ctx=ctx, param=data_param)
+    data = tuple(check(d, click.Path(exists=True), "'DATA...'") for d in data)
+    return (models[0] if router is None else None), data
+
+
+def _charset_notes(predictor, labels: list[str], protocol: str, warn, who: str = "") -> None:
+    """Labels the model cannot output (said before the work), and labels holding more
+    rows than it reads. ``who`` names the samples and the model (routed runs)."""
+    from ocrkit.evaluate import rows_mismatch
+
+    model = f"its specialist {predictor.path}" if who else "the model"
     if protocol == "exact":
         unknown = predictor.charset.unknown_in(labels)
         if unknown.affected:
-            warn(f"{unknown.describe()}; the model cannot output them, so they count as "
+            warn(f"{who}{unknown.describe()}; {model} cannot output them, so they count as "
                  "errors")
     else:
         missing = unscorable(labels, predictor.charset.chars, protocol)
         if missing:
-            warn(f"the labels hold characters that count under --protocol {protocol} and "
-                 f"that the model cannot output in either case ({''.join(missing[:20])}"
+            warn(f"{who}the labels hold characters that count under --protocol {protocol} and "
+                 f"that {model} cannot output in either case ({''.join(missing[:20])}"
                  f"{' ...' if len(missing) > 20 else ''}); they count as errors")
     rows_note = rows_mismatch(labels, predictor.input.rows)
     if rows_note:  # said before the work: the metrics to come are not the model's
-        warn(rows_note)
+        warn(f"{who}{rows_note}")
+
+
+def _plain(predictor, data, *, batch_size, errors, limit, workers, protocol, quiet, warn):
+    """`evaluate CHECKPOINT DATA...`: one recognizer."""
+    from ocrkit.data import open_dataset
+    from ocrkit.evaluate import evaluate as run_eval
+
+    dataset = open_dataset(list(data), mode=predictor.input.mode)
+    for line in dataset.issues.warnings():
+        warn(line)
+    labels = dataset.labels()[:limit] if limit else dataset.labels()
+    _charset_notes(predictor, labels, protocol, warn)
     with progress_bar("evaluate", quiet) as (start, advance):
         start(min(len(dataset), limit) if limit else len(dataset))
-        result, worst = run_eval(predictor, dataset, batch_size=batch_size, workers=n_workers,
+        result, worst = run_eval(predictor, dataset, batch_size=batch_size, workers=workers,
                                  errors=errors, limit=limit, on_batch=advance,
                                  protocol=protocol)
+    _after(result, warn)
+    result["malformed_label_lines"] = len(dataset.issues.skipped)
+    return result, worst
+
+
+def _routed(routed, data, *, batch_size, errors, limit, workers, protocol, quiet, warn):
+    """`evaluate --router R.pt --model NAME=CKPT ... DATA...`."""
+    from collections import Counter
+
+    from ocrkit.data import open_dataset
+    from ocrkit.evaluate import evaluate_routed
+
+    dataset = open_dataset(list(data), mode=routed.mode)
+    for line in dataset.issues.warnings():
+        warn(line)
+    n = min(len(dataset), limit) if limit else len(dataset)
+    labels, domains = dataset.labels()[:n], dataset.domains()[:n]
+    for d, predictor in routed.specialists.items():
+        own = [label for label, dom in zip(labels, domains) if dom == d]
+        if own:
+            _charset_notes(predictor, own, protocol, warn, who=f"{d} samples: ")
+    others = Counter("no domain" if d is None else repr(d) for d in domains
+                     if d not in routed.specialists)
+    if others:
+        warn(f"{sum(others.values())} of {n} samples record {_counts(others)}, which the "
+             f"router does not know ({', '.join(routed.router.domains)}): they are routed and "
+             "scored, but not in the router's accuracy")
+    with progress_bar("evaluate", quiet) as (start, advance):
+        start(n)
+        result, worst = evaluate_routed(routed, dataset, batch_size=batch_size,
+                                        workers=workers, errors=errors, limit=limit,
+                                        on_batch=advance, protocol=protocol)
+    _after(result, warn)
+    result["malformed_label_lines"] = len(dataset.issues.skipped)
+    return result, worst
+
+
+def _counts(counter) -> str:
+    return ", ".join(f"{name} ({n})" for name, n in counter.most_common())
+
+
+def _after(result: dict, warn) -> None:
     if result["broken_samples"]:
         warn(f"{result['broken_samples']} samples could not be used and are not in the "
              f"metrics: {', '.join(result['broken_examples'][:3])}"
@@ -139,31 +281,54 @@ def evaluate(checkpoint, data, batch_size, device, beam_width, protocol, errors,
     if result.get("unlike_training_input"):
         warn(f"{result['unlike_training_input']} inputs look unlike what the model was trained "
              f"on: {'; '.join(result['unlike_training_examples'][:2])}")
-    result["malformed_label_lines"] = len(dataset.issues.skipped)
-    if not quiet:
-        from rich.table import Table
 
-        table = Table(title=f"{checkpoint} on {', '.join(data)}")
-        table.add_column("metric")
-        rows = result.get("row_level")
-        exact = result.get("exact")
-        main = protocol if exact else ("image level" if rows else "value")
-        table.add_column(main, justify="right")
-        if exact:
-            table.add_column("exact", justify="right")
-        if rows:
-            table.add_column("row level", justify="right")
-        table.add_column("definition")
-        for key, text in DEFINITIONS.items():
-            extra = ([f"{exact[key]:.4f}"] if exact else []) + (
-                [f"{rows[key]:.4f}"] if rows else [])
-            table.add_row(key, f"{result[key]:.4f}", *extra, text)
-        table.add_row("samples", str(result["samples"]),
-                      *([str(exact["samples"])] if exact else []),
-                      *([str(rows["samples"])] if rows else []), "")
-        console.print(table)
-    # Results first: the metrics are on stdout before the gallery is written.
-    click.echo(json_line({"checkpoint": checkpoint, "data": list(data), **result}))
-    sys.stdout.flush()
-    if errors:
-        write_gallery(worst, errors_out, f"{checkpoint}: {len(worst)} worst predictions")
+
+def _tables(console, result: dict, title: str) -> None:
+    """The metrics table on stderr; the router's line and a per-domain table where
+    there are domains."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    rows = result.get("row_level")
+    exact = result.get("exact")
+    main = result["protocol"] if exact else ("image level" if rows else "value")
+    table.add_column(main, justify="right")
+    if exact:
+        table.add_column("exact", justify="right")
+    if rows:
+        table.add_column("row level", justify="right")
+    table.add_column("definition")
+    for key, text in DEFINITIONS.items():
+        extra = ([f"{exact[key]:.4f}"] if exact else []) + (
+            [f"{rows[key]:.4f}"] if rows else [])
+        table.add_row(key, f"{result[key]:.4f}", *extra, text)
+    table.add_row("samples", str(result["samples"]),
+                  *([str(exact["samples"])] if exact else []),
+                  *([str(rows["samples"])] if rows else []), "")
+    console.print(table)
+    router = result.get("router")
+    if router:
+        oracle = result.get("oracle_routing")
+        console.print(f"router accuracy {router['accuracy']:.4f} (balanced "
+                      f"{router['balanced_accuracy']:.4f}) over {router['samples']} samples "
+                      "with a known domain"
+                      + (f"; with a perfect router, accuracy {oracle['accuracy']:.4f}"
+                         if oracle else ""), highlight=False)
+    per = result.get("per_domain")
+    if not per:
+        return
+    table = Table(title="per domain")
+    for col in ("domain", "samples", "accuracy", "cer"):
+        table.add_column(col, justify="left" if col == "domain" else "right")
+    if router:
+        table.add_column("router acc.", justify="right")
+        table.add_column("routed to")
+    for name, m in per.items():
+        cells = [name, str(m["samples"]), f"{m['accuracy']:.4f}", f"{m['cer']:.4f}"]
+        if router:
+            acc = m.get("router_accuracy")
+            cells += ["-" if acc is None else f"{acc:.4f}",
+                      ", ".join(f"{d} {k}" for d, k in m["routed_to"].items() if k)]
+        table.add_row(*cells)
+    console.print(table)

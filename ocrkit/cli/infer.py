@@ -1,4 +1,6 @@
-"""`ocrkit infer -m CKPT INPUTS...`: JSON Lines predictions on stdout."""
+"""`ocrkit infer -m CKPT INPUTS...`: JSON Lines predictions on stdout; `ocrkit infer
+--router R.pt -m NAME=CKPT ... INPUTS...`: the same, each image read by the specialist
+its router picks (:mod:`ocrkit.routing`)."""
 
 from __future__ import annotations
 
@@ -69,10 +71,15 @@ Examples:
   ocrkit infer -m best.pt line1.png line2.png
   ocrkit infer -m best.pt scans/ > out.jsonl
   find imgs -name '*.png' | ocrkit infer -m best.pt - > out.jsonl
+  ocrkit infer --router router.pt -m htr=hw.pt -m str=scene.pt photos/ > out.jsonl
 """)
-@click.option("-m", "--model", "checkpoint", required=True, type=click.Path(dir_okay=False),
-              help="Checkpoint (.pt) from ocrkit train.")
+@click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="Checkpoint (.pt) from ocrkit train. With --router: NAME=CKPT, one per "
+                   "domain the router knows (htr and str name handwriting and scene).")
 @click.argument("inputs", nargs=-1, required=True)
+@click.option("--router", type=click.Path(dir_okay=False), default=None,
+              help="A train-router checkpoint: each image is read by the --model of the "
+                   "domain it routes to; records add \"route\" and \"route_probability\".")
 @click.option("-b", "--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
@@ -85,7 +92,8 @@ Examples:
               help="Pad or squash every line to the model's training width (default: each "
                    "single-row line is read at its own width, aspect ratio kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
-def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_width,
+@click.pass_context
+def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser, fixed_width,
           quiet) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
@@ -95,16 +103,18 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
     a "warning". An unreadable input gets {"path", "error"}; the run goes on
     and exits 1 at the end. No input image at all (an empty folder, nothing on
     stdin) is a usage error (exit 2).
+
+    With --router, each image is first classified by the router and read by
+    the specialist of its domain; records add "route" (the domain) and
+    "route_probability" (the router's softmax probability of it).
     """
     from ocrkit.cli._common import stderr_console
-    from ocrkit.predict import Predictor
 
     console = stderr_console(quiet)
-    paths = require_inputs(inputs)
-    predictor = Predictor(checkpoint, device, beam_width, denoiser,
-                          warn=lambda m: console.print(m, highlight=False),
-                          fixed_width=fixed_width)
-    multirow = predictor.input.rows > 1
+    _check_models(ctx, models, router, denoiser)
+    paths = require_inputs(inputs)  # no input: refused before a model is loaded
+    reader = _reader(models, router, device, beam_width, denoiser, fixed_width,
+                     lambda m: console.print(m, highlight=False))
     failed = False
     odd = 0
     batch: list[tuple[str, object]] = []
@@ -117,12 +127,12 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
         """Predictions for a batch; if the batch fails, image by image, so one bad
         input costs one error record, never the batch."""
         try:
-            return predictor(images, batch_size)
+            return reader.read(images, batch_size)
         except Exception:  # noqa: BLE001
             out = []
             for im in images:
                 try:
-                    out.append(predictor([im])[0])
+                    out.append(reader.read([im], batch_size)[0])
                 except Exception as exc:  # noqa: BLE001
                     out.append(exc)
             return out
@@ -141,20 +151,14 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
                 emit({"path": path, "error": f"recognition failed ({res.__class__.__name__}: "
                                              f"{str(res).splitlines()[0][:120] if str(res) else ''})"})
                 continue
-            text, conf, rows = res
-            rec = {"path": path, "text": text, "confidence": round(conf, 5)}
-            if multirow:
-                rec["rows"] = rows
-            why = predictor.mismatch(im)
-            if why:
-                rec["warning"] = why
-                odd += 1
+            rec = reader.record(path, im, res)
+            odd += "warning" in rec
             emit(rec)
         batch.clear()
 
     try:
         for path in paths:
-            image, error = open_input(path, predictor.input.mode)
+            image, error = open_input(path, reader.mode)
             batch.append((path, error if error else image))
             failed = failed or error is not None
             if len(batch) >= batch_size:
@@ -167,3 +171,84 @@ def infer(checkpoint, inputs, batch_size, device, beam_width, denoiser, fixed_wi
                       "on (see \"warning\" in their records)", highlight=False)
     if failed:
         sys.exit(1)
+
+
+class _Plain:
+    """One recognizer: records {"path", "text", "confidence"[, "rows"][, "warning"]}."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.mode = predictor.input.mode
+
+    def read(self, images, batch_size: int) -> list:
+        return self.predictor(images, batch_size)
+
+    def record(self, path: str, image, res) -> dict:
+        text, conf, rows = res
+        return _record(self.predictor, path, image, text, conf, rows)
+
+
+class _Routed:
+    """A router and its specialists: records add "route" and "route_probability"."""
+
+    def __init__(self, routed) -> None:
+        self.routed = routed
+        self.mode = routed.mode
+
+    def read(self, images, batch_size: int) -> list:
+        return self.routed(images, batch_size)
+
+    def record(self, path: str, image, res) -> dict:
+        rec = _record(self.routed.specialists[res.route], path, image, res.text,
+                      res.confidence, res.rows)
+        warning = rec.pop("warning", None)
+        rec["route"], rec["route_probability"] = res.route, round(res.probability, 5)
+        if warning:
+            rec["warning"] = warning
+        return rec
+
+
+def _record(predictor, path: str, image, text: str, conf: float, rows: list[str]) -> dict:
+    rec = {"path": path, "text": text, "confidence": round(conf, 5)}
+    if predictor.input.rows > 1:
+        rec["rows"] = rows
+    why = predictor.mismatch(image)
+    if why:
+        rec["warning"] = why
+    return rec
+
+
+def _check_models(ctx, models, router, denoiser) -> None:
+    """The model options, checked before any input is read."""
+    from ocrkit.errors import UsageError
+
+    if router is None:
+        if not models:
+            raise click.MissingParameter(ctx=ctx, param=_param(ctx, "models"))
+        if len(models) > 1:
+            raise UsageError(f"{len(models)} --model given: one recognizer reads the images; "
+                             "several specialists need --router R.pt (--model NAME=CKPT each)")
+        return
+    if denoiser:
+        raise UsageError("--denoiser cleans the input of one recognizer; with --router, "
+                         "infer with each specialist on its own to use one")
+    if not models:
+        raise UsageError("--router needs the specialists: --model NAME=CKPT for each domain "
+                         "the router knows (ocrkit info ROUTER lists them)")
+
+
+def _reader(models, router, device, beam_width, denoiser, fixed_width, warn):
+    """The plain or routed reader the options ask for."""
+    if router is None:
+        from ocrkit.predict import Predictor
+
+        return _Plain(Predictor(models[0], device, beam_width, denoiser, warn=warn,
+                                fixed_width=fixed_width))
+    from ocrkit.routing import RoutedPredictor
+
+    return _Routed(RoutedPredictor(router, models, device, beam_width, warn=warn,
+                                   fixed_width=fixed_width))
+
+
+def _param(ctx, name: str):
+    return next(p for p in ctx.command.params if p.name == name)

@@ -10,6 +10,16 @@ import click
 from ocrkit.cli._common import stderr_console
 
 PARTS = ("denoiser", "backbone", "neck", "sequence", "classifier", "head")
+ROUTER_PARTS = ("block1", "block2", "block3", "fc")
+
+
+def _router_info(ckpt: dict, path: str) -> dict:
+    """A router's domains (its output order), input and measured cost."""
+    from ocrkit.models.router import build_router, router_cost
+
+    model = build_router(ckpt, path)
+    size = ckpt.get("input", {}).get("height", 84)
+    return {"router": {**ckpt["router"], **router_cost(model, size)}, "input": ckpt.get("input")}
 
 
 def checkpoint_info(path: str) -> dict:
@@ -25,14 +35,18 @@ def checkpoint_info(path: str) -> dict:
            "resumable": "train_state" in ckpt, "step": ckpt.get("meta", {}).get("step")}
     state = ckpt.get("state_dict", {})
     parts: dict[str, dict] = {}
+    known = ROUTER_PARTS if kind == "router" else PARTS
     for name, tensor in state.items():
         part = name.split(".", 1)[0]
-        part = part if part in PARTS else "other"
+        part = part if part in known else "other"
         entry = parts.setdefault(part, {"parameters": 0, "buffers": 0, "bytes": 0})
         entry["bytes"] += tensor.numel() * tensor.element_size()
         entry["buffers" if _is_buffer(name) else "parameters"] += tensor.numel()
     out["parts"] = parts
     out["tensor_bytes"] = sum(p["bytes"] for p in parts.values())
+    if kind == "router":
+        out.update(_router_info(ckpt, path))
+        return out
     if kind != "recognizer" or "spec" not in ckpt:
         return out
     spec = ckpt["spec"]
@@ -83,7 +97,8 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No table on stderr.")
 def info(checkpoint, quiet) -> None:
     """Parts, parameters and bytes of a checkpoint; for EMU models the storage formula,
-    the bytes the classifier really takes, and the codebook's minimum Hamming distance.
+    the bytes the classifier really takes, and the codebook's minimum Hamming distance;
+    for a router (train-router) its domains and measured multiply-adds.
 
     One JSON object on stdout; a readable table on stderr.
     """
@@ -100,6 +115,12 @@ def info(checkpoint, quiet) -> None:
         table.add_row("file", "", "", _mib(result["file_bytes"]))
         console = stderr_console(False)
         console.print(table)
+        if "router" in result:
+            r = result["router"]
+            console.print(f"router over {', '.join(r['domains'])} (train-router; use it as "
+                          f"infer/evaluate --router): {r['parameters']:,} parameters, "
+                          f"{r['macs'] / 1e6:.1f} M multiply-adds ({r['flops'] / 1e6:.1f} M "
+                          f"FLOPs) at {'x'.join(map(str, r['input']))}", highlight=False)
         if "emu" in result:
             e = result["emu"]
             console.print(f"EMU K={e['bits']} d={e['d']} N={e['N']}: r*K*d + N*K/8 = "

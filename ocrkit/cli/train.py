@@ -70,8 +70,9 @@ def _apply(f, options):
     return f
 
 
-def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 1e-6,
-                 schedule: str = "onecycle", warmup: float = 0.1, decay_epochs: float = 60.0,
+def loop_options(*, batch_size: int = 32, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 1e-6, schedule: str = "onecycle", warmup: float = 0.1,
+                 decay_epochs: float = 60.0,
                  out_help: str = "Run folder: last.pt, best.pt, metrics.jsonl, curve.png."):
     """Options of the shared training loop (train, train-denoiser, later methods)."""
     options = [
@@ -83,16 +84,20 @@ def loop_options(*, batch_size: int = 32, lr: float = 1e-3, weight_decay: float 
                      help="... or this many epochs."),
         click.option("-b", "--batch-size", type=click.IntRange(min=1), default=batch_size,
                      show_default=True),
-        click.option("--optimizer", type=click.Choice(["adam", "amsgrad", "adamw", "sgd"]),
-                     default="adam", show_default=True,
-                     help="amsgrad and sgd (Nesterov) are the paper's (Appendix A.1)."),
+        click.option("--optimizer",
+                     type=click.Choice(["adam", "amsgrad", "adamw", "sgd", "adadelta"]),
+                     default=optimizer, show_default=True,
+                     help="amsgrad and sgd (Nesterov) are the CAP paper's (Appendix A.1); "
+                          "adadelta (rho 0.95) SeqCLR's, with --lr 10 --schedule steps."),
         click.option("--lr", type=FiniteFloat(0, open_min=True), default=lr, show_default=True,
                      help="Peak learning rate."),
         click.option("--weight-decay", type=FiniteFloat(0), default=weight_decay,
                      show_default=True),
-        click.option("--schedule", type=click.Choice(["onecycle", "cosine", "paper", "constant"]),
+        click.option("--schedule",
+                     type=click.Choice(["onecycle", "cosine", "paper", "constant", "steps"]),
                      default=schedule, show_default=True,
-                     help="paper = halve every --decay-epochs epochs."),
+                     help="paper = halve every --decay-epochs epochs; steps = x0.1 at 60 % "
+                          "and 80 % of the steps (SeqCLR)."),
         click.option("--warmup", type=click.FloatRange(0, 0.9), default=warmup, show_default=True,
                      help="Warm-up fraction of the steps (onecycle, cosine)."),
         click.option("--decay-epochs", type=FiniteFloat(0, open_min=True), default=decay_epochs,
@@ -162,6 +167,14 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
                      help="Text-safe augmentation of training images (margins, width, small "
                           "rotation and shear, stroke weight, blur, levels, noise, JPEG; see "
                           "ocrkit/data/augment.py), drawn per seed, epoch and sample."),
+        click.option("--label-fraction", type=click.FloatRange(0, 1, min_open=True),
+                     default=None,
+                     help="Train on this random share of the training images (e.g. 0.1): the "
+                          "same images for every method and --seed, chosen by --subset-seed "
+                          "[default: all]."),
+        click.option("--subset-seed", type=int, default=None,
+                     help="Seed of the --label-fraction subset [default: 0]. With one seed, "
+                          "a smaller fraction's images are part of a larger one's."),
     ]
     if denoiser:
         options.insert(6, click.option(
@@ -180,8 +193,24 @@ def row_loss_option(f):
              "[default: the neck's own].")(f)
 
 
+def encoder_options(f):
+    """``--init-encoder`` / ``--freeze-encoder``: start from an `ocrkit pretrain` encoder."""
+    options = [
+        click.option("--init-encoder", type=click.Path(exists=True, dir_okay=False),
+                     default=None,
+                     help="An encoder checkpoint from `ocrkit pretrain`: the backbone, neck "
+                          "and sequence stage (not the last with --representation visual) "
+                          "start from its weights; the model options must be pretrain's."),
+        click.option("--freeze-encoder", is_flag=True,
+                     help="Keep that encoder fixed (weights and BatchNorm statistics): the "
+                          "rest trains, classifier and head (the paper's decoder "
+                          "evaluation)."),
+    ]
+    return _apply(f, options)
+
+
 def train_options(f):
-    return data_options()(loop_options()(row_loss_option(f)))
+    return data_options()(loop_options()(encoder_options(row_loss_option(f))))
 
 
 def max_length_option(f):
@@ -221,11 +250,16 @@ Examples:
       --denoiser runs/den/best.pt
   ocrkit train --train scene/train --val scene/test -o runs/attn --channels 3 \\
       --head attention --max-length 25
+  ocrkit train --train hw/train --val hw/test -o runs/ft10 --label-fraction 0.1 \\
+      --init-encoder runs/seqclr/best.pt --max-steps 3000
   torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
 """)
 @train_options
 @model_options
 @max_length_option
+@click.option("--balance-domains", is_flag=True,
+              help="Draw the training samples' domains (labels.jsonl \"domain\", LMDB "
+                   "domain-%09d) equally often, not in their share of the data.")
 @config_option("train")
 @click.pass_context
 def train(ctx: click.Context, **opts) -> None:
@@ -234,9 +268,13 @@ def train(ctx: click.Context, **opts) -> None:
     Writes OUT/last.pt (resumable), OUT/best.pt (best validation CLP),
     OUT/metrics.jsonl, OUT/config.json and OUT/curve.png; prints a JSON summary.
     """
+    import os
+
     from ocrkit.methods.supervised import train_supervised
 
     adopt_run_config(ctx, opts, "train")
+    if opts.get("init_encoder"):  # recorded absolute: a --config rerun finds it anywhere
+        opts["init_encoder"] = os.path.abspath(opts["init_encoder"])
     opts["_config"] = replayable("train", opts)
     apply_max_length(opts)
     result = train_supervised(opts)

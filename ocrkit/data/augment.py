@@ -194,15 +194,15 @@ def augmented(dataset, opts: dict, rows: int = 1):
     return AugmentedDataset(dataset, Augment(rows=max(1, rows)), opts["seed"])
 
 
-class AugmentedDataset:
-    """A dataset whose images are augmented per (seed, epoch, index).
+class EpochSeeded:
+    """A dataset wrapper whose items are drawn per (seed, epoch, index).
 
     The training loop calls :meth:`set_epoch` before each epoch's loader starts (its
-    workers are forked after it), so a sample's augmentation depends on nothing but
-    the run's seed, the epoch and the sample."""
+    workers are forked after it), so an item depends on nothing but the run's seed,
+    the epoch and the sample."""
 
-    def __init__(self, dataset, augment: Augment, seed: int = 0) -> None:
-        self.dataset, self.augment, self.seed = dataset, augment, seed
+    def __init__(self, dataset, seed: int = 0) -> None:
+        self.dataset, self.seed = dataset, seed
         self.epoch = 0
         self.issues = getattr(dataset, "issues", None)
 
@@ -211,6 +211,14 @@ class AugmentedDataset:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+
+class AugmentedDataset(EpochSeeded):
+    """A dataset whose images are augmented per (seed, epoch, index)."""
+
+    def __init__(self, dataset, augment: Augment, seed: int = 0) -> None:
+        super().__init__(dataset, seed)
+        self.augment = augment
 
     def labels(self) -> list[str]:
         return self.dataset.labels()

@@ -60,7 +60,7 @@ class InputSpec:
 
 
 class Collate:
-    """Samples -> {"images", "widths", "targets", "target_lengths", "labels", "keys",
+    """Samples -> {"images", "widths", "targets", "target_lengths", "labels", "keys", "domains",
     "broken", "broken_items"}.
 
     ``widths`` ``[B]`` (long) is each image's own width in pixels after resizing,
@@ -98,6 +98,7 @@ class Collate:
 
     def __call__(self, samples) -> dict:
         arrays, labels, keys, targets, lengths, row_lengths = [], [], [], [], [], []
+        domains: list[str | None] = []
         widths, teacher_widths = [], []
         needs, row_needs = [], []
         teacher_arrays = []
@@ -142,7 +143,8 @@ class Collate:
                 teacher_widths.append(teacher_width)
             labels.append(s.label)
             keys.append(s.key)
-        out = {"labels": labels, "keys": keys, "broken": len(dropped), "broken_items": dropped,
+            domains.append(getattr(s, "domain", None))
+        out = {"labels": labels, "keys": keys, "domains": domains, "broken": len(dropped), "broken_items": dropped,
                "mismatched": mismatched}
         out["images"] = (self.spec.to_tensor(arrays) if arrays
                          else torch.empty(0, 1, self.spec.height, self.spec.width))

@@ -17,7 +17,7 @@ import torch
 
 from ocrkit import registry
 from ocrkit.charset import Charset
-from ocrkit.checkpoint import load_checkpoint, save_checkpoint
+from ocrkit.checkpoint import article, load_checkpoint, require_kind, save_checkpoint
 from ocrkit.data.batch import InputSpec
 from ocrkit.errors import UsageError
 from ocrkit.methods.distill import (
@@ -64,10 +64,10 @@ def load_teacher(path: str) -> dict:
         return {"spec": config["spec"], "input": config["input"], "charset": None,
                 "state_dict": None, "sha256": digest}
     ckpt = load_checkpoint(path)
-    kind = ckpt.get("kind", "recognizer")
-    if kind != "recognizer" or "spec" not in ckpt or "charset" not in ckpt:
-        hint = " (pass it to train/evaluate with --denoiser)" if kind == "denoiser" else ""
-        raise UsageError(f"--teacher {path}: a {kind} checkpoint, not a recognizer{hint}")
+    require_kind(ckpt, path, option="--teacher")
+    if "spec" not in ckpt or "charset" not in ckpt:
+        raise UsageError(f"--teacher {path}: a checkpoint without a recognizer's spec and "
+                         "charset")
     return {"spec": ckpt["spec"], "input": ckpt["input"], "charset": ckpt["charset"],
             "state_dict": ckpt["state_dict"], "sha256": digest}
 
@@ -119,7 +119,8 @@ def half_spec(teacher_spec: dict) -> dict:
 
 
 def student_spec(opts: dict, teacher_spec: dict | None, explicit: set[str]) -> dict:
-    """The student: ``train``'s model options, over the half preset when chosen."""
+    """The student: ``train``'s model options, over the ``half`` preset (or ``same``:
+    the teacher's architecture as it is) when chosen."""
     mine = make_spec(opts["backbone"], opts["neck"], opts["sequence"], opts["classifier"],
                      opts["head"], backbone_args=opts["backbone_args"],
                      neck_args=opts["neck_args"], sequence_args=opts["sequence_args"],
@@ -127,7 +128,8 @@ def student_spec(opts: dict, teacher_spec: dict | None, explicit: set[str]) -> d
                      row_sequence=opts.get("row_sequence"))
     if opts["student_preset"] == "none" or teacher_spec is None:
         return mine
-    spec = half_spec(teacher_spec)
+    spec = half_spec(teacher_spec) if opts["student_preset"] == "half" else architecture(
+        teacher_spec)
     if "row_sequence" in explicit:  # per-row (the default) is kept implicit in specs
         spec.pop("row_sequence", None)
         if "row_sequence" in mine:
@@ -247,8 +249,14 @@ def check_pair(cfg: KDConfig, student: Recognizer, teacher: Recognizer, s_in: In
 
 # ----------------------------------------------------------------------------- run
 def run_distill(opts: dict) -> dict | None:
-    """Teacher, student, data and loop from `ocrkit distill`'s options."""
+    """Teacher, student, data and loop from `ocrkit distill`'s options (several named
+    teachers: :func:`ocrkit.methods.unified_setup.run_unified`)."""
+    from ocrkit.methods.unified_setup import check_mode_options, run_unified
+
+    if opts.get("teachers"):
+        return run_unified(opts)
     explicit = set(opts.get("_explicit", ()))
+    check_mode_options(opts, explicit, unified=False)
     mode = opts["kd_mode"]
     if mode == "dml" and opts["online"]:
         raise UsageError("--online is for --kd-mode paper (dml always trains both peers)")
@@ -387,15 +395,21 @@ def _check_same_teacher(last: str, ckpt: dict, opts: dict, teacher: dict | None)
                          "run (another -o, or --overwrite)")
 
 
+def resumed_charset(resumed: dict, last: str) -> tuple[Charset, str]:
+    """A resumed distillation run's charset (one line when ``last`` is not one)."""
+    if "charset" not in resumed:
+        kind = resumed.get("kind", "other")
+        raise UsageError(f"--resume: {last} is {article(kind)} {kind} checkpoint, not a "
+                         "distillation run; choose another -o")
+    return Charset(resumed["charset"]), "the resumed run's charset"
+
+
 def _charset(opts: dict, teacher: dict | None, labels: list[str], last: str,
              resumed: dict | None) -> tuple[Charset, str]:
     """The student's charset and where it is from: the resumed run's, the teacher's,
     ``--charset`` or the labels'."""
     if resumed is not None:
-        if "charset" not in resumed:
-            raise UsageError(f"--resume: {last} is a {resumed.get('kind', 'other')} "
-                             "checkpoint, not a distillation run; choose another -o")
-        return Charset(resumed["charset"]), "the resumed run's charset"
+        return resumed_charset(resumed, last)
     given = Charset.load(opts["charset"]) if opts.get("charset") else None
     if teacher and teacher["charset"] is not None:
         mine = Charset(teacher["charset"])

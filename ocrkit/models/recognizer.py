@@ -432,10 +432,12 @@ def _out_channels(module: nn.Module, what: str) -> int:
 def build_model(ckpt: dict):
     """The recognizer described by a checkpoint, with its weights, in eval mode."""
     from ocrkit.charset import Charset
+    from ocrkit.checkpoint import require_kind
 
     if ckpt.get("kind") == "denoiser":
         raise UsageError("this is a denoiser checkpoint, not a recognizer: pass it with "
                          "--denoiser (or clean images with `ocrkit denoise`)")
+    require_kind(ckpt, None)
     charset = Charset(ckpt["charset"])
     model = Recognizer(ckpt["spec"], charset.num_classes)
     model.load_state_dict(ckpt["state_dict"])

@@ -23,6 +23,13 @@ DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on GPU),
 full-state ``last.pt`` written atomically (and on Ctrl-C), ``best.pt`` by a
 validation metric, ``--resume`` that replays the exact data order and checks
 the checkpoint matches, ``metrics.jsonl``, a progress bar and a curve PNG.
+
+Data: every training batch carries ``domains`` (each kept sample's
+``Sample.domain``, None where its dataset records none), so a
+method can route samples by domain (unified HTR + STR distillation);
+``balance_domains`` draws the domains equally often
+(:class:`ocrkit.train.sampler.DomainBalancedSampler`) instead of in their share of
+the data.
 """
 
 from __future__ import annotations
@@ -39,12 +46,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocrkit.checkpoint import load_checkpoint, save_checkpoint
+from ocrkit.checkpoint import (article, first_difference, load_checkpoint, plain_spec,
+                               save_checkpoint)
 from ocrkit.device import resolve_device
 from ocrkit.errors import Interrupted, OcrkitError, UsageError
 from ocrkit.outputs import atomic_file
 from ocrkit.train.method import as_loss
-from ocrkit.train.sampler import StepSampler
+from ocrkit.train.sampler import (
+    DomainBalancedSampler,
+    StepSampler,
+    dataset_domains,
+    describe_domains,
+)
 from ocrkit.train.setup import (
     OPTIMIZERS,
     SCHEDULES,
@@ -79,6 +92,7 @@ class TrainConfig:
     val_limit: int | None = None
     resume: bool = False
     quiet: bool = False
+    balance_domains: bool = False  # draw the samples' domains equally (DomainBalancedSampler)
     extra: dict = field(default_factory=dict)  # recorded in checkpoints as-is
 
     @classmethod
@@ -184,23 +198,6 @@ class StopRequest:
 _IDENTITY = ("kind", "spec", "input", "denoiser")
 
 
-def _plain(value):
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):  # where a file or a component came from is not identity
-        return {k: _plain(v) for k, v in value.items() if k not in ("source", "dist", "version")}
-    return value
-
-
-def _difference(old, new, path: str = "") -> tuple[str, object, object] | None:
-    """First (dotted path, old, new) where two plain structures differ, or None."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in list(old) + [k for k in new if k not in old]:
-            found = _difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-            if found:
-                return found
-        return None
-    return None if old == new else (path, old, new)
 
 
 def _as_flag(path: str, names: dict[str, str] | None = None) -> str:
@@ -224,7 +221,8 @@ def check_resumable(path: str, ckpt: dict, extra: dict,
     (``flag_names``: spec path -> the command's option, e.g. train-emu's ``--bits``)."""
     kind_old, kind_new = ckpt.get("kind", "recognizer"), extra.get("kind", "recognizer")
     if kind_old != kind_new:
-        raise UsageError(f"--resume: {path} is a {kind_old} checkpoint, not a {kind_new} run; "
+        raise UsageError(f"--resume: {path} is {article(kind_old)} {kind_old} checkpoint, "
+                         f"not {article(kind_new)} {kind_new} run; "
                          "choose another -o")
     if "train_state" not in ckpt:
         raise UsageError(f"{path}: not a resumable checkpoint (no optimizer state)")
@@ -232,7 +230,8 @@ def check_resumable(path: str, ckpt: dict, extra: dict,
     for key in _IDENTITY[1:]:
         if key not in trained and key not in extra:
             continue
-        found = _difference(_plain(trained.get(key)), _plain(extra.get(key)), key)
+        found = first_difference(plain_spec(trained.get(key)), plain_spec(extra.get(key)),
+                                 key)
         if found:
             where, old, new = found
             flag = _as_flag(where, flag_names)
@@ -403,8 +402,7 @@ class Trainer:
         np.random.seed((cfg.seed + dist.rank) % 2**32)
         os.makedirs(cfg.out, exist_ok=True)
         model = self.model.to(self.device)
-        sampler = StepSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed,
-                              rank=dist.rank, world=dist.world)
+        sampler = self._sampler(dist)
         per_epoch = sampler.batches_per_epoch
         total = cfg.max_steps if cfg.max_steps is not None else max(1, int(cfg.epochs * per_epoch))
         groups = param_groups(self.method, model, cfg)
@@ -418,6 +416,24 @@ class Trainer:
                     groups=groups, opt=opt, sched=make_schedule(cfg, opt, total, per_epoch),
                     scaler=scaler, amp=amp, amp_dtype=amp_dtype,
                     last_path=os.path.join(cfg.out, "last.pt"))
+
+    def _sampler(self, dist: Distributed) -> StepSampler:
+        """The training order: shuffled, or (``balance_domains``) domains drawn equally."""
+        cfg = self.cfg
+        if not cfg.balance_domains:
+            return StepSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed,
+                               rank=dist.rank, world=dist.world)
+        sampler = DomainBalancedSampler(dataset_domains(self.train_set), cfg.batch_size,
+                                        seed=cfg.seed, rank=dist.rank, world=dist.world)
+        if dist.main:
+            counts = sampler.counts()
+            if len(counts) == 1:
+                self.say(f"warning: --balance-domains: every training sample has one domain "
+                         f"({describe_domains(counts)}): nothing to balance")
+            else:
+                self.say(f"--balance-domains: each domain is drawn 1/{len(counts)} of the time "
+                         f"(training samples: {describe_domains(counts)})")
+        return sampler
 
     def _restore(self, run: "_Run") -> None:
         """``--resume``: the model, optimizer, schedule, scaler, RNG and counters of

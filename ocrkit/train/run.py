@@ -5,10 +5,21 @@ holds another run, locked against a second writer, removed again if the run fail
 before writing anything) and builds the :class:`~ocrkit.train.loop.Trainer`.
 Labelled recognizer data (``train``, ``train-emu``, ``distill``) comes through
 :func:`labelled_data` - datasets, charset, unknown characters counted and
-refused or reported - and :func:`recognizer_from_options` builds and checks the
-model ``train`` and ``train-emu`` describe by options (run once on a blank input;
-labels that cannot fit its CTC frames counted). The order is the user's
-protection: everything that can be wrong is found before the first step.
+refused or reported, and with ``--label-fraction`` a random subset of the
+training images (:func:`label_subset`) - and :func:`recognizer_from_options`
+builds and checks the model ``train`` and ``train-emu`` describe by options (run
+once on a blank input; labels that cannot fit its CTC frames counted), which
+``--init-encoder`` starts from a pre-trained encoder (``ocrkit pretrain``). The
+order is the user's protection: everything that can be wrong is found before the
+first step.
+
+``--label-fraction F --subset-seed S`` keeps ``round(F n)`` (at least 1) of the
+``n`` training images: the first of a permutation of ``0..n-1`` drawn from
+``numpy.random.default_rng(S)``, in their dataset order. It depends on nothing but
+S and n, so every method (supervised, SeqCLR fine-tuning, distillation) and every
+``--seed`` trains on the same images, and with one S a smaller fraction's images
+are part of a larger one's (SeqCLR's Table 2 protocol: "the same randomly selected
+data for all the experiments").
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ocrkit import registry
@@ -195,8 +207,9 @@ def build_charset(opts: dict, labels: list[str]) -> tuple[Charset, str]:
 
         ckpt = load_checkpoint(last)
         if "charset" not in ckpt:
-            raise UsageError(f"--resume: {last} is a {ckpt.get('kind', 'other')} checkpoint, "
-                             "not a recognizer run; choose another -o")
+            kind = ckpt.get("kind", "other")
+            raise UsageError(f"--resume: {last} is {'an' if kind[0] in 'aeiou' else 'a'} "
+                             f"{kind} checkpoint, not a recognizer run; choose another -o")
         return Charset(ckpt["charset"]), "the resumed run's charset"
     if opts.get("charset"):
         return Charset.load(opts["charset"]), "--charset"
@@ -243,6 +256,9 @@ def labelled_setup(opts: dict, command: str, extra_inputs=()) -> RunSetup:
     if not opts.get("train_paths"):
         raise UsageError("missing option --train (training data; --resume takes a run's own "
                          "from its config.json)")
+    if opts.get("subset_seed") is not None and opts.get("label_fraction") is None:
+        raise UsageError("--subset-seed chooses the images --label-fraction keeps; give "
+                         "--label-fraction")
     check_unknown_options(opts)
     return RunSetup(opts, command, [*opts["train_paths"], *(opts.get("val_paths") or ()),
                                     *extra_inputs])
@@ -253,10 +269,52 @@ def labelled_data(setup: RunSetup, charset_for: Callable | None = None) -> Label
     default a resumed run's, ``--charset`` or the labels'), with --unknown applied."""
     opts = setup.opts
     train_set, val_set = open_datasets(opts, setup.say)
+    if opts.get("label_fraction") is not None:
+        train_set = label_subset(train_set, opts["label_fraction"], opts.get("subset_seed") or 0)
+        setup.say(f"--label-fraction {opts['label_fraction']:g}: {len(train_set)} of "
+                  f"{train_set.of} training images (--subset-seed "
+                  f"{opts.get('subset_seed') or 0})")
     labels = train_set.labels()
     charset, source = (charset_for or (lambda lab: build_charset(opts, lab)))(labels)
     check_labels(charset, labels, val_set, opts, setup.say, source=source)
     return LabelledData(train_set, val_set, labels, charset)
+
+
+class LabelSubset:
+    """The images ``indices`` of a labelled dataset (``of``: how many it has)."""
+
+    def __init__(self, dataset, indices) -> None:
+        self.dataset, self.indices = dataset, [int(i) for i in indices]
+        self.of = len(dataset)
+        self.issues = getattr(dataset, "issues", None)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.dataset[self.indices[index]]
+
+    def labels(self) -> list[str]:
+        labels = self.dataset.labels()
+        return [labels[i] for i in self.indices]
+
+    def domains(self) -> list:
+        domains = self.dataset.domains()
+        return [domains[i] for i in self.indices]
+
+
+def subset_indices(size: int, fraction: float, seed: int) -> list[int]:
+    """The indices ``--label-fraction fraction --subset-seed seed`` keeps of ``size``
+    images (see the module doc), in dataset order."""
+    keep = min(size, max(1, round(fraction * size)))
+    return sorted(np.random.default_rng(seed).permutation(size)[:keep].tolist())
+
+
+def label_subset(dataset, fraction: float, seed: int) -> LabelSubset:
+    """``dataset`` cut to its ``--label-fraction`` subset."""
+    if not 0 < fraction <= 1:
+        raise UsageError(f"--label-fraction {fraction}: a share in (0, 1]")
+    return LabelSubset(dataset, subset_indices(len(dataset), fraction, seed))
 
 
 def fit_recognizer(setup: RunSetup, model, method, data: LabelledData, input_spec: InputSpec,
@@ -335,17 +393,34 @@ def recognizer_from_options(opts: dict, data: LabelledData, say) -> tuple[Recogn
 def run_training(opts: dict, method_factory: Callable) -> dict | None:
     """`ocrkit train` (also train-emu's and the demo's): labelled data, the recognizer
     its options describe, ``method_factory(charset, opts)``'s method, the loop."""
-    setup = labelled_setup(opts, "train")
+    if opts.get("freeze_encoder") and not opts.get("init_encoder"):
+        raise UsageError("--freeze-encoder keeps the encoder --init-encoder loads fixed; give "
+                         "--init-encoder (an `ocrkit pretrain` checkpoint)")
+    setup = labelled_setup(opts, "train", [opts["init_encoder"]] if opts.get("init_encoder")
+                           else [])
     with setup.claim():
         data = labelled_data(setup)
         model, input_spec = recognizer_from_options(opts, data, setup.say)
         spec = model.spec  # with the measured feature geometry and the denoiser
         extra = {"spec": spec, "charset": data.charset.chars, "input": {**input_spec.__dict__}}
+        if opts.get("init_encoder"):
+            from ocrkit.models.encoder import init_encoder
+
+            extra["encoder"] = init_encoder(model, opts["init_encoder"], input_spec,
+                                            freeze=opts.get("freeze_encoder", False),
+                                            warn=setup.say)
+        if opts.get("label_fraction") is not None:
+            extra["label_subset"] = {"fraction": opts["label_fraction"],
+                                     "seed": opts.get("subset_seed") or 0,
+                                     "images": len(data.train_set), "of": data.train_set.of}
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        frozen = " trainable (encoder frozen)" if opts.get("freeze_encoder") else ""
         setup.say(f"model {spec['backbone']['name']}+{spec['neck']['name']}"
                   f"+{(spec['sequence'] or {}).get('name', 'none')}: {params / 1e6:.2f} M "
-                  f"parameters, {data.charset.num_classes} classes, {len(data.train_set)} "
-                  "training images")
+                  f"parameters{frozen}, {data.charset.num_classes} classes, "
+                  f"{len(data.train_set)} training images"
+                  + (f", encoder from {opts['init_encoder']}" if opts.get("init_encoder")
+                     else ""))
         summary = fit_recognizer(setup, model, method_factory(data.charset, opts), data,
                                  input_spec, extra)
     if not main_process():

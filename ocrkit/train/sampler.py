@@ -1,8 +1,18 @@
-"""The training loop's sample order: deterministic, resumable and sharded by rank."""
+"""The training loop's sample order: deterministic, resumable and sharded by rank.
+
+:class:`StepSampler` shuffles the whole training set; :class:`DomainBalancedSampler`
+(``--balance-domains``) draws the samples' domains (``Sample.domain``: scene,
+handwriting ...) equally often, whatever their share of the data.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Sequence
+
 import torch
+
+from ocrkit.errors import UsageError
 
 
 class StepSampler(torch.utils.data.Sampler):
@@ -37,3 +47,97 @@ class StepSampler(torch.utils.data.Sampler):
             order = torch.arange(self.size)
         mine = order[self.rank::self.world][: self.batches_per_epoch * self.batch_size]
         return iter(mine[self.start_batch * self.batch_size:].tolist())
+
+
+class DomainBalancedSampler(StepSampler):
+    """:class:`StepSampler`'s contract (an epoch is ``size`` samples, resumable,
+    rank-sharded) with every domain drawn equally often.
+
+    Position ``j`` of a rank's epoch takes domain ``j mod D`` (the ``D`` domains in a
+    fixed order, so each batch of ``B`` holds ``B/D`` of each, within one when ``D``
+    does not divide ``B``); within a domain the samples come from a stream of
+    permutations drawn from ``seed + epoch``, reshuffled whenever the domain runs out:
+    a small domain repeats within an epoch (each of its samples as often as the
+    others before any repeats twice), a large one is not seen whole in one. The ranks
+    of a run take turns on each stream, so no two ranks draw the same sample in a
+    pass over a domain. Samples that record no domain (None) form a domain of their
+    own.
+
+    Args:
+        domains: each training sample's domain, in dataset order.
+    """
+
+    def __init__(self, domains: Sequence[str | None], batch_size: int, *, seed: int = 0,
+                 rank: int = 0, world: int = 1) -> None:
+        super().__init__(len(domains), batch_size, seed=seed, rank=rank, world=world)
+        groups: dict = {}
+        for i, d in enumerate(domains):
+            groups.setdefault(d, []).append(i)
+        # a fixed order (None last), so every rank and every resume sees the same one
+        self.names = sorted(groups, key=lambda d: (d is None, d or ""))
+        self.groups = [torch.tensor(groups[d], dtype=torch.long) for d in self.names]
+
+    def counts(self) -> dict:
+        """Samples per domain (None: no domain recorded)."""
+        return {d: int(g.numel()) for d, g in zip(self.names, self.groups)}
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        streams = [_Stream(group, g) for group in self.groups]
+        per_rank = self.batches_per_epoch * self.batch_size
+        mine = []
+        for j in range(per_rank):  # every rank draws its turn, so streams stay in step
+            stream = streams[j % len(streams)]
+            for r in range(self.world):
+                index = stream.next()
+                if r == self.rank:
+                    mine.append(index)
+        return iter(mine[self.start_batch * self.batch_size:])
+
+
+class _Stream:
+    """Endless draws from ``indices``: one permutation after another."""
+
+    def __init__(self, indices: torch.Tensor, generator: torch.Generator) -> None:
+        self.indices, self.generator = indices, generator
+        self.order, self.pos = None, 0
+
+    def next(self) -> int:
+        if self.order is None or self.pos == len(self.order):
+            perm = torch.randperm(len(self.indices), generator=self.generator)
+            self.order, self.pos = self.indices[perm].tolist(), 0
+        self.pos += 1
+        return self.order[self.pos - 1]
+
+
+def dataset_domains(dataset) -> list[str | None]:
+    """Each sample's domain: ``domains()`` of the dataset, or of the one it wraps
+    (``dataset``, as augmentation does; taken at ``indices`` for a subset); a usage
+    error when none says."""
+    own = getattr(dataset, "domains", None)
+    if own is not None:
+        domains = list(own())
+    else:
+        inner = getattr(dataset, "dataset", None)
+        if inner is None:
+            raise UsageError("--balance-domains: the training data cannot tell each sample's "
+                             "domain (labels.jsonl \"domain\" or LMDB domain-%09d keys)")
+        domains = dataset_domains(inner)
+        indices = getattr(dataset, "indices", None)
+        if indices is not None:
+            domains = [domains[int(i)] for i in indices]
+    if len(domains) != len(dataset):
+        raise ValueError(f"{len(domains)} domains for a dataset of {len(dataset)} samples")
+    return domains
+
+
+def describe_domains(counts: dict) -> str:
+    """``handwriting 300, scene 600, none recorded 4`` for a say() line."""
+    return ", ".join(f"{d if d is not None else 'none recorded'} {n}" for d, n in
+                     counts.items())
+
+
+def domain_counts(domains: Sequence[str | None]) -> dict:
+    """Samples per domain, domains in :class:`DomainBalancedSampler`'s order."""
+    counts = Counter(domains)
+    return {d: counts[d] for d in sorted(counts, key=lambda d: (d is None, d or ""))}

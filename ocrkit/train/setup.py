@@ -13,8 +13,12 @@ import torch
 
 from ocrkit.errors import UsageError
 
-OPTIMIZERS = ("adam", "amsgrad", "adamw", "sgd")
-SCHEDULES = ("onecycle", "cosine", "paper", "constant")
+OPTIMIZERS = ("adam", "amsgrad", "adamw", "sgd", "adadelta")
+SCHEDULES = ("onecycle", "cosine", "paper", "constant", "steps")
+
+# --schedule steps: the lr is multiplied by 0.1 at each of these fractions of the run
+# (SeqCLR's pre-training, Appendix D: "reduced by a factor of 10 after 60% and 80%").
+STEP_FRACTIONS = (0.6, 0.8)
 
 
 class Distributed:
@@ -64,6 +68,11 @@ def make_optimizer(cfg, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":  # paper: SGD, Nesterov, momentum 0.9
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True,
                                weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adadelta":
+        # SeqCLR (Appendix D): AdaDelta, decay rate rho 0.95, lr 10; eps 1e-8 as in the
+        # deep-text-recognition-benchmark code the paper's recognizer comes from
+        return torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-8,
+                                    weight_decay=cfg.weight_decay)
     raise UsageError(f"--optimizer {cfg.optimizer}: one of {', '.join(OPTIMIZERS)}")
 
 
@@ -78,6 +87,11 @@ def make_schedule(cfg, opt, total: int, steps_per_epoch: int):
 
         def f(step):
             return 0.5 ** (step // period)
+    elif cfg.schedule == "steps":  # x0.1 at 60 % and 80 % of the steps (SeqCLR)
+        marks = [int(total * frac) for frac in STEP_FRACTIONS]
+
+        def f(step):
+            return 0.1 ** sum(step >= m for m in marks)
     elif cfg.schedule == "cosine":
         def f(step):
             if step < warm:
