@@ -185,7 +185,7 @@ def distill(ctx: click.Context, **opts) -> None:
     from click.core import ParameterSource
 
     from ocrkit.methods.distill_setup import run_distill
-    from ocrkit.methods.unified_setup import parse_teachers
+    from ocrkit.methods.unified_setup import parse_teachers, run_unified
 
     taken = adopt_run_config(ctx, opts, "distill")
     opts["_explicit"] = {name for name in opts
@@ -204,6 +204,6 @@ def distill(ctx: click.Context, **opts) -> None:
             raise click.BadParameter(f"File {opts['teacher']!r} does not exist.",
                                      param_hint="'--teacher'")
         opts["_config"] = replayable("distill", opts, opts["_explicit"])
-    result = run_distill(opts)
+    result = run_unified(opts) if teachers else run_distill(opts)
     if result is not None:
         click.echo(json_line(result))

@@ -247,14 +247,38 @@ def check_pair(cfg: KDConfig, student: Recognizer, teacher: Recognizer, s_in: In
                              f"give --sequence-arg hidden={ht // 2} or --lambda-lstm 0")
 
 
+# Options of one kind of distillation only (attribute -> flag): the other kind refuses them
+SINGLE_ONLY = {"kd_mode": "--kd-mode", "online": "--online", "teacher_init": "--teacher-init",
+               "soft_weight": "--soft-weight", "skd_form": "--skd-form", "t2": "--t2",
+               "lambda_hint": "--lambda-hint", "lambda_lstm": "--lambda-lstm",
+               "kd_gate": "--kd-gate", "hint": "--hint", "kd_reduction": "--kd-reduction"}
+UNIFIED_ONLY = {"teacher_domain": "--teacher-domain", "unrouted": "--unrouted",
+                "w_logits": "--w-logits", "w_hint": "--w-hint",
+                "w_attention": "--w-attention", "w_affinity": "--w-affinity",
+                "hint_loss": "--hint-loss", "attention_loss": "--attention-loss",
+                "affinity_loss": "--affinity-loss", "charset_map": "--charset-map"}
+
+
+def check_mode_options(opts: dict, explicit: set[str], unified: bool) -> None:
+    """Refuse, in one line, an option of the other kind of distillation."""
+    if unified:
+        for key, flag in SINGLE_ONLY.items():
+            if key in explicit and not (key == "kd_mode" and opts[key] == "paper"):
+                raise UsageError(f"{flag} is for distillation from one teacher; unified "
+                                 "distillation (--teacher NAME=PATH) uses frozen specialists "
+                                 "and weighs its terms with --w-logits, --w-hint, "
+                                 "--w-attention and --w-affinity")
+        return
+    for key, flag in UNIFIED_ONLY.items():
+        if key in explicit:
+            raise UsageError(f"{flag} is for unified distillation: name the teachers "
+                             "(--teacher htr=HTR.pt --teacher str=STR.pt)")
+
+
 # ----------------------------------------------------------------------------- run
 def run_distill(opts: dict) -> dict | None:
-    """Teacher, student, data and loop from `ocrkit distill`'s options (several named
-    teachers: :func:`ocrkit.methods.unified_setup.run_unified`)."""
-    from ocrkit.methods.unified_setup import check_mode_options, run_unified
-
-    if opts.get("teachers"):
-        return run_unified(opts)
+    """Teacher, student, data and loop from `ocrkit distill`'s options with one teacher
+    (several named teachers: :func:`ocrkit.methods.unified_setup.run_unified`)."""
     explicit = set(opts.get("_explicit", ()))
     check_mode_options(opts, explicit, unified=False)
     mode = opts["kd_mode"]

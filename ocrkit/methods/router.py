@@ -26,10 +26,16 @@ from torch.nn import functional as F
 
 from ocrkit.data.batch import InputSpec
 from ocrkit.errors import UsageError
+from ocrkit.models.router import SIZE
 from ocrkit.routing import router_accuracy
 from ocrkit.train.method import Loss, Method
 
 IGNORE = -100  # cross_entropy's ignore_index: a sample whose domain the router lacks
+
+
+def router_input(size: int = SIZE) -> InputSpec:
+    """How images become the router's input: stretched to size x size, RGB."""
+    return InputSpec(height=size, width=size, policy="stretch", channels=3)
 
 
 class DomainCollate:
@@ -155,7 +161,7 @@ def _check_resume(opts: dict, config: dict) -> None:
 def run_router_training(opts: dict) -> dict | None:
     """Datasets, router and loop from `ocrkit train-router`'s options."""
     from ocrkit.data import open_dataset
-    from ocrkit.models.router import Router, router_cost, router_input
+    from ocrkit.models.router import Router, router_cost
     from ocrkit.outputs import main_process
     from ocrkit.train.run import RunSetup
 

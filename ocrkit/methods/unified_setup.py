@@ -40,6 +40,7 @@ from ocrkit.methods.distill import bf16_cpu
 from ocrkit.methods.distill_setup import (
     _describe_input,
     architecture,
+    check_mode_options,
     load_teacher,
     resumed_charset,
     student_spec,
@@ -60,15 +61,6 @@ from ocrkit.train.sampler import describe_domains, domain_counts
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # Options of single-teacher distillation that mean nothing here (named, not ignored).
-SINGLE_ONLY = {"kd_mode": "--kd-mode", "online": "--online", "teacher_init": "--teacher-init",
-               "soft_weight": "--soft-weight", "skd_form": "--skd-form", "t2": "--t2",
-               "lambda_hint": "--lambda-hint", "lambda_lstm": "--lambda-lstm",
-               "kd_gate": "--kd-gate", "hint": "--hint", "kd_reduction": "--kd-reduction"}
-UNIFIED_ONLY = {"teacher_domain": "--teacher-domain", "unrouted": "--unrouted",
-                "w_logits": "--w-logits", "w_hint": "--w-hint",
-                "w_attention": "--w-attention", "w_affinity": "--w-affinity",
-                "hint_loss": "--hint-loss", "attention_loss": "--attention-loss",
-                "affinity_loss": "--affinity-loss", "charset_map": "--charset-map"}
 
 
 # ----------------------------------------------------------------------------- options
@@ -100,22 +92,6 @@ def parse_teachers(values) -> list[tuple[str, str]] | None:
         seen.add(name)
         out.append((name, path))
     return out
-
-
-def check_mode_options(opts: dict, explicit: set[str], unified: bool) -> None:
-    """Refuse, in one line, an option of the other kind of distillation."""
-    if unified:
-        for key, flag in SINGLE_ONLY.items():
-            if key in explicit and not (key == "kd_mode" and opts[key] == "paper"):
-                raise UsageError(f"{flag} is for distillation from one teacher; unified "
-                                 "distillation (--teacher NAME=PATH) uses frozen specialists "
-                                 "and weighs its terms with --w-logits, --w-hint, "
-                                 "--w-attention and --w-affinity")
-        return
-    for key, flag in UNIFIED_ONLY.items():
-        if key in explicit:
-            raise UsageError(f"{flag} is for unified distillation: name the teachers "
-                             "(--teacher htr=HTR.pt --teacher str=STR.pt)")
 
 
 def teacher_routes(names: list[str], given) -> dict[str, str]:

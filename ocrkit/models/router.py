@@ -39,15 +39,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ocrkit.data.batch import InputSpec
 from ocrkit.errors import UsageError
 
 SIZE = 84  # the supplement's 84 x 84 x 3 input
-
-
-def router_input(size: int = SIZE) -> InputSpec:
-    """How images become the router's input: stretched to size x size, RGB."""
-    return InputSpec(height=size, width=size, policy="stretch", channels=3)
 
 
 class Router(nn.Module):
