@@ -1,0 +1,54 @@
+"""`ocrkit demo --head attention`: the English demos train an attention decoder (the
+specialists unified distillation learns from) and write what docs/unified.md reads;
+CTC stays the default, and the Chinese demo refuses the option."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import one_line_error
+from ocrkit.checkpoint import load_checkpoint
+from ocrkit.demo import EnglishDemoConfig, english_train_options
+
+
+@pytest.mark.parametrize("task, longest", [("scene-en", 16), ("handwriting-en", 20)])
+def test_attention_head_reads_the_longest_word_the_demo_draws(task, longest):
+    cfg = EnglishDemoConfig(task=task, head="attention")
+    opts = english_train_options(cfg, "t.lmdb", "v.lmdb", "charset.txt", "run")
+    assert opts["head"] == "attention" and opts["head_args"] == {"max_length": longest}
+    assert cfg.max_chars == longest  # the synthesized words' longest label (--cols)
+    ctc = english_train_options(EnglishDemoConfig(task=task), "t.lmdb", "v.lmdb",
+                                "charset.txt", "run")
+    assert ctc["head"] == "ctc" and ctc["head_args"] == {}
+    # the encoder and recipe are the same for both heads
+    same = {k: v for k, v in opts.items() if not k.startswith("head")}
+    assert same == {k: v for k, v in ctc.items() if not k.startswith("head")}
+
+
+def test_chinese_demo_refuses_the_attention_head(cli, tmp_path):
+    # tiny sizes: a build that forgot the refusal runs a short demo, not the full one
+    res = cli("demo", "--head", "attention", "--out", tmp_path / "d", "--train-images", 10,
+              "--test-images", 1, "--steps", 1, "--charset-size", 10, "-q")
+    one_line_error(res, 2, "--head attention is for the English demos")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+def test_english_demo_trains_an_attention_specialist(cli, tmp_path):
+    out = tmp_path / "demo"
+    res = cli("demo", "--task", "scene-en", "--head", "attention", "--out", out,
+              "--train-images", 48, "--test-images", 8, "--steps", 3, "-q")
+    assert res.exit_code == 0, res.stderr
+    final = json.loads(res.stdout.strip().splitlines()[-1])
+    assert final["task"] == "scene-en" and final["train_steps"] == 3
+    ckpt = load_checkpoint(str(out / "run" / "best.pt"))
+    assert ckpt["spec"]["head"]["name"] == "attention"
+    assert ckpt["spec"]["head"]["args"]["max_length"] == 16
+    assert ckpt["input"]["channels"] == 3 and len(ckpt["charset"]) == 134
+    # what docs/unified.md's router and distillation commands read
+    for name in ("train.lmdb", "val.lmdb", "test.lmdb"):
+        assert (out / name / "data.mdb").is_file(), name
+    record = json.loads((out / "demo.json").read_text())
+    assert record["config"]["head"] == "attention"
