@@ -131,8 +131,6 @@ def _flag(path: str) -> str:
     return f"--{parts[0]}"
 
 
-
-
 def _shown(value) -> str:
     return "none" if value is None else (f"{value!r}" if isinstance(value, str) else str(value))
 

@@ -1,0 +1,75 @@
+"""bench/seqclr_bench.py's verdict on issue 29's target, computed from hand-made rows:
+SeqCLR + 10 % labels beats supervised-only with the same 10 % by at least 5 points
+beyond the seeds' spread (its worst seed 5 points above supervised-only's best)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+
+import seqclr_bench as sb
+
+
+def row(method: str, accuracy: list[float], ned: list[float] | None = None,
+        fraction: float = 0.1, domain: str = "zh", head: str = "ctc") -> dict:
+    """A protocol-2 row as the bench builds it, from one test result per seed."""
+    ned = ned or accuracy
+    runs = [{"accuracy": a, "one_minus_ned": n, "train_seconds": 1.0}
+            for a, n in zip(accuracy, ned)]
+    return {"domain": domain, "method": method, "head": head, "fraction": fraction,
+            **sb.summarise(runs)}
+
+
+def test_met_when_the_worst_seed_clears_the_best_baseline_seed_by_five():
+    result = sb.target([row("supervised", [10, 12, 11]), row("seqclr-window", [20, 18, 19])])
+    assert result["met"] and result["cases_met"] == 2  # both metrics (ned = accuracy here)
+    best = result["best"]
+    assert (best["mapping"], best["gap"], best["beyond_spread"]) == ("seqclr-window", 8, 6)
+    line = sb.conclusion(result)
+    assert ": yes (zh, window-to-instance, ctc decoder, " in line
+    assert "gap +8.0 points" in line and "SeqCLR 18.0-20.0, supervised 10.0-12.0" in line
+    assert "= +6.0" in line and "1 more cases" in line
+
+
+def test_a_large_mean_gap_within_the_seeds_spread_is_not_enough():
+    # means 22 vs 14 (+8), but the worst SeqCLR seed (16) is below the best baseline (20)
+    result = sb.target([row("supervised", [10, 20, 12]), row("seqclr-frame", [24, 16, 26])])
+    assert not result["met"]
+    assert result["best"]["gap"] == 8 and result["best"]["beyond_spread"] == -4
+    assert ": no (closest: zh, frame-to-instance" in sb.conclusion(result)
+
+
+def test_one_minus_ned_alone_can_meet_it():
+    result = sb.target([row("supervised", [0, 0, 0], ned=[30, 31, 32]),
+                        row("seqclr-all", [1, 0, 2], ned=[40, 38, 39])])
+    assert result["met"] and result["best"]["metric"] == "1 - NED"
+    assert result["best"]["beyond_spread"] == 6
+
+
+@pytest.mark.parametrize("other", [
+    row("simclr-v", [60, 60, 60]),                     # not a SeqCLR mapping
+    row("seqclr-window", [60], fraction=0.05),         # not the 10 % rows
+    row("seqclr-window", [60], domain="handwriting"),  # no baseline in that domain
+    row("seqclr-window", [60], head="attention"),      # no baseline with that decoder
+])
+def test_only_seqclr_at_10_percent_against_its_own_baseline_counts(other):
+    result = sb.target([row("supervised", [10, 11, 12]), row("seqclr-window", [12, 13, 14]),
+                        other])
+    assert not result["met"] and result["best"]["beyond_spread"] == 0
+
+
+def test_no_10_percent_rows_is_said_so():
+    result = sb.target([row("supervised", [10], fraction=1.0)])
+    assert not result["met"] and result["best"] is None
+    assert sb.conclusion(result).endswith(": not measured (no 10 % rows of both "
+                                          "supervised-only and SeqCLR)")
+
+
+def test_cells_show_mean_and_range_over_seeds():
+    r = row("supervised", [10, 13, 12.5])
+    assert sb._cell(r["accuracy"]) == "11.8 (10.0-13.0)"
+    assert sb._cell(row("supervised", [7.25])["accuracy"]) == "7.2"
