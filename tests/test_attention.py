@@ -125,6 +125,40 @@ def test_options_are_checked():
 
 
 # ------------------------------------------------------------------------- a trained toy
+def test_joint_ctc_classifies_the_frames_and_joins_the_training_loss():
+    from ocrkit.charset import Charset
+    from ocrkit.methods.supervised import SupervisedCTC
+
+    plain, joint = _model(), _model(ctc_weight=0.5)
+    assert not any(k.startswith("head.ctc_proj") for k in plain.state_dict())  # old keys
+    extra = {k: v for k, v in joint.state_dict().items() if k not in plain.state_dict()}
+    assert sorted(extra) == ["head.ctc_proj.bias", "head.ctc_proj.weight"]
+    joint.load_state_dict({**plain.state_dict(), **extra})
+    images = torch.rand(2, 1, 32, 64)
+    flat, lengths = torch.tensor([3, 4, 5]), torch.tensor([2, 1])
+    targets = joint.head.targets(flat, lengths)
+    out = joint(images, outputs=True, targets=targets)
+    frames = out.context
+    assert torch.allclose(out.extras["ctc_logits"], joint.head.ctc_proj(frames))
+    expected = torch.nn.CTCLoss(blank=0, zero_infinity=True)(
+        out.extras["ctc_logits"].log_softmax(-1).transpose(0, 1), flat,
+        torch.full((2,), frames.shape[1]), lengths)
+    ctc = joint.head.ctc_loss(out.extras["ctc_logits"], flat, lengths)
+    assert torch.isclose(ctc, expected)
+    with torch.no_grad():  # inference is the decoder's alone
+        assert torch.equal(plain(images), joint(images))
+    # the method adds the CTC term with its weight (the training loss reads it)
+    batch = {"images": images, "targets": flat, "target_lengths": lengths}
+    method = SupervisedCTC(Charset(list("abcde")))
+    loss = method.loss(joint, batch, torch.device("cpu"))
+    assert set(loss.terms) >= {"ce", "aux_ctc"}
+    assert torch.isclose(loss.total, loss.terms["ce"] + 0.5 * loss.terms["aux_ctc"], atol=1e-5)
+    loss.total.backward()
+    assert joint.head.ctc_proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ctc_weight=-1"):
+        _head(ctc_weight=-1)
+
+
 def _glyph_line(ids: list[int]) -> torch.Tensor:
     """Three glyphs (1 a bar, 2 a dash, 3 a block) in 20-px cells of a 32x64 line."""
     img = torch.zeros(1, 32, 64)

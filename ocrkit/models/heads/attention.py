@@ -55,6 +55,14 @@ vectors ``g_t``) and ``attention`` ``[B, L, T]`` (``alpha_t``) next to the logit
 ``[B, L, N]`` - what unified HTR + STR distillation reads, with both decoders
 teacher-forced on the same ground-truth prefix (``targets``).
 
+**Joint CTC-attention** (``ctc_weight=w``, default 0; Kim, Hori & Watanabe 2017,
+not in ASTER or DTRB): a linear layer of its own classifies each frame and a CTC
+loss on it (class 0, the end symbol, as the blank) is added with weight ``w`` to the
+decoder's cross-entropy. It gives the encoder a per-character signal from the first
+step, which the decoder's attention otherwise has to find on its own, and changes
+nothing at inference (the layer is not read there; ``C x N`` weights more in the
+checkpoint).
+
 Frames that only see the padding of a batch (lines padded to the widest) are attended
 to like any other (DTRB and Light-Former do the same): the padding is the line's own
 background, and a per-image graph needs no widths.
@@ -68,7 +76,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ocrkit.models.heads.sequence_targets import IGNORE, eos_targets, sequence_loss
+from ocrkit.models.heads.sequence_targets import IGNORE, aux_ctc_loss, eos_targets, sequence_loss
 
 CELLS = ("lstm", "gru")
 READOUTS = ("state+glimpse", "state")
@@ -119,8 +127,15 @@ class AttentionHead(nn.Module):
 
     def __init__(self, *, in_channels: int, num_classes: int, hidden: int = 128,
                  cell: str = "lstm", attn_dim: int | None = None, embed_dim: int = 64,
-                 max_length: int = 25, readout: str = "state+glimpse") -> None:
+                 max_length: int = 25, readout: str = "state+glimpse",
+                 ctc_weight: float = 0.0) -> None:
         super().__init__()
+        if isinstance(ctc_weight, bool) or not float(ctc_weight) >= 0:
+            raise ValueError(f"ctc_weight={ctc_weight!r}: a number >= 0")
+        self.ctc_weight = float(ctc_weight)
+        # joint CTC-attention: the frames' own classifier (absent at 0: checkpoints of
+        # heads trained without it keep their keys)
+        self.ctc_proj = nn.Linear(in_channels, num_classes) if self.ctc_weight else None
         for name, value in (("hidden", hidden), ("embed_dim", embed_dim),
                             ("max_length", max_length),
                             ("attn_dim", hidden if attn_dim is None else attn_dim)):
@@ -176,7 +191,10 @@ class AttentionHead(nn.Module):
         """``frames`` ``[B, T, C]`` -> logits ``[B, L, N]``. ``targets`` ``[B, L]``
         (:meth:`targets`): teacher forcing, ``L`` steps. Without: greedy, at most
         ``max_length + 1`` steps. ``extras`` (a dict) receives ``glimpses`` ``[B, L, C]``
-        and ``attention`` ``[B, L, T]``."""
+        and ``attention`` ``[B, L, T]``; with targets and ``ctc_weight`` also
+        ``ctc_logits`` ``[B, T, N]`` (the frames classified, for :meth:`ctc_loss`)."""
+        if targets is not None and extras is not None and self.ctc_proj is not None:
+            extras["ctc_logits"] = self.ctc_proj(frames)
         keys = self.attention.keys(frames)
         state = self.initial_state(frames)
         prev = self._start(frames)
@@ -224,6 +242,11 @@ class AttentionHead(nn.Module):
              ) -> torch.Tensor:
         """Cross-entropy per position; ``none``: ``[B, L]`` (0 where ignored)."""
         return sequence_loss(logits, targets, reduction)
+
+    def ctc_loss(self, ctc_logits: torch.Tensor, flat: torch.Tensor, lengths: torch.Tensor
+                 ) -> torch.Tensor:
+        """The auxiliary CTC loss of joint CTC-attention training (``ctc_weight``)."""
+        return aux_ctc_loss(ctc_logits, flat, lengths)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()

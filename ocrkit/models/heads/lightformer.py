@@ -40,15 +40,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ocrkit.models.heads.ctc import CTCHead
 from ocrkit.models.heads.sequence_targets import (  # noqa: F401  (IGNORE: re-exported)
     IGNORE,
+    aux_ctc_loss,
     eos_targets,
     sequence_loss,
 )
 from ocrkit.models.necks.tokens import sinusoid
-
-_AUX_CTC = CTCHead(blank=0)  # ctc_weight's loss: the CTC head's (no state)
 
 
 class Attention(nn.Module):
@@ -282,7 +280,7 @@ class LightFormerHead(nn.Module):
                  ) -> torch.Tensor:
         """The auxiliary CTC loss (mean per target length, blank = class 0) of
         ``ctc_logits`` ``[B, S, N]`` against CTC-style flat targets: the CTC head's."""
-        return _AUX_CTC.loss(ctc_logits, flat, lengths)
+        return aux_ctc_loss(ctc_logits, flat, lengths)
 
     @torch.no_grad()
     def decode(self, logits: torch.Tensor, beam_width: int | None = None

@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ocrkit.models.heads.ctc import CTCHead
+
 IGNORE = -100  # target padding: the loss, the loop and distillation mask on it
+_AUX_CTC = CTCHead(blank=0)  # joint CTC-attention's loss: the CTC head's (no state)
 
 
 def eos_targets(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -36,3 +39,12 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = 
     if reduction == "none":
         return per
     return per.sum() / (targets != IGNORE).sum().clamp_min(1)
+
+
+def aux_ctc_loss(ctc_logits: torch.Tensor, flat: torch.Tensor, lengths: torch.Tensor
+                 ) -> torch.Tensor:
+    """Joint CTC-attention training's auxiliary loss (Kim, Hori & Watanabe 2017): the
+    image frames classified, ``ctc_logits`` ``[B, S, N]``, against CTC-style flat
+    targets (the CTC head's loss: mean per target length, blank = class 0, the end
+    symbol)."""
+    return _AUX_CTC.loss(ctc_logits, flat, lengths)
