@@ -4,12 +4,10 @@ CTC stays the default, and the Chinese demo refuses the option."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from conftest import one_line_error
-from ocrkit.checkpoint import load_checkpoint
 from ocrkit.demo import EnglishDemoConfig, english_train_options
 
 
@@ -33,22 +31,3 @@ def test_chinese_demo_refuses_the_attention_head(cli, tmp_path):
               "--test-images", 1, "--steps", 1, "--charset-size", 10, "-q")
     one_line_error(res, 2, "--head attention is for the English demos")
     assert not (tmp_path / "d").exists()
-
-
-@pytest.mark.slow
-def test_english_demo_trains_an_attention_specialist(cli, tmp_path):
-    out = tmp_path / "demo"
-    res = cli("demo", "--task", "scene-en", "--head", "attention", "--out", out,
-              "--train-images", 48, "--test-images", 8, "--steps", 3, "-q")
-    assert res.exit_code == 0, res.stderr
-    final = json.loads(res.stdout.strip().splitlines()[-1])
-    assert final["task"] == "scene-en" and final["train_steps"] == 3
-    ckpt = load_checkpoint(str(out / "run" / "best.pt"))
-    assert ckpt["spec"]["head"]["name"] == "attention"
-    assert ckpt["spec"]["head"]["args"]["max_length"] == 16
-    assert ckpt["input"]["channels"] == 3 and len(ckpt["charset"]) == 134
-    # what docs/unified.md's router and distillation commands read
-    for name in ("train.lmdb", "val.lmdb", "test.lmdb"):
-        assert (out / name / "data.mdb").is_file(), name
-    record = json.loads((out / "demo.json").read_text())
-    assert record["config"]["head"] == "attention"

@@ -222,13 +222,13 @@ def test_demo_chain_prints_final_json_last(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["scene-en", "handwriting-en"])
-def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task):
+@pytest.mark.parametrize("task, head", [("scene-en", "ctc"), ("handwriting-en", "attention")])
+def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task, head):
     from ocrkit.demo import HELD_OUT_FAMILIES
 
     out = tmp_path / "demo"
-    proc = ocrkit("demo", "--task", task, "--out", out, "--train-images", 48, "--test-images",
-                  8, "--steps", 3, "-q")
+    proc = ocrkit("demo", "--task", task, "--head", head, "--out", out, "--train-images", 48,
+                  "--test-images", 8, "--steps", 3, "-q")
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["task"] == task and final["protocol"] == "lower-alnum"
     assert final["charset_size"] == 134 and "accuracy" in final["exact"]
@@ -241,7 +241,15 @@ def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task):
     assert {r["domain"] for r in records} == {task.split("-")[0]}
     from ocrkit.checkpoint import load_checkpoint
 
-    assert load_checkpoint(str(out / "run" / "best.pt"))["input"]["channels"] == 3
+    ckpt = load_checkpoint(str(out / "run" / "best.pt"))
+    assert ckpt["input"]["channels"] == 3 and len(ckpt["charset"]) == 134
+    assert ckpt["spec"]["head"]["name"] == head
+    if head == "attention":  # the longest word the task draws
+        assert ckpt["spec"]["head"]["args"]["max_length"] == 20
+    # what docs/unified.md's router and distillation commands read
+    for name in ("train.lmdb", "val.lmdb", "test.lmdb"):
+        assert (out / name / "data.mdb").is_file(), name
+    assert json.loads((out / "demo.json").read_text())["config"]["head"] == head
 
 
 def test_english_demo_refuses_the_chinese_demo_options(tmp_path):
