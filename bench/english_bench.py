@@ -54,30 +54,11 @@ class Bench(Stages):
         self.device = device
 
 
-def held_out(domain: str) -> tuple[str, ...]:
-    from ocrkit.demo import HELD_OUT_FAMILIES
-
-    return HELD_OUT_FAMILIES[f"{domain}-en"]
-
-
 def make_data(bench: Bench, scale: dict, domain: str) -> dict[str, str]:
-    """train / val / test folders (and their LMDBs) of one domain."""
-    families = held_out(domain)
-    keep = [a for f in families for a in ("--exclude-font-family", f)]
-    only = [a for f in families for a in ("--font-family", f)]
-    common = ["--lang", "en", "--domain", domain, "--height", scale["height"], "--width",
-              scale["width"][domain], "--cols", scale["cols"][domain], "--no-system-fonts", "-q",
-              "--overwrite"]
-    sets = {}
-    for split, n, seed, fonts in (("train", scale["train"], 1, keep), ("val", scale["val"], 4, keep),
-                                  ("test", scale["test"], 2, only)):
-        folder = os.path.join(bench.out, "data", f"{domain}-{split}")
-        bench.cached(f"synth-{domain}-{split}", lambda: bench.ocrkit(
-            "synth", "-n", n, "--seed", seed, *fonts, *common, "--out", folder))
-        bench.cached(f"lmdb-{domain}-{split}", lambda: bench.ocrkit(
-            "build-lmdb", folder, folder + ".lmdb", "--overwrite", "-q"))
-        sets[split] = folder + ".lmdb"
-    return sets
+    """train / val / test LMDBs of one domain (test in the held-out families)."""
+    return bench.english_sets(domain, scale, ["--height", scale["height"], "--width",
+                                              scale["width"][domain], "--cols",
+                                              scale["cols"][domain]])
 
 
 def ms_per_word(checkpoint: str, folder: str, limit: int = 200) -> float:

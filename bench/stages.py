@@ -48,3 +48,25 @@ class Stages:
             self.say(f"{name}: done in {result.get('_seconds', 0):.0f} s")
         self.stage_seconds += result.get("_seconds", 0)
         return result
+
+    def english_sets(self, domain: str, counts: dict, shape: list) -> dict[str, str]:
+        """train / val / test LMDBs of one English domain (``synth --lang en --domain``):
+        train and val in the training families, test in the families the English demos
+        hold out (``ocrkit.demo.HELD_OUT_FAMILIES``); ``counts`` has ``train``, ``val``,
+        ``test``; ``shape``: synth's size options (``--height``, ``--width``, ``--cols``)."""
+        from ocrkit.demo import HELD_OUT_FAMILIES
+
+        families = HELD_OUT_FAMILIES[f"{domain}-en"]
+        keep = [a for f in families for a in ("--exclude-font-family", f)]
+        only = [a for f in families for a in ("--font-family", f)]
+        common = ["--lang", "en", "--domain", domain, *shape, "--no-system-fonts", "-q",
+                  "--overwrite"]
+        sets = {}
+        for split, seed, fonts in (("train", 1, keep), ("val", 4, keep), ("test", 2, only)):
+            folder = os.path.join(self.out, "data", f"{domain}-{split}")
+            self.cached(f"synth-{domain}-{split}", lambda: self.ocrkit(
+                "synth", "-n", counts[split], "--seed", seed, *fonts, *common, "--out", folder))
+            self.cached(f"lmdb-{domain}-{split}", lambda: self.ocrkit(
+                "build-lmdb", folder, folder + ".lmdb", "--overwrite", "-q"))
+            sets[split] = folder + ".lmdb"
+        return sets

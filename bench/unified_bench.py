@@ -111,24 +111,8 @@ class Bench(Stages):
 # ----------------------------------------------------------------------------- data
 def make_data(bench: Bench, scale: dict, domain: str) -> dict[str, str]:
     """train / val / test LMDBs of one domain (test in the held-out families)."""
-    from ocrkit.demo import HELD_OUT_FAMILIES
-
-    families = HELD_OUT_FAMILIES[f"{domain}-en"]
-    keep = [a for f in families for a in ("--exclude-font-family", f)]
-    only = [a for f in families for a in ("--font-family", f)]
-    common = ["--lang", "en", "--domain", domain, "--height", HEIGHT, "--width", WIDTH,
-              "--cols", MAX_CHARS, "--no-system-fonts", "-q", "--overwrite"]
-    sets = {}
-    for split, n, seed, fonts in (("train", scale["train"], 1, keep),
-                                  ("val", scale["val"], 4, keep),
-                                  ("test", scale["test"], 2, only)):
-        folder = os.path.join(bench.out, "data", f"{domain}-{split}")
-        bench.cached(f"synth-{domain}-{split}", lambda: bench.ocrkit(
-            "synth", "-n", n, "--seed", seed, *fonts, *common, "--out", folder))
-        bench.cached(f"lmdb-{domain}-{split}", lambda: bench.ocrkit(
-            "build-lmdb", folder, folder + ".lmdb", "--overwrite", "-q"))
-        sets[split] = folder + ".lmdb"
-    return sets
+    return bench.english_sets(domain, scale, ["--height", HEIGHT, "--width", WIDTH,
+                                              "--cols", MAX_CHARS])
 
 
 def charset_file(bench: Bench) -> str:
