@@ -14,6 +14,12 @@ LATIN_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)
 
 
 def pytest_configure(config) -> None:
+    # Tiny models on a 2-core machine: one thread per process (this one and every ocrkit
+    # subprocess a test starts) runs the suite faster than torch's default of one per core,
+    # and two subprocesses of one test (torchrun) do not fight over the cores. Before torch
+    # is imported; a value the caller set wins.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     # The README's test command runs every test (CI too); `-m "not slow"` leaves out the
     # long end-to-end ones (subprocess runs, torchrun, the demo) while working on a part.
     config.addinivalue_line("markers", "slow: a long end-to-end test (subprocesses, "

@@ -201,8 +201,8 @@ def test_demo_held_out_choices_are_the_pip_font_designs():
 @pytest.mark.slow
 def test_demo_chain_prints_final_json_last(tmp_path):
     out = tmp_path / "demo"
-    proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8, "--steps", 3,
-                  "--charset-size", 12, "-q")
+    proc = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8,
+                  "--val-images", 8, "--steps", 3, "--charset-size", 12, "-q")
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["train_steps"] == 3 and final["test_images"] == 8
     assert final["held_out"] == "design: sans-wqy" and "clp" in final["training_fonts"]
@@ -210,7 +210,8 @@ def test_demo_chain_prints_final_json_last(tmp_path):
     assert (out / "run" / "best.pt").is_file() and (out / "train.lmdb" / "data.mdb").is_file()
     # A second run replaces its own earlier demo; a foreign folder is refused.
     again = ocrkit("demo", "--out", out, "--train-images", 48, "--test-images", 8,
-                   "--steps", 1, "--charset-size", 12, "--held-out", "serif", "-q")
+                   "--val-images", 8, "--steps", 1, "--charset-size", 12, "--held-out", "serif",
+                   "-q")
     assert json.loads(again.stdout.strip().splitlines()[-1])["held_out"] == "design: serif"
     fonts = [json.loads(line)["font"] for line in open(out / "train" / "labels.jsonl")]
     assert not [f for f in fonts if "Serif" in f] and len(set(fonts)) == 2
@@ -228,7 +229,7 @@ def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task, 
 
     out = tmp_path / "demo"
     proc = ocrkit("demo", "--task", task, "--head", head, "--out", out, "--train-images", 48,
-                  "--test-images", 8, "--steps", 3, "-q")
+                  "--test-images", 8, "--val-images", 8, "--steps", 3, "-q")
     final = json.loads(proc.stdout.strip().splitlines()[-1])
     assert final["task"] == task and final["protocol"] == "lower-alnum"
     assert final["charset_size"] == 134 and "accuracy" in final["exact"]
@@ -239,6 +240,7 @@ def test_english_demo_trains_rgb_and_tests_on_held_out_families(tmp_path, task, 
     assert not any(f.startswith(h) for f in families("train") for h in held)
     records = [json.loads(line) for line in open(out / "train" / "labels.jsonl")]
     assert {r["domain"] for r in records} == {task.split("-")[0]}
+    assert len(open(out / "val" / "labels.jsonl").readlines()) == 8  # --val-images
     from ocrkit.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(str(out / "run" / "best.pt"))

@@ -24,6 +24,9 @@ HELD_OUT = ("sans", "sans-wqy", "serif")  # data_tools.synth.fonts.PIP_FONT_PACK
               help="Training images [default: 20000 zh, 30000 scene-en, 22000 "
                    "handwriting-en].")
 @click.option("--test-images", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--val-images", type=click.IntRange(min=1), default=None,
+              help="Validation images that choose best.pt (training fonts) [default: 200 zh, "
+                   "300 scene-en and handwriting-en].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Training steps, batch 32 [default: 2500 zh, 3000 scene-en, 2400 "
                    "handwriting-en].")
@@ -38,8 +41,8 @@ HELD_OUT = ("sans", "sans-wqy", "serif")  # data_tools.synth.fonts.PIP_FONT_PACK
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="Only the final JSON line.")
-def demo(task, out, charset_size, train_images, test_images, steps, held_out, head, device,
-         seed, quiet) -> None:
+def demo(task, out, charset_size, train_images, test_images, val_images, steps, held_out, head,
+         device, seed, quiet) -> None:
     """Run the whole chain on embedded defaults (no download, CPU is fine).
 
     --task zh (default): synthesizes a single-row Chinese training set in two font
@@ -72,7 +75,8 @@ def demo(task, out, charset_size, train_images, test_images, steps, held_out, he
                                    "or handwriting-en); the Chinese demo trains CTC")
         cfg = DemoConfig(out=out, charset_size=charset_size, test_images=test_images,
                          held_out=held_out, device=device, seed=seed, quiet=quiet,
-                         **_given(train_images=train_images, steps=steps))
+                         **_given(train_images=train_images, steps=steps,
+                                  val_images=val_images))
         result = run_demo(cfg, say)
     else:
         ctx = click.get_current_context()
@@ -82,7 +86,8 @@ def demo(task, out, charset_size, train_images, test_images, steps, held_out, he
                                        f"English demos hold out Latin font families")
         cfg = EnglishDemoConfig(task=task, out=out, test_images=test_images, head=head,
                                 device=device, seed=seed, quiet=quiet,
-                                **_given(train_images=train_images, steps=steps))
+                                **_given(train_images=train_images, steps=steps,
+                                         val_images=val_images))
         result = run_english_demo(cfg, say)
     click.echo(json.dumps(result, ensure_ascii=False))
 
