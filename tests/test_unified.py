@@ -39,14 +39,14 @@ TERMS = ("logits", "hint", "attention", "affinity")
 
 
 # ----------------------------------------------------------------------------- helpers
-def tiny(seed: int, lstm: int = 8, classes: int = 6) -> Recognizer:
+def tiny(seed: int, lstm: int = 8, classes: int = 6, **head_args) -> Recognizer:
     """A tiny attention recognizer with sharpened attention (peaked maps, glimpses that
     differ from step to step), so that two seeds give clearly different outputs."""
     torch.manual_seed(seed)
     spec = make_spec("vgg-small", "cap", "bilstm", "linear", "attention",
                      backbone_args={"channels": (8, 8, 16, 16)},
                      sequence_args={"hidden": lstm, "layers": 1},
-                     head_args={"hidden": 16, "embed_dim": 8, "max_length": 5})
+                     head_args={"hidden": 16, "embed_dim": 8, "max_length": 5, **head_args})
     model = Recognizer(spec, classes, input_size=(32, 64)).eval()
     with torch.no_grad():
         for p in model.head.attention.parameters():
@@ -412,6 +412,28 @@ def test_the_method_weighs_the_terms_and_ramps_only_the_kd_ones():
     want = t["ce"] + 0.4 * (0.5 * t["logits"] + 2 * t["hint"] + 3 * t["attention"]
                             + 4 * t["affinity"])
     assert float(out.total) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_a_joint_ctc_attention_student_keeps_its_ctc_loss_on_the_labels_unramped():
+    from ocrkit.models.heads.sequence_targets import aux_ctc_loss
+
+    student, htr, str_ = tiny(0, ctc_weight=0.5), tiny(1), tiny(2)
+    net = net_for(student, htr, str_, warmup=0.5)
+    method = UnifiedMethod(Charset(CHARS), net.cfg, {})
+    method.begin(total=10, step=0)
+    method.after_step(net, 2)  # ramp 0.4: KD terms only
+    images, batch = batch_of(["abc", "de"], ["handwriting", "scene"])
+    with torch.no_grad():
+        out = method.loss(net, batch | {"images": images}, torch.device("cpu"))
+        targets = student.head.targets(batch["targets"], batch["target_lengths"])
+        frames = student(images, outputs=True, targets=targets).extras["ctc_logits"]
+        aux = aux_ctc_loss(frames, batch["targets"], batch["target_lengths"])
+    t = out.terms
+    assert float(t["aux_ctc"]) == pytest.approx(float(aux), rel=1e-5) and float(aux) > 0
+    kd = sum(t[k] for k in TERMS)
+    assert float(out.total) == pytest.approx(float(t["ce"] + 0.5 * aux + 0.4 * kd), rel=1e-5)
+    plain = net_for(tiny(0), htr, str_)  # no ctc_weight: no such term
+    assert "aux_ctc" not in plain(images, batch)
 
 
 # ----------------------------------------------------------------------------- sampler

@@ -232,6 +232,7 @@ class SampleTerms:
     num: dict[str, torch.Tensor]
     den: dict[str, torch.Tensor]
     teacher: list[str | None]
+    aux_ctc: torch.Tensor | None = None  # joint CTC-attention: the student's CTC loss
 
     def value(self, term: str) -> torch.Tensor:
         """``[B]`` each sample's value of ``term`` (0 where no teacher supervises it)."""
@@ -278,6 +279,9 @@ class UnifiedNet(FoldedTeachers):
         self.trains_teacher = False
         self.teacher_precision = teacher_precision
         self.terms = cfg.active()
+        # a student head with ctc_weight (joint CTC-attention) keeps its auxiliary CTC
+        # loss on the labels, weighted as in `train`
+        self.aux_weight = float(getattr(student.head, "ctc_weight", 0) or 0)
         if "hint" in self.terms:
             for name, t in teachers.items():
                 cs, ct = glimpse_size(student), glimpse_size(t)
@@ -295,6 +299,8 @@ class UnifiedNet(FoldedTeachers):
         over the steps (affinity: the samples) that a teacher supervises."""
         per = self.per_sample(images, batch)
         out = {"ce": per.ce}
+        if per.aux_ctc is not None:
+            out["aux_ctc"] = per.aux_ctc
         for term in self.terms:
             out[term] = per.num[term].sum() / per.den[term].sum().clamp_min(1)
         touch = [p.sum() for p in self.regressors.parameters()]
@@ -333,7 +339,12 @@ class UnifiedNet(FoldedTeachers):
                 num[term] = num[term].index_add(0, idx, sums[term])
                 den[term] = den[term].index_add(0, idx, counts[term])
         ce = self.student.head.loss(s.logits, targets)
-        return SampleTerms(ce, num, den, who)
+        aux = None
+        if self.aux_weight:  # the labels' term of joint CTC-attention, as `train` has it
+            aux = self.student.head.ctc_loss(s.extras["ctc_logits"],
+                                             batch["targets"].to(device),
+                                             batch["target_lengths"].to(device))
+        return SampleTerms(ce, num, den, who, aux)
 
     def _teacher_terms(self, name: str, s, images: torch.Tensor, idx: torch.Tensor,
                        t_targets: torch.Tensor, mask: torch.Tensor
@@ -407,7 +418,9 @@ class UnifiedMethod(DistillMethod):
         images = batch["images"].to(device, non_blocking=True)
         terms = net(images, batch)
         ramp = self.ramp()
-        total = sum(self.weights[name] * value * (1.0 if name == "ce" else ramp)
+        core = net.module if hasattr(net, "module") else net
+        weights = {**self.weights, "aux_ctc": core.aux_weight}
+        total = sum(weights[name] * value * (1.0 if name in ("ce", "aux_ctc") else ramp)
                     for name, value in terms.items())
         return Loss(total, {k: v.detach() for k, v in terms.items()}, images.shape[0])
 
