@@ -151,18 +151,21 @@ def unified_options(f):
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
-  ocrkit distill --teacher runs/big/best.pt --train train.lmdb --val test.lmdb -o runs/small
+  ocrkit distill --teacher runs/big/best.pt --train train.lmdb --val val.lmdb -o runs/small
   ocrkit distill --teacher runs/big/config.json --online --train ... -o runs/online
-  ocrkit distill --kd-mode dml --train train.lmdb --val test.lmdb -o runs/dml
+  ocrkit distill --kd-mode dml --train train.lmdb --val val.lmdb -o runs/dml
   ocrkit distill --teacher t.pt --kd-mode ctc-mean-kl --backbone-arg width_stride=8 ...
   ocrkit evaluate runs/small/best.pt test.lmdb        # the student, like any checkpoint
-  ocrkit distill --teacher htr=runs/htr/best.pt --teacher str=runs/str/best.pt \
+  ocrkit distill --teacher htr=runs/htr/best.pt --teacher str=runs/str/best.pt \\
       --train hw.lmdb --train scene.lmdb --val val.lmdb --balance-domains -o runs/unified
   torchrun --nproc_per_node 2 -m ocrkit distill --teacher t.pt --train ... -o runs/ddp
 """)
 @kd_options
 @unified_options
-@data_options(denoiser=False, input_help="Student input height [default: the teacher's].")
+@data_options(denoiser=False, input_help="Student input height [default: the teacher's].",
+              width_help="Student input width after resize/pad [default: the teacher's; the "
+                         "widest teacher's with several; 256 for --kd-mode dml without "
+                         "--teacher].")
 @loop_options(out_help="Run folder: best.pt and last.pt hold the student alone (an ordinary "
                        "recognizer checkpoint); teacher.pt the co-trained teacher or peer.")
 @model_options

@@ -129,7 +129,7 @@ def loop_options(*, batch_size: int = 32, optimizer: str = "adam", lr: float = 1
     return lambda f: _apply(f, options)
 
 
-def data_options(*, denoiser: bool = True, input_help: str = ""):
+def data_options(*, denoiser: bool = True, input_help: str = "", width_help: str = ""):
     """Data, input size and charset options shared by train and distill."""
     options = [
         click.option("--train", "train_paths", multiple=True,
@@ -142,7 +142,8 @@ def data_options(*, denoiser: bool = True, input_help: str = ""):
                      help=input_help or "Input height [default: 32; 224 with --rows > 1] "
                                         "(paper: 64 single-row, 224 multi-row)."),
         click.option("--width", type=int, default=None,
-                     help="Input width after resize/pad [default: 256; 224 with --rows > 1]."),
+                     help=width_help or "Input width after resize/pad [default: 256; 224 with "
+                                        "--rows > 1]."),
         click.option("--resize", type=click.Choice(["keep-ratio", "stretch", "fit"]),
                      default=None,
                      help="[default: keep-ratio; stretch with --rows > 1]"),
@@ -241,16 +242,16 @@ def apply_max_length(opts: dict) -> None:
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
-  ocrkit train --train data/s1-train.lmdb --val data/s1-test.lmdb -o runs/cap --max-steps 3000
+  ocrkit train --train data/s1-train.lmdb --val data/s1-val.lmdb -o runs/cap --max-steps 3000
   ocrkit train --train a.lmdb --val b.lmdb -o runs/paper --backbone vgg16-cut \\
       --height 64 --width 128 --optimizer sgd --lr 1e-4 --schedule paper --epochs 200
-  ocrkit train --train m7/train --val m7/test -o runs/m7 --rows 7 --neck multirow-stretch \
+  ocrkit train --train m7/train --val m7-val -o runs/m7 --rows 7 --neck multirow-stretch \\
       --max-steps 3000
-  ocrkit train --train box/train --val box/test -o runs/box --rows 10 --neck multirow-stretch \
+  ocrkit train --train box/train --val box-val -o runs/box --rows 10 --neck multirow-stretch \\
       --denoiser runs/den/best.pt
-  ocrkit train --train scene/train --val scene/test -o runs/attn --channels 3 \\
+  ocrkit train --train scene/train --val scene-val -o runs/attn --channels 3 \\
       --head attention --max-length 25
-  ocrkit train --train hw/train --val hw/test -o runs/ft10 --label-fraction 0.1 \\
+  ocrkit train --train hw/train --val hw-val -o runs/ft10 --label-fraction 0.1 \\
       --init-encoder runs/seqclr/best.pt --max-steps 3000
   torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
 """)

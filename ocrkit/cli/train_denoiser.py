@@ -14,7 +14,7 @@ Examples:
   ocrkit train-denoiser --data box -o runs/line --epochs 20
   ocrkit train-denoiser --data box -o runs/plain --variant plain --epochs 20
   ocrkit denoise -m runs/line/best.pt box/test -o cleaned/
-  ocrkit train --train box/train --val box/test --rows 10 --neck multirow-stretch \\
+  ocrkit train --train box/train --val box-val --rows 10 --neck multirow-stretch \\
       --denoiser runs/line/best.pt -o runs/box --epochs 20
 """)
 @click.option("--data", type=click.Path(exists=True, file_okay=False),

@@ -74,9 +74,9 @@ EMU_KEYS = {"bits": "bits", "scale": "scale", "mu": "mu", "lambda_reg": "lam",
 
 @click.command("train-emu", context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
-  ocrkit train-emu --train s1/train --val s1/test -o runs/emu --max-steps 3000
-  ocrkit train-emu --train s1/train --val s1/test -o runs/lf-emu --head lightformer
-  ocrkit train-emu --train s1/train --val s1/test -o runs/emu-k256 --bits 256 \\
+  ocrkit train-emu --train s1/train --val s1-val -o runs/emu --max-steps 3000
+  ocrkit train-emu --train s1/train --val s1-val -o runs/lf-emu --head lightformer
+  ocrkit train-emu --train s1/train --val s1-val -o runs/emu-k256 --bits 256 \\
       --backbone mobilenetv3-small --neck cap --height 48 --width 160
   ocrkit info runs/emu/best.pt        # parameters and bytes per part, code distances
 """)
