@@ -59,8 +59,9 @@ from ocrkit.train.frozen import Frozen
 from ocrkit.train.method import Loss, Method
 
 MODES = ("paper", "dml", "ctc-mean-kl")
-# learnt from the labels, never ramped: CTC, or an autoregressive head's cross-entropy
-LABEL_TERMS = ("ctc", "teacher_ctc", "ce", "teacher_ce")
+# learnt from the labels, never ramped: CTC, an autoregressive head's cross-entropy, and its
+# joint CTC-attention auxiliary loss
+LABEL_TERMS = ("ctc", "teacher_ctc", "ce", "teacher_ce", "aux_ctc")
 
 
 @dataclass

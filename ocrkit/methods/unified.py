@@ -44,7 +44,7 @@ from torch import nn
 
 from ocrkit.charset import Charset
 from ocrkit.methods import kd_losses
-from ocrkit.methods.distill import DistillMethod, FoldedTeachers, _as_float
+from ocrkit.methods.distill import LABEL_TERMS, DistillMethod, FoldedTeachers, _as_float
 from ocrkit.models.heads.sequence_targets import IGNORE
 from ocrkit.models.recognizer import Recognizer
 from ocrkit.train.frozen import Frozen
@@ -420,7 +420,7 @@ class UnifiedMethod(DistillMethod):
         ramp = self.ramp()
         core = net.module if hasattr(net, "module") else net
         weights = {**self.weights, "aux_ctc": core.aux_weight}
-        total = sum(weights[name] * value * (1.0 if name in ("ce", "aux_ctc") else ramp)
+        total = sum(weights[name] * value * (1.0 if name in LABEL_TERMS else ramp)
                     for name, value in terms.items())
         return Loss(total, {k: v.detach() for k, v in terms.items()}, images.shape[0])
 
