@@ -135,7 +135,8 @@ def denoiser(sets, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("den") / "line"
     res = CliRunner().invoke(cli, ["train-denoiser", "--data", str(sets / "box"), "-o", str(out),
-                                   "--max-steps", "3", "--val-every", "3", *DEN])
+                                   "--max-steps", "3", "--val-every", "3",
+                                   "--val-fraction", "0.25", *DEN])
     assert res.exit_code == 0, res.output
     return out
 
@@ -149,7 +150,20 @@ def test_train_denoiser_on_a_box_lines_folder(denoiser, sets):
     val = [json.loads(line) for line in (denoiser / "metrics.jsonl").read_text().splitlines()
            if "val" in line]
     assert val and {"psnr", "input_psnr", "mse"} <= set(val[-1]["val"])
-    assert val[-1]["val"]["samples"] == 6  # box/test
+    # 5 of box/train's 18 pairs held out; box/test (6 pairs) is never read
+    assert val[-1]["val"]["samples"] == 5
+
+
+def test_train_denoiser_never_validates_on_the_test_split(cli, sets, tmp_path):
+    res = cli("train-denoiser", "--data", sets / "box", "-o", tmp_path / "noval",
+              "--max-steps", 2, "--val-every", 1, *DEN)
+    assert res.exit_code == 0, res.output
+    log = (tmp_path / "noval/metrics.jsonl").read_text()
+    assert '"val"' not in log  # no validation at all, not DATA/test's
+    assert (tmp_path / "noval/best.pt").is_file()  # the last step
+    res = cli("train-denoiser", "--data", sets / "box", "-o", tmp_path / "both",
+              "--val", sets / "box/test", "--val-fraction", 0.1, "--max-steps", 1, *DEN)
+    assert res.exit_code == 2 and "--val and --val-fraction" in res.stderr
 
 
 def test_train_denoiser_plain_variant_and_bad_data(cli, sets, tmp_path):

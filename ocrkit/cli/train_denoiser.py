@@ -11,8 +11,8 @@ from ocrkit.cli.train import loop_options
 @click.command("train-denoiser", context_settings={"max_content_width": 100}, epilog="""\b
 Examples:
   ocrkit synth --rows 10 --box-lines -n 2000 --test-fraction 0.1 --out box
-  ocrkit train-denoiser --data box -o runs/line --epochs 20
-  ocrkit train-denoiser --data box -o runs/plain --variant plain --epochs 20
+  ocrkit train-denoiser --data box -o runs/line --epochs 20 --val-fraction 0.05
+  ocrkit train-denoiser --data box -o runs/plain --variant plain --epochs 20 --val-fraction 0.05
   ocrkit denoise -m runs/line/best.pt box/test -o cleaned/
   ocrkit train --train box/train --val box-val --rows 10 --neck multirow-stretch \\
       --denoiser runs/line/best.pt -o runs/box --epochs 20
@@ -21,7 +21,12 @@ Examples:
               help="A synth --box-lines folder (its train/ split when it has one; required, "
                    "except with --resume, which takes the run's own).")
 @click.option("--val", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Validation pairs [default: DATA/test when it exists].")
+              help="Validation pairs (a synth --box-lines folder); without it or "
+                   "--val-fraction, best.pt is the last step. DATA/test is never read.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+              show_default=True,
+              help="Hold out this fraction of the training pairs (drawn with --seed) for "
+                   "validation instead of --val.")
 @click.option("--variant", type=click.Choice(["line", "plain"]), default="line",
               show_default=True,
               help="line = Line-DDeCAE (learns the box lines, clean = input + output); "

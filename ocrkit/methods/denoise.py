@@ -27,11 +27,26 @@ from ocrkit.train.method import Loss, Method
 class PairDataset:
     """(input, clean twin) images of a synth --box-lines folder."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, pairs: list | None = None) -> None:
         from data_tools.labels import read_pairs
 
         self.folder = folder
-        self.pairs = read_pairs(folder)
+        self.pairs = read_pairs(folder) if pairs is None else pairs
+
+    def split(self, fraction: float, seed: int) -> tuple["PairDataset", "PairDataset"]:
+        """(training, held-out) pairs: ``fraction`` of them (at least one, never all),
+        drawn with ``seed``, so the same command holds out the same pairs."""
+        import random
+
+        n = len(self.pairs)
+        held = min(n - 1, max(1, int(n * fraction + 0.5)))
+        if n < 2:
+            raise UsageError(f"{self.folder}: {n} pair(s) cannot be split for --val-fraction")
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        chosen = set(order[:held])
+        return (PairDataset(self.folder, [p for i, p in enumerate(self.pairs) if i not in chosen]),
+                PairDataset(self.folder, [p for i, p in enumerate(self.pairs) if i in chosen]))
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -139,11 +154,16 @@ def run_denoiser_training(opts: dict) -> dict | None:
         train_dir, val_dir = data, opts.get("val")
         if os.path.isdir(os.path.join(data, "train")) and not os.path.isfile(
                 os.path.join(data, "labels.jsonl")):  # a synth folder with --test-fraction
-            train_dir = os.path.join(data, "train")
-            if val_dir is None and os.path.isdir(os.path.join(data, "test")):
-                val_dir = os.path.join(data, "test")
+            train_dir = os.path.join(data, "train")  # DATA/test is never read: a test split
         train_set = PairDataset(train_dir)
         val_set = PairDataset(val_dir) if val_dir else None
+        fraction = opts.get("val_fraction") or 0.0
+        if fraction and val_set is not None:
+            raise UsageError("--val and --val-fraction: give one of them")
+        if fraction:
+            train_set, val_set = train_set.split(fraction, opts["seed"])
+            say(f"validation: {len(val_set)} of {len(train_set) + len(val_set)} training pairs "
+                f"held out (--val-fraction {fraction:g}, seed {opts['seed']})")
         height, width = opts.get("height"), opts.get("width")
         if not height or not width:
             h0, w0 = train_set.size()
