@@ -444,6 +444,16 @@ class LmdbReader:
         except lmdb.Error as exc:
             raise corrupt(self.path, exc) from None
 
+    def images(self) -> Iterator[bytes | None]:
+        """Each sample's image bytes (None where the record is missing), in order, in
+        one read transaction."""
+        try:
+            with self._txn() as txn:
+                for n in range(self.first, self.num_samples + self.first):
+                    yield txn.get(b"image-%09d" % n)
+        except lmdb.Error as exc:
+            raise corrupt(self.path, exc) from None
+
     def labels(self) -> Iterator[str]:
         try:
             with self._txn() as txn:

@@ -168,6 +168,13 @@ def data_options(*, denoiser: bool = True, input_help: str = "", width_help: str
                      help="Text-safe augmentation of training images (margins, width, small "
                           "rotation and shear, stroke weight, blur, levels, noise, JPEG; see "
                           "ocrkit/data/augment.py), drawn per seed, epoch and sample."),
+        click.option("--bucket-widths", type=click.IntRange(min=0), default=0,
+                     show_default=True, metavar="N",
+                     help="Batches of images of similar width (keep-ratio single rows, whose "
+                          "batches pad to their widest image): every N batches of the "
+                          "shuffled order are sorted by aspect ratio, cut into batches again "
+                          "and shuffled; fewer padded pixels per step. Image sizes are read "
+                          "from their headers at the start. 0 = off."),
         click.option("--label-fraction", type=click.FloatRange(0, 1, min_open=True),
                      default=None,
                      help="Train on this random share of the training images (e.g. 0.1): the "

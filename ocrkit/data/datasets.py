@@ -17,6 +17,7 @@ for the command to report.
 from __future__ import annotations
 
 import bisect
+import io
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -52,6 +53,19 @@ def decode_image(data: bytes, key: str, skip_broken: bool, mode: str = "L"
         if not skip_broken:
             raise OcrkitError(f"{key}: {exc}") from None
         return None, str(exc)
+
+
+def image_aspect(data: bytes | None) -> float:
+    """Width / height from an encoded image's header (nothing decoded); 0.0 for bytes
+    that are not a readable image."""
+    if not data:
+        return 0.0
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - any unreadable header; the loader reports the image
+        return 0.0
+    return w / h if h else 0.0
 
 
 class _Chained:
@@ -106,6 +120,10 @@ class LmdbDataset(_Chained):
         """Each sample's domain, in order (without decoding any image)."""
         return [d for r in self.readers for d in r.domains()]
 
+    def aspects(self) -> list[float]:
+        """Each image's width / height, from its header (see :func:`image_aspect`)."""
+        return [image_aspect(data) for r in self.readers for data in r.images()]
+
 
 class FolderDataset:
     """A labelled image folder (labels.jsonl, gt.txt, ... see data_tools.labels)."""
@@ -141,6 +159,18 @@ class FolderDataset:
     def domains(self) -> list[str | None]:
         return [item.domain for item in self.items]
 
+    def aspects(self) -> list[float]:
+        """Each image's width / height, from its file's header (0.0: unreadable)."""
+        out = []
+        for item in self.items:
+            try:
+                with Image.open(item.path) as im:
+                    w, h = im.size
+                out.append(w / h if h else 0.0)
+            except Exception:  # noqa: BLE001 - the loader reports the image itself
+                out.append(0.0)
+        return out
+
 
 class ConcatDataset(_Chained):
     """Several datasets read one after the other."""
@@ -154,6 +184,9 @@ class ConcatDataset(_Chained):
 
     def domains(self) -> list[str | None]:
         return [d for p in self.parts for d in p.domains()]
+
+    def aspects(self) -> list[float]:
+        return [a for p in self.parts for a in p.aspects()]
 
 
 def _is_lmdb_tree(path: str) -> bool:

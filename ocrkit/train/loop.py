@@ -55,6 +55,7 @@ from ocrkit.train.method import as_loss
 from ocrkit.train.sampler import (
     DomainBalancedSampler,
     StepSampler,
+    dataset_aspects,
     dataset_domains,
     describe_domains,
 )
@@ -93,6 +94,7 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     balance_domains: bool = False  # draw the samples' domains equally (DomainBalancedSampler)
+    bucket_widths: int = 0  # batches of similar width, sorted in runs of this many (0: off)
     extra: dict = field(default_factory=dict)  # recorded in checkpoints as-is
 
     @classmethod
@@ -136,6 +138,8 @@ class TrainConfig:
             bad("--val-limit", self.val_limit, "must be at least 1")
         if self.workers < 0:
             bad("--workers", self.workers, "must be 0 or more")
+        if self.bucket_widths < 0:
+            bad("--bucket-widths", self.bucket_widths, "must be 0 (off) or more")
         if self.optimizer not in OPTIMIZERS:
             bad("--optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -418,7 +422,20 @@ class Trainer:
                     last_path=os.path.join(cfg.out, "last.pt"))
 
     def _sampler(self, dist: Distributed) -> StepSampler:
-        """The training order: shuffled, or (``balance_domains``) domains drawn equally."""
+        """The training order: shuffled, or (``balance_domains``) domains drawn equally;
+        with ``bucket_widths``, batches of images of similar width."""
+        sampler = self._base_sampler(dist)
+        if self.cfg.bucket_widths:
+            started = time.perf_counter()
+            aspects = dataset_aspects(self.train_set)
+            sampler.bucket_by(aspects, self.cfg.bucket_widths)
+            if dist.main:
+                self.say(f"--bucket-widths {self.cfg.bucket_widths}: batches of similar width "
+                         f"(sizes of {len(aspects)} training images read in "
+                         f"{time.perf_counter() - started:.1f} s)")
+        return sampler
+
+    def _base_sampler(self, dist: Distributed) -> StepSampler:
         cfg = self.cfg
         if not cfg.balance_domains:
             return StepSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed,

@@ -323,6 +323,10 @@ def fit_recognizer(setup: RunSetup, model, method, data: LabelledData, input_spe
     training images (``--augment``), batches padded to their widest line, validation
     lines at their own width. ``extra`` goes into every checkpoint."""
     opts = setup.opts
+    if opts.get("bucket_widths") and not input_spec.any_width:
+        raise UsageError(f"--bucket-widths: every batch of this input ({input_spec.policy}, "
+                         f"{input_spec.rows} row(s)) is {input_spec.width} px wide; only "
+                         "keep-ratio single rows vary in width")
     train_set = augmented(data.train_set, opts, input_spec.rows)
     collate = Collate(input_spec, data.charset, opts.get("unknown") or "skip",
                       opts.get("replacement"), teacher_spec=teacher_spec, width="batch")

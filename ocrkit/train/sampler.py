@@ -2,7 +2,8 @@
 
 :class:`StepSampler` shuffles the whole training set; :class:`DomainBalancedSampler`
 (``--balance-domains``) draws the samples' domains (``Sample.domain``: scene,
-handwriting ...) equally often, whatever their share of the data.
+handwriting ...) equally often, whatever their share of the data. Either can group
+images of similar width into batches (:meth:`StepSampler.bucket_by`, ``--bucket-widths``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class StepSampler(torch.utils.data.Sampler):
         self.size, self.batch_size = size, batch_size
         self.seed, self.rank, self.world, self.shuffle = seed, rank, world, shuffle
         self.epoch, self.start_batch = 0, 0
+        self.aspects: list[float] | None = None
+        self.bucket_batches = 0
 
     @property
     def batches_per_epoch(self) -> int:
@@ -39,14 +42,44 @@ class StepSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
 
-    def __iter__(self):
+    def bucket_by(self, aspects: Sequence[float], batches: int) -> None:
+        """Batches of images of similar width: each run of ``batches`` batches of the
+        epoch's order is sorted by ``aspects`` (each sample's width / height), cut into
+        batches again and those batches shuffled. The epoch keeps its samples, a
+        resumed run its order; a batch padded to its widest image pads less (a
+        variable-width set trains in fewer pixels per step)."""
+        if len(aspects) != self.size:
+            raise ValueError(f"{len(aspects)} aspect ratios for {self.size} samples")
+        if batches < 1:
+            raise ValueError(f"bucket of {batches} batches")
+        self.aspects, self.bucket_batches = [float(a) for a in aspects], batches
+
+    def epoch_order(self) -> list[int]:
+        """This rank's whole epoch (``batches_per_epoch`` batches), before any resume."""
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.size, generator=g)
         else:
             order = torch.arange(self.size)
-        mine = order[self.rank::self.world][: self.batches_per_epoch * self.batch_size]
-        return iter(mine[self.start_batch * self.batch_size:].tolist())
+        return order[self.rank::self.world][: self.batches_per_epoch * self.batch_size].tolist()
+
+    def _bucketed(self, order: list[int]) -> list[int]:
+        size, chunk = self.batch_size, self.bucket_batches * self.batch_size
+        # its own stream: the epoch's order above stays what it is without bucketing
+        g = torch.Generator().manual_seed((self.seed + self.epoch) * 7919 + 104729)
+        aspects, out = self.aspects, []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start:start + chunk], key=lambda i: (aspects[i], i))
+            batches = [part[k:k + size] for k in range(0, len(part), size)]
+            for b in torch.randperm(len(batches), generator=g).tolist():
+                out.extend(batches[b])
+        return out
+
+    def __iter__(self):
+        order = self.epoch_order()
+        if self.aspects is not None:
+            order = self._bucketed(order)
+        return iter(order[self.start_batch * self.batch_size:])
 
 
 class DomainBalancedSampler(StepSampler):
@@ -81,7 +114,7 @@ class DomainBalancedSampler(StepSampler):
         """Samples per domain (None: no domain recorded)."""
         return {d: int(g.numel()) for d, g in zip(self.names, self.groups)}
 
-    def __iter__(self):
+    def epoch_order(self) -> list[int]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         streams = [_Stream(group, g) for group in self.groups]
         per_rank = self.batches_per_epoch * self.batch_size
@@ -92,7 +125,7 @@ class DomainBalancedSampler(StepSampler):
                 index = stream.next()
                 if r == self.rank:
                     mine.append(index)
-        return iter(mine[self.start_batch * self.batch_size:])
+        return mine
 
 
 class _Stream:
@@ -114,21 +147,36 @@ def dataset_domains(dataset) -> list[str | None]:
     """Each sample's domain: ``domains()`` of the dataset, or of the one it wraps
     (``dataset``, as augmentation does; taken at ``indices`` for a subset); a usage
     error when none says."""
-    own = getattr(dataset, "domains", None)
+    return per_sample(dataset, "domains",
+                      "--balance-domains: the training data cannot tell each sample's domain "
+                      "(labels.jsonl \"domain\" or LMDB domain-%09d keys)")
+
+
+def dataset_aspects(dataset) -> list[float]:
+    """Each sample's width / height (0 for an image that cannot be read), from the
+    image headers: ``aspects()`` of the dataset, or of the one it wraps."""
+    return per_sample(dataset, "aspects",
+                      "--bucket-widths: the training data cannot tell its images' sizes")
+
+
+def per_sample(dataset, method: str, missing: str) -> list:
+    """``dataset.<method>()`` (one value per sample), or that of the dataset it wraps
+    (``dataset``, as augmentation does; taken at ``indices`` for a subset); a usage
+    error saying ``missing`` when none has it."""
+    own = getattr(dataset, method, None)
     if own is not None:
-        domains = list(own())
+        values = list(own())
     else:
         inner = getattr(dataset, "dataset", None)
         if inner is None:
-            raise UsageError("--balance-domains: the training data cannot tell each sample's "
-                             "domain (labels.jsonl \"domain\" or LMDB domain-%09d keys)")
-        domains = dataset_domains(inner)
+            raise UsageError(missing)
+        values = per_sample(inner, method, missing)
         indices = getattr(dataset, "indices", None)
         if indices is not None:
-            domains = [domains[int(i)] for i in indices]
-    if len(domains) != len(dataset):
-        raise ValueError(f"{len(domains)} domains for a dataset of {len(dataset)} samples")
-    return domains
+            values = [values[int(i)] for i in indices]
+    if len(values) != len(dataset):
+        raise ValueError(f"{len(values)} {method} for a dataset of {len(dataset)} samples")
+    return values
 
 
 def describe_domains(counts: dict) -> str:
