@@ -135,6 +135,8 @@ class EnglishDemoConfig:
     hidden: int = 128
     channels: tuple = (32, 64, 128, 256)
     head: str = "ctc"
+    bucket_widths: int = 16  # batches of similar width (train --bucket-widths)
+    amp: bool | None = None  # None: bfloat16 on a CPU with bfloat16 instructions, on CUDA
     seed: int = 0
     device: str = "auto"
     workers: int = 1
@@ -279,6 +281,22 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None]) -> dict:
     return final
 
 
+def english_amp(cfg: EnglishDemoConfig) -> bool | None:
+    """The English demos' mixed precision: ``cfg.amp`` when set; else on (bfloat16) on
+    a CPU that computes in bfloat16 natively (1.4-1.8x the float32 steps per second on
+    this repository's 2-core machine; docs/results.md, "Batches of similar width and
+    mixed precision on a CPU"), off on other CPUs (emulated bfloat16 is slower), and
+    the training loop's default (on) on CUDA."""
+    from ocrkit.device import resolve_device
+    from ocrkit.train.loop import cpu_has_bf16
+
+    if cfg.amp is not None:
+        return cfg.amp
+    if resolve_device(cfg.device).type != "cpu":
+        return None
+    return cpu_has_bf16()
+
+
 def english_train_options(cfg: EnglishDemoConfig, train: str, val: str, charset: str,
                           out: str) -> dict:
     """``train_supervised``'s options for an English demo: the VGG + CAP + 2 x BiLSTM
@@ -291,10 +309,10 @@ def english_train_options(cfg: EnglishDemoConfig, train: str, val: str, charset:
         "optimizer": "adam", "lr": cfg.lr, "weight_decay": 1e-6, "schedule": "onecycle",
         "warmup": cfg.warmup, "decay_epochs": 60.0, "grad_clip": 5.0, "height": cfg.height,
         "width": cfg.max_width, "resize": "keep-ratio", "channels": 3, "charset": charset,
-        "unknown": "skip", "device": cfg.device, "amp": None, "workers": cfg.workers,
-        "seed": cfg.seed, "val_every": max(1, cfg.steps // 8),
+        "unknown": "skip", "device": cfg.device, "amp": english_amp(cfg),
+        "workers": cfg.workers, "seed": cfg.seed, "val_every": max(1, cfg.steps // 8),
         "save_every": max(1, cfg.steps // 8), "val_limit": None, "resume": False,
-        "quiet": cfg.quiet, "augment": True,
+        "quiet": cfg.quiet, "augment": True, "bucket_widths": cfg.bucket_widths,
         "backbone": "vgg-small", "backbone_args": {"channels": tuple(cfg.channels),
                                                    "width_stride": 4},
         "neck": "cap", "neck_args": {}, "sequence": "bilstm",
@@ -342,6 +360,8 @@ def run_english_demo(cfg: EnglishDemoConfig, say: Callable[[str], None]) -> dict
     Charset(list(EN_CHARSET)).save(charset)
     opts = english_train_options(cfg, sets["train"] + ".lmdb", sets["val"] + ".lmdb", charset,
                                  run)
+    if opts["amp"]:
+        say("mixed precision (bfloat16) on: this CPU computes in bfloat16 natively")
     summary = train_supervised(opts)
     predictor = Predictor(os.path.join(run, "best.pt"), cfg.device)
     with progress_bar("evaluate", cfg.quiet) as (start, advance):

@@ -31,3 +31,22 @@ def test_chinese_demo_refuses_the_attention_head(cli, tmp_path):
               "--test-images", 1, "--steps", 1, "--charset-size", 10, "-q")
     one_line_error(res, 2, "--head attention is for the English demos")
     assert not (tmp_path / "d").exists()
+
+
+def test_english_demos_train_in_bfloat16_only_where_the_cpu_has_it(monkeypatch):
+    import ocrkit.train.loop as loop
+
+    for native, expected in ((True, True), (False, False)):
+        monkeypatch.setattr(loop, "cpu_has_bf16", lambda native=native: native)
+        opts = english_train_options(EnglishDemoConfig(device="cpu"), "t", "v", "c", "r")
+        assert opts["amp"] is expected and opts["bucket_widths"] == 16
+    chosen = EnglishDemoConfig(device="cpu", amp=False)  # a setting given wins
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert english_train_options(chosen, "t", "v", "c", "r")["amp"] is False
+
+
+def test_chinese_demo_refuses_amp(cli, tmp_path):
+    res = cli("demo", "--amp", "--out", tmp_path / "d", "--train-images", 10,
+              "--test-images", 1, "--steps", 1, "--charset-size", 10, "-q")
+    one_line_error(res, 2, "--amp/--no-amp is for the English demos")
+    assert not (tmp_path / "d").exists()

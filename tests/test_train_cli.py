@@ -44,6 +44,31 @@ def ocrkit(*args, env=None, check=True, **kw):
     return proc
 
 
+def test_amp_on_a_cpu_trains_in_bfloat16_and_keeps_float32_weights(cli, lmdbs, tmp_path,
+                                                                   monkeypatch):
+    import torch
+
+    from ocrkit.train.loop import autocast_dtype
+
+    seen = []
+
+    class Spy(torch.autocast):
+        def __init__(self, device_type, dtype=None, enabled=True, **kw):
+            seen.append((device_type, dtype, enabled))
+            super().__init__(device_type, dtype=dtype, enabled=enabled, **kw)
+
+    monkeypatch.setattr(torch, "autocast", Spy)
+    for flag, out in (("--amp", tmp_path / "amp"), ("--no-amp", tmp_path / "fp32")):
+        res = cli("train", "--train", lmdbs / "train.lmdb", "-o", out, "--max-steps", 2,
+                  "--device", "cpu", flag, "-q", *TINY)
+        assert res.exit_code == 0, res.output
+    assert seen[:2] == [("cpu", torch.bfloat16, True)] * 2  # the two --amp steps
+    assert all(not enabled for _, _, enabled in seen[2:])  # --no-amp: float32
+    weights = load_checkpoint(str(tmp_path / "amp/best.pt"))["state_dict"]
+    assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float32}
+    assert autocast_dtype(torch.device("cpu")) == torch.bfloat16
+
+
 def test_train_evaluate_infer_export_chain(cli, lmdbs, tmp_path):
     out = tmp_path / "run"
     res = cli("train", "--train", lmdbs / "train.lmdb", "--val", lmdbs / "val.lmdb", "-o", out,

@@ -38,11 +38,14 @@ HELD_OUT = ("sans", "sans-wqy", "serif")  # data_tools.synth.fonts.PIP_FONT_PACK
 @click.option("--head", type=click.Choice(HEADS), default="ctc", show_default=True,
               help="English demos: CTC, or an attention decoder (what `ocrkit distill "
                    "--teacher htr=... --teacher str=...` learns from; docs/unified.md).")
+@click.option("--amp/--no-amp", default=None,
+              help="English demos: mixed precision (bfloat16) [default: on where the CPU "
+                   "computes in bfloat16 natively (AMX, AVX512-BF16) and on CUDA].")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="Only the final JSON line.")
 def demo(task, out, charset_size, train_images, test_images, val_images, steps, held_out, head,
-         device, seed, quiet) -> None:
+         amp, device, seed, quiet) -> None:
     """Run the whole chain on embedded defaults (no download, CPU is fine).
 
     --task zh (default): synthesizes a single-row Chinese training set in two font
@@ -73,6 +76,9 @@ def demo(task, out, charset_size, train_images, test_images, val_images, steps, 
         if head != "ctc":
             raise click.UsageError(f"--head {head} is for the English demos (--task scene-en "
                                    "or handwriting-en); the Chinese demo trains CTC")
+        if amp is not None:
+            raise click.UsageError("--amp/--no-amp is for the English demos (--task scene-en "
+                                   "or handwriting-en)")
         cfg = DemoConfig(out=out, charset_size=charset_size, test_images=test_images,
                          held_out=held_out, device=device, seed=seed, quiet=quiet,
                          **_given(train_images=train_images, steps=steps,
@@ -85,7 +91,7 @@ def demo(task, out, charset_size, train_images, test_images, val_images, steps, 
                 raise click.UsageError(f"--{name.replace('_', '-')} is for --task zh; the "
                                        f"English demos hold out Latin font families")
         cfg = EnglishDemoConfig(task=task, out=out, test_images=test_images, head=head,
-                                device=device, seed=seed, quiet=quiet,
+                                amp=amp, device=device, seed=seed, quiet=quiet,
                                 **_given(train_images=train_images, steps=steps,
                                          val_images=val_images))
         result = run_english_demo(cfg, say)

@@ -106,7 +106,9 @@ def loop_options(*, batch_size: int = 32, optimizer: str = "adam", lr: float = 1
                      help="Clip the gradient norm to this (0: no clipping)."),
         click.option("--device", default="auto", show_default=True,
                      help="auto, cpu, cuda, cuda:N or mps."),
-        click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA)."),
+        click.option("--amp/--no-amp", default=None, help="Mixed precision (default: on CUDA): bfloat16 where the GPU has it, "
+                          "else float16; on a CPU bfloat16, faster only where the CPU has "
+                          "bfloat16 instructions (AMX, AVX512-BF16)."),
         click.option("-w", "--workers", type=int, default=None,
                      help="Data-loading worker processes (default: cores - 1; at most the "
                           "cores)."),
