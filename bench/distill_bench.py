@@ -24,12 +24,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrkit.charset import Charset  # noqa: E402
 from ocrkit.data.batch import Collate, InputSpec  # noqa: E402
+from ocrkit.device import cpu_has_bf16  # noqa: E402
 from ocrkit.methods.distill import (  # noqa: E402
     DistillMethod,
     DistillNet,
     KDConfig,
     _key,
-    bf16_cpu,
     regressor,
 )
 from ocrkit.methods.distill_setup import half_spec  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
             so, to = check_forward(s, 32, 162, taps=names), check_forward(t, 32, 162, taps=names)
             cfg.hints = [(n, n) for n in names]
             regs = {_key(n, n): regressor(so.taps[n].shape, to.taps[n].shape) for n in names}
-        precision = "fp32" if "fp32" in name or not bf16_cpu() else "bf16"
+        precision = "fp32" if "fp32" in name or not cpu_has_bf16() else "bf16"
         net = DistillNet(s, t, cfg, regs, teacher_precision=precision).to(device)
         steppers[name] = Stepper(net, DistillMethod(charset, cfg, {}), data, device)
     results = interleaved(steppers, args.steps)
@@ -136,7 +136,7 @@ def main() -> None:
     print(f"device {device}, batch {args.batch_size}, input 32x162, {charset.num_classes} "
           f"classes; teacher {pt / 1e6:.2f} M parameters, student {ps / 1e6:.2f} M; "
           f"median of {2 * args.steps} steps in interleaved rounds, torch threads {torch.get_num_threads()}; frozen "
-          f"teacher in {'bf16' if bf16_cpu() and device.type == 'cpu' else 'fp32'} unless noted")
+          f"teacher in {'bf16' if cpu_has_bf16() and device.type == 'cpu' else 'fp32'} unless noted")
     print(f"{'step':<36} {'ms':>8} {'x student':>10}")
     for name, ms in results.items():
         print(f"{name:<36} {ms:8.1f} {ms / base:10.2f}")

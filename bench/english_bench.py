@@ -95,7 +95,14 @@ def main() -> None:
     parser.add_argument("--real", action="append", default=[], metavar="DIR",
                         help="a folder (or LMDB) of real labelled crops: every model reads it")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action="store_true",
+                        help="train in bfloat16 (train --amp; on a CPU, faster only where it "
+                             "has bfloat16 instructions)")
+    parser.add_argument("--bucket-widths", type=int, default=0, metavar="N",
+                        help="batches of similar width (train --bucket-widths)")
     args = parser.parse_args()
+    recipe = RECIPE + (["--amp"] if args.amp else []) + (
+        ["--bucket-widths", args.bucket_widths] if args.bucket_widths else [])
     scale = dict(SCALES[args.scale])
     if args.steps:
         scale["steps"] = args.steps
@@ -124,16 +131,17 @@ def main() -> None:
             run = os.path.join(bench.out, "runs", name)
             extra = ["--head", "attention", "--max-length", scale["cols"][domain]] \
                 if head == "attention" else []
-            train = bench.cached(f"train-{name}", lambda: bench.ocrkit(
+            train = bench.cached(f"train-{name}", lambda: {**bench.ocrkit(
                 "train", "--train", data[domain]["train"], "--val", data[domain]["val"], "-o", run,
                 "--charset", charset, "--height", scale["height"], "--width",
-                scale["width"][domain], *ENCODER, *extra, *RECIPE, "--max-steps",
+                scale["width"][domain], *ENCODER, *extra, *recipe, "--max-steps",
                 scale["steps"], "--val-every", max(1, scale["steps"] // 8), "--save-every",
                 max(1, scale["steps"] // 8), "--seed", args.seed, "--device", args.device,
-                "--overwrite", "-q"))
+                "--overwrite", "-q"), "recipe": recipe})
             best = os.path.join(run, "best.pt")
             row = {"domain": domain, "head": head, "parameters": train.get("parameters"),
                    "train_seconds": train.get("_seconds"), "best_step": train.get("best_step"),
+                   "recipe": train.get("recipe", RECIPE),  # a stage kept from an earlier run
                    "ms_per_word": bench.cached(f"ms-{name}", lambda: {
                        "ms": ms_per_word(best, data[domain]["test"])})["ms"], "tests": {}}
             for test_name, path in tests.items():
@@ -151,7 +159,8 @@ def main() -> None:
     with open(os.path.join(bench.out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
     with open(os.path.join(bench.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump({"scale": scale, "seed": args.seed, "rows": rows}, fh, indent=1)
+        json.dump({"scale": scale, "seed": args.seed, "recipe": recipe, "rows": rows}, fh,
+                  indent=1)
 
 
 def render(rows: list[dict], tests: list[str]) -> str:
@@ -161,7 +170,11 @@ def render(rows: list[dict], tests: list[str]) -> str:
     for r in rows:
         cells = [f"{100 * r['tests'][t]['accuracy']:.1f} / {100 * r['tests'][t]['cer']:.1f} "
                  f"({100 * r['tests'][t]['exact_accuracy']:.1f})" for t in tests]
-        lines.append(f"| {r['domain']}, {r['head']} | " + " | ".join(cells)
+        recipe = [str(x) for x in r.get("recipe", RECIPE)]
+        how = (", bfloat16" if "--amp" in recipe else "") + (
+            f", buckets of {recipe[recipe.index('--bucket-widths') + 1]}"
+            if "--bucket-widths" in recipe else "")
+        lines.append(f"| {r['domain']}, {r['head']}{how} | " + " | ".join(cells)
                      + f" | {r['parameters'] / 1e6:.2f} M | {r['ms_per_word']:.1f} |")
     return "\n".join(lines)
 

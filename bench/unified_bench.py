@@ -390,7 +390,15 @@ def main() -> None:
                         help="a folder or LMDB of real labelled crops read by every model; "
                              "DOMAIN (handwriting|scene) also scores the router on it")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action="store_true",
+                        help="train and distill in bfloat16 (--amp; on a CPU, faster only where "
+                             "it has bfloat16 instructions)")
+    parser.add_argument("--bucket-widths", type=int, default=0, metavar="N",
+                        help="batches of similar width (--bucket-widths)")
     args = parser.parse_args()
+    # every recognizer's recipe (recorded in results.json)
+    RECIPE.extend((["--amp"] if args.amp else [])
+                  + (["--bucket-widths", args.bucket_widths] if args.bucket_widths else []))
     scale = dict(SCALES[args.scale])
     for key in ("steps", "router_steps", "ms_words"):
         if getattr(args, key):

@@ -287,8 +287,7 @@ def english_amp(cfg: EnglishDemoConfig) -> bool | None:
     this repository's 2-core machine; docs/results.md, "Batches of similar width and
     mixed precision on a CPU"), off on other CPUs (emulated bfloat16 is slower), and
     the training loop's default (on) on CUDA."""
-    from ocrkit.device import resolve_device
-    from ocrkit.train.loop import cpu_has_bf16
+    from ocrkit.device import cpu_has_bf16, resolve_device
 
     if cfg.amp is not None:
         return cfg.amp

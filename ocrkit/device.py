@@ -25,3 +25,22 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps") from None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AMX or AVX512-BF16; Linux's
+    ``/proc/cpuinfo`` flags, else oneDNN's own check): there bfloat16 autocast
+    (``--amp`` on a CPU, a ``bf16`` frozen teacher) is faster than float32; elsewhere
+    it is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

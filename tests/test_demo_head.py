@@ -34,14 +34,14 @@ def test_chinese_demo_refuses_the_attention_head(cli, tmp_path):
 
 
 def test_english_demos_train_in_bfloat16_only_where_the_cpu_has_it(monkeypatch):
-    import ocrkit.train.loop as loop
+    import ocrkit.device as device
 
     for native, expected in ((True, True), (False, False)):
-        monkeypatch.setattr(loop, "cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(device, "cpu_has_bf16", lambda native=native: native)
         opts = english_train_options(EnglishDemoConfig(device="cpu"), "t", "v", "c", "r")
         assert opts["amp"] is expected and opts["bucket_widths"] == 16
     chosen = EnglishDemoConfig(device="cpu", amp=False)  # a setting given wins
-    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     assert english_train_options(chosen, "t", "v", "c", "r")["amp"] is False
 
 

@@ -473,6 +473,23 @@ def test_a_bf16_teacher_runs_under_autocast_close_to_fp32():
     assert torch.equal(terms["bf16"]["ctc"], terms["fp32"]["ctc"])  # the student stays fp32
 
 
+@pytest.mark.parametrize("mode", ["paper", "ctc-mean-kl", "dml"])
+def test_under_bfloat16_autocast_every_term_is_float32_and_near_float32s(mode):
+    """--amp: the student computes in bfloat16; the terms stay float32 and close."""
+    student, teacher, pairs, regs = _student_and_teacher()
+    batch = batch_for()
+    net = DistillNet(student, teacher, KDConfig(mode=mode, hints=pairs if mode == "paper"
+                                                else []), regs if mode == "paper" else {}).eval()
+    with torch.no_grad():
+        full = net(batch["images"], batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(batch["images"], batch)
+    assert set(low) == set(full)
+    for name, value in low.items():
+        assert value.dtype == torch.float32, name
+        assert value.item() == pytest.approx(full[name].item(), rel=0.1, abs=1e-3), name
+
+
 # ============================================================================ the CLI
 @pytest.fixture(scope="module")
 def kd(tmp_path_factory, cjk_font):

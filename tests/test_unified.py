@@ -270,6 +270,21 @@ def test_each_sample_is_taught_by_the_teacher_of_its_domain_pinned_by_hand():
                                                      rel=1e-5)
 
 
+def test_under_bfloat16_autocast_the_terms_are_float32_and_near_the_float32_ones():
+    """--amp: the student runs in bfloat16, the KD terms are still computed in float32."""
+    student, htr, str_ = tiny(0), tiny(1), tiny(2)
+    net = net_for(student, htr, str_)
+    images, batch = batch_of(["abc", "ed", "bad", "c"],
+                             ["handwriting", "scene", "scene", "handwriting"])
+    with torch.no_grad():
+        full = net(images, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(images, batch)
+    for name in TERMS:
+        assert low[name].dtype == torch.float32, name
+        assert float(low[name]) == pytest.approx(float(full[name]), rel=0.1, abs=1e-3), name
+
+
 @pytest.mark.parametrize("zeroed, kept", [("str", "handwriting"), ("htr", "scene")])
 def test_zeroing_one_teachers_outputs_leaves_the_other_domains_losses_unchanged(zeroed, kept):
     student, htr, str_ = tiny(0), tiny(1), tiny(2)

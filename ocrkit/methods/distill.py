@@ -283,14 +283,6 @@ def _as_float(out):
     return out
 
 
-def bf16_cpu() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _key(student_tap: str, teacher_tap: str) -> str:
     return f"{student_tap}->{teacher_tap}".replace(".", "_")
 

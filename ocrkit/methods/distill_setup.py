@@ -19,13 +19,13 @@ from ocrkit import registry
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import article, load_checkpoint, require_kind, save_checkpoint
 from ocrkit.data.batch import InputSpec
+from ocrkit.device import cpu_has_bf16
 from ocrkit.errors import UsageError
 from ocrkit.methods.distill import (
     DistillMethod,
     DistillNet,
     KDConfig,
     _key,
-    bf16_cpu,
     kd_record,
     regressor,
 )
@@ -374,7 +374,7 @@ def run_distill(opts: dict) -> dict | None:
                     for a, b in kd.hints}
         precision = opts.get("teacher_precision") or "auto"
         if precision == "auto":
-            precision = "bf16" if bf16_cpu() else "fp32"
+            precision = "bf16" if cpu_has_bf16() else "fp32"
         net = DistillNet(student, teacher, kd, regs, teacher_precision=precision)
         record = kd_record(kd, {"source": opts["teacher"],
                                 "sha256": teacher_info["sha256"] if teacher_info else None,

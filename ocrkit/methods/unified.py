@@ -38,6 +38,7 @@ refused before training (``unrouted="error"``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -351,7 +352,7 @@ class UnifiedNet(FoldedTeachers):
                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Sums ``[n]`` and counts ``[n]`` of the active terms for the samples ``idx``
         of teacher ``name`` (``t_targets`` its prefix, ``mask`` the valid steps)."""
-        cfg, info = self.cfg, self.info[name]
+        info = self.info[name]
         width = mask.shape[1]
         t_in = to_channels(images, info.channels)
         low = self.teacher_precision == "bf16" and t_in.device.type == "cpu"
@@ -360,6 +361,14 @@ class UnifiedNet(FoldedTeachers):
             t = teacher(t_in, outputs=True, targets=t_targets)
         if low:
             t = _as_float(t)
+        with torch.autocast(t_in.device.type, enabled=False):  # the terms in float32
+            return self._terms(name, _student_part(s, idx, width), t, mask)
+
+    def _terms(self, name: str, s, t, mask: torch.Tensor
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The active terms of :meth:`_teacher_terms` from the student's outputs ``s``
+        (already cut to the teacher's samples and steps) and the teacher's ``t``."""
+        cfg, info = self.cfg, self.info[name]
         steps = mask.sum(1).to(torch.float32)
         sums, counts = {}, {}
 
@@ -367,18 +376,18 @@ class UnifiedNet(FoldedTeachers):
             return torch.where(mask, values, 0.0).sum(1)
 
         if "logits" in self.terms:
-            q = info.class_map.probs(t.logits.detach(), cfg.temperature)
-            sums["logits"] = masked(kd_losses.step_kl(s.logits[idx, :width], q,
+            q = info.class_map.probs(t.logits.detach().float(), cfg.temperature)
+            sums["logits"] = masked(kd_losses.step_kl(s.logits, q,
                                                       cfg.temperature))
             counts["logits"] = steps
-        g_s = s.extras["glimpses"][idx, :width]
+        g_s = s.extras["glimpses"]
         g_t = t.extras["glimpses"].detach().float()
         if "hint" in self.terms:
             mapped = self.regressors[name](g_s) if name in self.regressors else g_s
             sums["hint"] = masked(kd_losses.step_hint(mapped, g_t, cfg.hint_loss))
             counts["hint"] = steps
         if "attention" in self.terms:
-            a_s = kd_losses.attention_grid(s.extras["attention"][idx, :width],
+            a_s = kd_losses.attention_grid(s.extras["attention"],
                                            _grid(s, self.student_grid))
             a_t = kd_losses.attention_grid(t.extras["attention"].detach().float(),
                                            _grid(t, info.grid))
@@ -389,6 +398,16 @@ class UnifiedNet(FoldedTeachers):
             sums["affinity"] = kd_losses.sample_affinity(g_s, g_t, mask, cfg.affinity_loss)
             counts["affinity"] = torch.ones_like(steps)
         return sums, counts
+
+
+def _student_part(s, idx: torch.Tensor, width: int) -> SimpleNamespace:
+    """The student's outputs for samples ``idx`` and their first ``width`` steps, in
+    float32 (a run under ``--amp`` computes them in bfloat16 or float16)."""
+    extras = dict(s.extras)
+    for key in ("glimpses", "attention"):
+        if key in extras:
+            extras[key] = extras[key][idx, :width].float()
+    return SimpleNamespace(logits=s.logits[idx, :width].float(), extras=extras)
 
 
 def _grid(out, grid: bool) -> tuple[int, int] | None:

@@ -35,8 +35,8 @@ from torch import nn
 from ocrkit.charset import Charset
 from ocrkit.checkpoint import load_checkpoint
 from ocrkit.data.batch import InputSpec
+from ocrkit.device import cpu_has_bf16
 from ocrkit.errors import UsageError
-from ocrkit.methods.distill import bf16_cpu
 from ocrkit.methods.distill_setup import (
     _describe_input,
     architecture,
@@ -305,7 +305,7 @@ def run_unified(opts: dict) -> dict | None:
         say_unrouted(say, left, len(labels))
         precision = opts.get("teacher_precision") or "auto"
         if precision == "auto":
-            precision = "bf16" if bf16_cpu() else "fp32"
+            precision = "bf16" if cpu_has_bf16() else "fp32"
         net = UnifiedNet(student, teachers, info, cfg, maps, student_grid=student_grid,
                          teacher_precision=precision)
         record = unified_record(cfg, {

@@ -72,26 +72,11 @@ from ocrkit.train.setup import (
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
     """Mixed precision's dtype: bfloat16 on a CPU (PyTorch's CPU autocast; fast where
-    the CPU has bfloat16 instructions, see :func:`cpu_has_bf16`) and on GPUs that
+    the CPU has bfloat16 instructions, see :func:`ocrkit.device.cpu_has_bf16`) and on GPUs that
     support it, float16 (with a gradient scaler) on other GPUs."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" else torch.float16
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (Linux flags ``amx_bf16`` or
-    ``avx512_bf16``): there ``--amp`` trains faster; elsewhere CPU bfloat16 is emulated
-    and slower than float32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 @dataclass
