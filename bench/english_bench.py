@@ -1,6 +1,7 @@
 """English scene text and handwriting: CTC and attention recognizers per domain.
 
-    python bench/english_bench.py --out bench-out/english            # about an hour, 2 cores
+    python bench/english_bench.py --out bench-out/english            # hours on 2 cores (below)
+    python bench/english_bench.py --out bench-out/english --amp --bucket-widths 16
     python bench/english_bench.py --out bench-out/english --real DIR --real DIR2
     python bench/english_bench.py --scale smoke --out /tmp/eb          # every stage, a minute
 
@@ -16,6 +17,13 @@ and exactly. ``--real DIR`` (repeatable) adds any folder of real labelled crops
 (``gt.txt``, ``labels.jsonl`` ...) to the test sets, read by every model.
 Parameters and ms per word (one thread, batch 1, greedy, the test images) come
 with each model.
+
+Time (measured 2026-12-06 on this repository's 2-core machine): synthesis about
+18 minutes; a scene CTC model's 5,000 steps in float32 40 minutes, so the four
+trainings take about 2.5-3 hours, not the hour first planned. ``--amp`` (bfloat16)
+and ``--bucket-widths 16`` train 1.6x (scene words) to 2.3x (handwriting, 160 px)
+as many images per second where the CPU computes in bfloat16 (docs/results.md,
+"Batches of similar width and mixed precision on a CPU"): about 1.5 hours.
 
 Every stage is an ``ocrkit`` command run as a subprocess; its JSON is kept under
 OUT, and a stage whose result exists is not run again, so an interrupted run
@@ -38,7 +46,7 @@ HEADS = ("ctc", "attention")
 ENCODER = ["--backbone", "vgg-small", "--backbone-arg", "channels=(32,64,128,256)",
            "--neck", "cap", "--sequence-arg", "hidden=128", "--sequence-arg", "layers=2"]
 SCALES = {
-    # about an hour on 2 cores: 4 trainings of ~11 minutes and their data
+    # 2.5-3 hours on 2 cores in float32 (see the module doc)
     "cpu": {"train": 60000, "val": 500, "test": 1000, "steps": 5000, "height": 32,
             "width": {"scene": 128, "handwriting": 192}, "cols": {"scene": 16, "handwriting": 20}},
     "smoke": {"train": 64, "val": 16, "test": 16, "steps": 3, "height": 32,

@@ -21,14 +21,14 @@ HELD_OUT = ("sans", "sans-wqy", "serif")  # data_tools.synth.fonts.PIP_FONT_PACK
 @click.option("--charset-size", type=click.IntRange(min=10), default=500, show_default=True,
               help="Most frequent characters of the embedded corpus to use.")
 @click.option("--train-images", type=click.IntRange(min=10), default=None,
-              help="Training images [default: 20000 zh, 30000 scene-en, 22000 "
+              help="Training images [default: 20000 zh, 28000 scene-en, 25000 "
                    "handwriting-en].")
 @click.option("--test-images", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--val-images", type=click.IntRange(min=1), default=None,
               help="Validation images that choose best.pt (training fonts) [default: 200 zh, "
                    "300 scene-en and handwriting-en].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps, batch 32 [default: 2500 zh, 3000 scene-en, 2400 "
+              help="Training steps, batch 32 [default: 2500 zh, 2800 scene-en and "
                    "handwriting-en].")
 @click.option("--held-out", type=click.Choice(HELD_OUT), default=DemoConfig.held_out,
               show_default=True,
