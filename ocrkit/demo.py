@@ -125,7 +125,7 @@ class EnglishDemoConfig:
     train_images: int | None = None  # the task's: 28,000 scene, 25,000 handwriting
     test_images: int = 500
     val_images: int = 300
-    steps: int | None = None  # 2,800 (both tasks)
+    steps: int | None = None  # 3,400 (both tasks)
     batch_size: int = 32
     lr: float = 2e-3
     warmup: float = 0.02
@@ -149,7 +149,7 @@ class EnglishDemoConfig:
         if self.train_images is None:
             self.train_images = 28000 if scene else 25000
         if self.steps is None:
-            self.steps = 2800
+            self.steps = 3400
         if self.max_width is None:
             self.max_width = 128 if scene else 160
         if self.max_chars is None:

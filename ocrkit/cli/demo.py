@@ -28,7 +28,7 @@ HELD_OUT = ("sans", "sans-wqy", "serif")  # data_tools.synth.fonts.PIP_FONT_PACK
               help="Validation images that choose best.pt (training fonts) [default: 200 zh, "
                    "300 scene-en and handwriting-en].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps, batch 32 [default: 2500 zh, 2800 scene-en and "
+              help="Training steps, batch 32 [default: 2500 zh, 3400 scene-en and "
                    "handwriting-en].")
 @click.option("--held-out", type=click.Choice(HELD_OUT), default=DemoConfig.held_out,
               show_default=True,
