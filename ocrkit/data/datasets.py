@@ -55,13 +55,13 @@ def decode_image(data: bytes, key: str, skip_broken: bool, mode: str = "L"
         return None, str(exc)
 
 
-def image_aspect(data: bytes | None) -> float:
-    """Width / height from an encoded image's header (nothing decoded); 0.0 for bytes
-    that are not a readable image."""
-    if not data:
+def image_aspect(source: bytes | str | None) -> float:
+    """Width / height from an image's header (encoded bytes or a file path; nothing
+    decoded); 0.0 for anything that is not a readable image."""
+    if not source:
         return 0.0
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             w, h = im.size
     except Exception:  # noqa: BLE001 - any unreadable header; the loader reports the image
         return 0.0
@@ -161,15 +161,7 @@ class FolderDataset:
 
     def aspects(self) -> list[float]:
         """Each image's width / height, from its file's header (0.0: unreadable)."""
-        out = []
-        for item in self.items:
-            try:
-                with Image.open(item.path) as im:
-                    w, h = im.size
-                out.append(w / h if h else 0.0)
-            except Exception:  # noqa: BLE001 - the loader reports the image itself
-                out.append(0.0)
-        return out
+        return [image_aspect(item.path) for item in self.items]
 
 
 class ConcatDataset(_Chained):

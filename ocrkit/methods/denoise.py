@@ -39,9 +39,9 @@ class PairDataset:
         import random
 
         n = len(self.pairs)
-        held = min(n - 1, max(1, int(n * fraction + 0.5)))
         if n < 2:
             raise UsageError(f"{self.folder}: {n} pair(s) cannot be split for --val-fraction")
+        held = min(n - 1, max(1, int(n * fraction + 0.5)))
         order = list(range(n))
         random.Random(seed).shuffle(order)
         chosen = set(order[:held])
