@@ -39,7 +39,7 @@ import os
 import subprocess
 import sys
 
-from stages import Stages
+from stages import Stages, amp_flags, provenance
 
 DOMAINS = ("scene", "handwriting")
 HEADS = ("ctc", "attention")
@@ -103,13 +103,13 @@ def main() -> None:
     parser.add_argument("--real", action="append", default=[], metavar="DIR",
                         help="a folder (or LMDB) of real labelled crops: every model reads it")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", action="store_true",
-                        help="train in bfloat16 (train --amp; on a CPU, faster only where it "
-                             "has bfloat16 instructions)")
-    parser.add_argument("--bucket-widths", type=int, default=0, metavar="N",
-                        help="batches of similar width (train --bucket-widths)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="train in bfloat16 (train --amp) [on where the CPU computes in "
+                             "bfloat16, as the English demos; the loop's default on CUDA]")
+    parser.add_argument("--bucket-widths", type=int, default=16, metavar="N",
+                        help="batches of similar width (train --bucket-widths; 0: off) [16]")
     args = parser.parse_args()
-    recipe = RECIPE + (["--amp"] if args.amp else []) + (
+    recipe = RECIPE + amp_flags(args.amp, args.device) + (
         ["--bucket-widths", args.bucket_widths] if args.bucket_widths else [])
     scale = dict(SCALES[args.scale])
     if args.steps:
@@ -167,8 +167,8 @@ def main() -> None:
     with open(os.path.join(bench.out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
     with open(os.path.join(bench.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump({"scale": scale, "seed": args.seed, "recipe": recipe, "rows": rows}, fh,
-                  indent=1)
+        json.dump({**provenance(), "scale": scale, "seed": args.seed, "recipe": recipe,
+                   "rows": rows}, fh, indent=1)
 
 
 def render(rows: list[dict], tests: list[str]) -> str:

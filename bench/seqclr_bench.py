@@ -72,12 +72,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 from functools import partial
 
-from stages import Stages
+from stages import Stages, provenance
 
 DOMAINS = ("handwriting", "zh")
 PROTOCOLS = ("decoder", "semi")
@@ -406,37 +403,6 @@ def render(dec: list[dict], semi: list[dict], pre: list[dict], domains: list[str
     if semi:
         out += ["", conclusion(target(semi))]
     return "\n".join(out)
-
-
-def provenance() -> dict:
-    """The command, the commit (``+dirty`` with uncommitted changes) and the machine."""
-    import torch
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    commit = git("rev-parse", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+dirty"
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"command": " ".join(["python", *sys.argv]), "commit": commit or None,
-            "machine": {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-                        "python": platform.python_version(), "torch": torch.__version__,
-                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                        else None,
-                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
 
 
 def parse_list(value: str, allowed: tuple, what: str, parser) -> list[str]:

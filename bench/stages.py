@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -70,3 +72,48 @@ class Stages:
                 "build-lmdb", folder, folder + ".lmdb", "--overwrite", "-q"))
             sets[split] = folder + ".lmdb"
         return sets
+
+
+def provenance() -> dict:
+    """The command, the commit (``+dirty`` with uncommitted changes) and the machine."""
+    import torch
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"command": shlex.join(["python", *sys.argv]), "commit": commit or None,
+            "machine": {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+                        "python": platform.python_version(), "torch": torch.__version__,
+                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                        else None,
+                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
+
+
+def amp_flags(amp: bool | None, device: str) -> list[str]:
+    """``--amp`` / ``--no-amp`` for the trainings of a bench. ``None`` (auto): the English
+    demos' choice on a CPU (bfloat16 where it computes in it natively: 1.4-1.8x the
+    float32 steps per second on this repository's 2-core machine, docs/results.md),
+    nothing elsewhere (the training loop's own default: on for CUDA)."""
+    if amp is None:
+        from ocrkit.device import cpu_has_bf16, resolve_device
+
+        if resolve_device(device).type != "cpu":
+            return []
+        amp = cpu_has_bf16()
+    return ["--amp"] if amp else ["--no-amp"]
