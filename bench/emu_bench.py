@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrkit.models.classifiers.multihot import (MultiHotClassifier,  # noqa: E402
                                                 storage_bytes)
+from stages import amp_flags  # noqa: E402  (bench/ is on the path when run as a script)
 
 MIB = 2 ** 20
 PAPER_VI = {128: 0.22, 256: 0.45, 512: 0.89, 1024: 1.78}  # Table VI, "MB"
@@ -230,9 +231,12 @@ def _train(out: str, name: str, args: list, common: list, seed: int, log) -> str
     return run
 
 
-def _common(train: str, val: str, steps: int) -> list:
+def _common(train: str, val: str, steps: int, amp: bool | None = None) -> list:
+    """Every training's options; ``amp`` True / False: ``--amp`` / ``--no-amp`` (None: the
+    loop's default, on CUDA only)."""
     return ["--train", train, "--val", val, "--charset", os.path.join(train, "charset.txt"),
-            "--max-steps", steps, "--val-every", max(1, steps // 4), "-b", 32, "-q"]
+            "--max-steps", steps, "--val-every", max(1, steps // 4), "-b", 32, "-q",
+            *amp_flags(amp, "auto", auto=False)]
 
 
 def _stat(values: list[float]) -> list[float]:
@@ -242,11 +246,12 @@ def _stat(values: list[float]) -> list[float]:
 
 
 def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,
-             seeds: tuple[int, ...] = (0, 1, 2), val_count: int = 1000, **lf) -> list[dict]:
+             seeds: tuple[int, ...] = (0, 1, 2), val_count: int = 1000, amp: bool | None = None,
+             **lf) -> list[dict]:
     os.makedirs(out, exist_ok=True)
     log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
     train, val, test = _data(out, classes, count, val_count, log)
-    common = _common(train, val, steps)
+    common = _common(train, val, steps, amp)
     rows = []
     for name, args in _runs(**lf).items():
         if models and name.split(" +")[0] not in models:
@@ -276,13 +281,14 @@ CANDIDATES = [("Light-Former", 0.0, None, None), ("Light-Former", 0.5, None, Non
 
 
 def select(out: str, steps: int, classes: int, count: int, seed: int = 0,
-           val_count: int = 1000, candidates=None, **lf) -> list[dict]:
+           val_count: int = 1000, candidates=None, amp: bool | None = None,
+           **lf) -> list[dict]:
     """Each Light-Former candidate at one seed, scored by its best checkpoint's 1-NED on
     the validation set (the test split is not read); the best of each decoder wins."""
     os.makedirs(out, exist_ok=True)
     log = open(os.path.join(out, "commands.log"), "a", encoding="utf-8")
     train, val, _ = _data(out, classes, count, val_count, log)
-    common = _common(train, val, steps)
+    common = _common(train, val, steps, amp)
     rows = []
     for decoder, weight, embed_map, bits in candidates or CANDIDATES:
         options = {**lf, "lf_ctc_weight": weight, "lf_softmax_ctc_weight": weight}
@@ -340,6 +346,9 @@ def main() -> None:
                     help="accuracy: train every model with each seed; select: the first")
     ap.add_argument("--val-count", type=int, default=1000,
                     help="lines in the validation set (best.pt and select choose on it)")
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                    help="accuracy, select: every training in mixed precision (bfloat16 on a "
+                         "CPU) [the loop's default: on CUDA only]; compared rows must share it")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -352,11 +361,11 @@ def main() -> None:
         lf = {"lf_size": args.lf_size, "lf_lr": args.lf_lr, "lf_encoder": args.lf_encoder}
         if args.what == "select":
             rows = select(args.out, args.steps, args.classes, args.count, seeds[0],
-                          args.val_count, **lf)
+                          args.val_count, amp=args.amp, **lf)
         else:
             rows = accuracy(args.out, args.steps, args.classes, args.count,
                             args.models.split(",") if args.models else None, seeds,
-                            args.val_count, lf_ctc_weight=args.lf_ctc_weight,
+                            args.val_count, amp=args.amp, lf_ctc_weight=args.lf_ctc_weight,
                             lf_embed_map=args.lf_embed_map, lf_bits=args.lf_bits,
                             lf_softmax_ctc_weight=args.lf_softmax_ctc_weight, **lf)
     for row in rows:

@@ -79,7 +79,7 @@ import os
 import re
 import time
 
-from stages import Stages
+from stages import Stages, amp_flags
 
 PAPER = {  # CLP, ILP in % (Table 5's "CRNN" rows are the teachers)
     ("5", "single: teacher"): (89.29, 71.17), ("5", "single: distilled online"): (91.74, 78.20),
@@ -257,10 +257,12 @@ SCALES["smoke"] = {**_shrunk(SCALES["cpu"]), "val_count": 20}
 
 
 class Bench(Stages):
-    def __init__(self, out: str, device: str, seed: int, val_count: int = 500) -> None:
+    def __init__(self, out: str, device: str, seed: int, val_count: int = 500,
+                 amp: list | None = None) -> None:
         super().__init__(out)
         self.device, self.seed = device, seed
         self.val_count = val_count
+        self.amp = amp or []  # --amp / --no-amp of every training, or the loop's default
 
     def synth(self, name: str, args: list, common: list) -> tuple[str, str]:
         """(the dataset folder with train/ and test/, its validation folder): the same
@@ -291,7 +293,7 @@ class Bench(Stages):
         extra = ["--denoiser", denoiser] if denoiser else []
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train", "--train", os.path.join(folder, "train"), "--val", val, "-o", run,
-            "--rows", rows, *size, *args, *extra, *_val_every(args), "--device", self.device,
+            "--rows", rows, *size, *args, *extra, *_val_every(args), "--device", self.device, *self.amp,
             "--seed", seed, "--save-every", 1000, "--overwrite", "-q"))
         return {"train": train, "eval": self._evaluate(name, run, folder)}
 
@@ -300,7 +302,7 @@ class Bench(Stages):
         run = os.path.join(self.out, "runs", name)
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "distill", "--train", os.path.join(folder, "train"), "--val", val, "-o", run, *args,
-            *_val_every(args), "--device", self.device, "--seed", seed, "--save-every", 1000,
+            *_val_every(args), "--device", self.device, *self.amp, "--seed", seed, "--save-every", 1000,
             "--overwrite", "-q"))
         return {"train": train, "eval": self._evaluate(name, run, folder)}
 
@@ -312,7 +314,7 @@ class Bench(Stages):
         run = os.path.join(self.out, "runs", name)
         result = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train-denoiser", "--data", os.path.join(folder, "train"), "--val", val, "-o", run,
-            "--variant", variant, *args, "--device", self.device, "--seed", seed,
+            "--variant", variant, *args, "--device", self.device, *self.amp, "--seed", seed,
             "--save-every", 1000, "--val-limit", 256, "--overwrite", "-q"))
         return os.path.join(run, "best.pt"), result
 
@@ -552,6 +554,10 @@ def main() -> None:
     parser.add_argument("--t3-methods", default=None,
                         help="Table 3: a comma-separated subset of "
                              + ", ".join(T3_TAGS.values()))
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="every training in mixed precision (--amp: bfloat16 on a CPU, "
+                             "faster where it computes in bfloat16) [the loop's default: on "
+                             "CUDA only]; rows of one table must share it")
     args = parser.parse_args()
     cfg = SCALES[args.scale]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -562,7 +568,8 @@ def main() -> None:
                      f"{', '.join(T3_TAGS.values())}")
     tables = set(args.tables.split(","))
     bench = Bench(args.out or f"bench-out/paper-{args.scale}", args.device, args.seed,
-                  args.val_count or cfg.get("val_count", 500))
+                  args.val_count or cfg.get("val_count", 500),
+                  amp_flags(args.amp, args.device, auto=False))
     rows: list[dict] = []
     if "2" in tables:
         t = cfg["t2"]

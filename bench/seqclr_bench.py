@@ -56,8 +56,11 @@ about 2 hours on 2 idle cores: a 0.28 M-parameter encoder (VGG (16, 32, 64, 96)
 + CAP + one BiLSTM of 64 units per direction, 32 px high), 8,000 training images
 per domain, 300 validation and 500 test images, pre-training 400 steps of batch
 64, decoder evaluation and fine-tuning 800 steps of batch 32. See
-docs/pretraining.md ("Bench") for how the time was estimated. ``--scale smoke``
-runs every stage on a few images for a few steps.
+docs/pretraining.md ("Bench") for how the time was estimated; the Chinese rows
+alone took 107 minutes in float32. Pre-training and training run in bfloat16 where
+the CPU computes in it (``--amp``, auto as in the English demos; ``--no-amp`` for
+float32, which the Chinese rows in docs/results.md used). ``--scale smoke`` runs
+every stage on a few images for a few steps.
 
 Every stage is an ``ocrkit`` command run as a subprocess; its JSON is kept under
 OUT, and a stage whose result exists is not run again, so an interrupted run
@@ -74,7 +77,7 @@ import json
 import os
 from functools import partial
 
-from stages import Stages, provenance
+from stages import Stages, amp_flags, provenance
 
 DOMAINS = ("handwriting", "zh")
 PROTOCOLS = ("decoder", "semi")
@@ -129,9 +132,9 @@ RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "--wa
 class Bench(Stages):
     """The stages of one bench run (data, pre-trainings, trainings, evaluations)."""
 
-    def __init__(self, out: str, scale: dict, device: str) -> None:
+    def __init__(self, out: str, scale: dict, device: str, amp: list[str]) -> None:
         super().__init__(out)
-        self.scale, self.device = scale, device
+        self.scale, self.device, self.amp = scale, device, amp
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.out, *parts)
@@ -176,7 +179,7 @@ class Bench(Stages):
                     "--val", data["val"], "--val-every", max(1, steps // 4)]
         result = self.cached(f"{domain}-pretrain-{name}", partial(
             self.ocrkit, "pretrain", "--data", data["train"], "-o", run,
-            *self.model_args(domain), *args, "--seed", 0, "--device", self.device,
+            *self.model_args(domain), *args, "--seed", 0, "--device", self.device, *self.amp,
             "--save-every", 10 ** 6, "--overwrite", "-q"))
         return {**result, "checkpoint": os.path.join(run, "best.pt")}
 
@@ -190,8 +193,8 @@ class Bench(Stages):
             self.ocrkit, "train", "--train", data["train"], "--val", data["val"], "-o", run,
             "--charset", data["charset"], *self.model_args(domain), *heads, *RECIPE, *args,
             "-b", self.scale["batch"], "--max-steps", steps, "--val-every", max(1, steps // 5),
-            "--save-every", 10 ** 6, "--seed", seed, "--device", self.device, "--overwrite",
-            "-q"))
+            "--save-every", 10 ** 6, "--seed", seed, "--device", self.device, *self.amp,
+            "--overwrite", "-q"))
         test = self.cached(f"{domain}-eval-{name}", partial(
             self.ocrkit, "evaluate", os.path.join(run, "best.pt"), data["test"], "--protocol",
             d["protocol"], "--device", self.device, "-q"))
@@ -429,7 +432,12 @@ def main() -> None:
     parser.add_argument("--decoder-steps", type=int, help="protocol 1 [scale's]")
     parser.add_argument("--finetune-steps", type=int, help="protocol 2 [scale's]")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="pre-train and train in bfloat16 (--amp) [on where the CPU "
+                             "computes in bfloat16, as the English demos; the loop's default "
+                             "on CUDA]; the Chinese rows of docs/results.md ran in float32")
     args = parser.parse_args()
+    amp = amp_flags(args.amp, args.device)
     scale = dict(SCALES[args.scale])
     for key in ("pretrain_steps", "decoder_steps", "finetune_steps"):
         if getattr(args, key):
@@ -441,7 +449,7 @@ def main() -> None:
     protocols = parse_list(args.protocols, PROTOCOLS, "--protocols", parser)
     heads = parse_list(args.semi_heads, HEADS, "--semi-heads", parser)
 
-    bench = Bench(args.out, scale, args.device)
+    bench = Bench(args.out, scale, args.device, amp)
     dec, semi, pre = [], [], []
     for domain in domains:
         data = bench.data(domain)
@@ -458,7 +466,7 @@ def main() -> None:
     with open(bench.path("results.md"), "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
     with open(bench.path("results.json"), "w", encoding="utf-8") as fh:
-        json.dump({**provenance(), "scale": args.scale, "settings": scale,
+        json.dump({**provenance(), "scale": args.scale, "settings": scale, "amp": amp,
                    "domains": domains, "protocols": protocols,
                    "pretraining": pre, "decoder": dec, "semi": semi,
                    "target": target(semi) if semi else None,

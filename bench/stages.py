@@ -105,11 +105,15 @@ def provenance() -> dict:
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
 
 
-def amp_flags(amp: bool | None, device: str) -> list[str]:
+def amp_flags(amp: bool | None, device: str, auto: bool = True) -> list[str]:
     """``--amp`` / ``--no-amp`` for the trainings of a bench. ``None`` (auto): the English
     demos' choice on a CPU (bfloat16 where it computes in it natively: 1.4-1.8x the
     float32 steps per second on this repository's 2-core machine, docs/results.md),
-    nothing elsewhere (the training loop's own default: on for CUDA)."""
+    nothing elsewhere (the training loop's own default: on for CUDA). ``auto=False``:
+    ``None`` is always the loop's own default (benches whose published rows ran in
+    float32 on a CPU)."""
+    if amp is None and not auto:
+        return []
     if amp is None:
         from ocrkit.device import cpu_has_bf16, resolve_device
 
