@@ -1,7 +1,7 @@
 """English scene text and handwriting: CTC and attention recognizers per domain.
 
-    python bench/english_bench.py --out bench-out/english            # hours on 2 cores (below)
-    python bench/english_bench.py --out bench-out/english --amp --bucket-widths 16
+    python bench/english_bench.py --out bench-out/english            # about 80 min, 2 cores
+    python bench/english_bench.py --out bench-out/english --no-amp --bucket-widths 0  # float32
     python bench/english_bench.py --out bench-out/english --real DIR --real DIR2
     python bench/english_bench.py --scale smoke --out /tmp/eb          # every stage, a minute
 
@@ -18,12 +18,13 @@ and exactly. ``--real DIR`` (repeatable) adds any folder of real labelled crops
 Parameters and ms per word (one thread, batch 1, greedy, the test images) come
 with each model.
 
-Time (measured 2026-12-06 on this repository's 2-core machine): synthesis about
-18 minutes; a scene CTC model's 5,000 steps in float32 40 minutes, so the four
-trainings take about 2.5-3 hours, not the hour first planned. ``--amp`` (bfloat16)
-and ``--bucket-widths 16`` train 1.6x (scene words) to 2.3x (handwriting, 160 px)
-as many images per second where the CPU computes in bfloat16 (docs/results.md,
-"Batches of similar width and mixed precision on a CPU"): about 1.5 hours.
+Time (measured 2026-12-06 on this repository's 2-core machine, docs/results.md
+"English bench"): synthesis about 18 minutes, the four trainings 59 minutes with the
+defaults, bfloat16 where the CPU computes in it natively (``--amp``; auto, as the
+English demos) and batches of similar width (``--bucket-widths 16``); about 80
+minutes in all. In float32 with shuffled batches (``--no-amp --bucket-widths 0``)
+the trainings take 2.5-3 hours; at equal steps they read 3-4 points more held-out
+scene words (one seed; docs/results.md).
 
 Every stage is an ``ocrkit`` command run as a subprocess; its JSON is kept under
 OUT, and a stage whose result exists is not run again, so an interrupted run
