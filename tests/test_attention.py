@@ -110,6 +110,31 @@ def test_decoding_cuts_at_the_end_symbol_and_stops_once_every_line_has_ended():
         assert head(torch.randn(2, 7, 12), EndsAtOnce()).shape == (2, 6, 6)
 
 
+def test_a_reading_that_never_ends_is_returned_with_confidence_zero():
+    """A word longer than max_length (or a rambling decoder) never emits the end
+    symbol: its letters may be confident, the reading is cut off - greedy and beam
+    report it at confidence 0, so a threshold catches it."""
+    head, _ = _head()
+    logits = torch.full((2, 6, 6), -5.0)
+    for i, ids in enumerate(([3, 2, 4, 1, 5, 2], [3, 2, 4, 1, 5, 0])):
+        logits[i, torch.arange(6), torch.tensor(ids)] = 5.0
+    (ids0, conf0), (ids1, conf1) = head.decode(logits)
+    assert ids0 == [3, 2, 4, 1, 5, 2] and conf0 == 0.0
+    assert ids1 == [3, 2, 4, 1, 5] and conf1 > 0.99
+
+    class NeverEnds(torch.nn.Module):  # class 3 always wins, the end symbol never
+        def forward(self, x):
+            out = torch.zeros(*x.shape[:-1], 6)
+            out[..., 3] = 10.0
+            return out
+
+    frames = torch.randn(2, 7, 12)
+    with torch.no_grad():
+        for width in (1, 3):
+            for ids, conf in head.beam_search(frames, NeverEnds(), width):
+                assert ids == [3] * 6 and conf == 0.0  # max_length 5 + the end step
+
+
 def test_options_are_checked():
     with pytest.raises(ValueError, match="cell='rnn'"):
         AttentionHead(in_channels=4, num_classes=3, cell="rnn")

@@ -47,7 +47,8 @@ Decoding:
 Confidence (greedy and beam): the mean probability of the characters kept (the step
 probabilities of the chosen classes), PaddleOCR's and ocrkit's CTC convention, so
 thresholds carry over between heads; an empty text reports the end symbol's
-probability at the first step. (The minimum would single out one doubtful letter more
+probability at the first step; a reading that never ends (longer than
+``max_length``) reports 0 (``sequence_targets.kept_reading``). (The minimum would single out one doubtful letter more
 sharply; the mean keeps one confidence threshold meaningful across heads.)
 
 ``outputs=True`` (``extras``) carries per step: ``glimpses`` ``[B, L, C]`` (the context
@@ -76,7 +77,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ocrkit.models.heads.sequence_targets import IGNORE, aux_ctc_loss, eos_targets, sequence_loss
+from ocrkit.models.heads.sequence_targets import (IGNORE, aux_ctc_loss, eos_targets,
+                                                  kept_reading, sequence_loss)
 
 CELLS = ("lstm", "gru")
 READOUTS = ("state+glimpse", "state")
@@ -255,13 +257,8 @@ class AttentionHead(nn.Module):
         """Greedy: the classes before the first end symbol and their mean probability
         (the end symbol's at the first step when none is kept). Beam search needs the
         frames: :meth:`beam_search`."""
-        probs = F.softmax(logits.float(), -1).cpu()
-        best_p, best = probs.max(-1)
-        out = []
-        for p, ids in zip(best_p, best.tolist()):
-            n = ids.index(0) if 0 in ids else len(ids)
-            out.append((ids[:n], float(p[:n].mean()) if n else float(p[0])))
-        return out
+        best_p, best = F.softmax(logits.float(), -1).cpu().max(-1)
+        return [kept_reading(ids, p) for p, ids in zip(best_p, best.tolist())]
 
     @torch.no_grad()
     def beam_search(self, frames: torch.Tensor, classifier, width: int
@@ -322,11 +319,8 @@ class AttentionHead(nn.Module):
             for k in range(width):
                 if math.isinf(float(scores[i, k])):
                     continue  # fewer live hypotheses than the width
-                ids = tokens[i, k].tolist()
-                n = ids.index(0) if 0 in ids else len(ids)
-                probs = token_lp[i, k].exp()
-                conf = float(probs[:n].mean()) if n else float(probs[0])
-                hyps.append((ids[:n], conf, float(scores[i, k])))
+                ids, conf = kept_reading(tokens[i, k].tolist(), token_lp[i, k].exp())
+                hyps.append((ids, conf, float(scores[i, k])))
             results.append(hyps)
         if keep_greedy:
             logits = self.forward(frames, classifier)

@@ -44,6 +44,7 @@ from ocrkit.models.heads.sequence_targets import (  # noqa: F401  (IGNORE: re-ex
     IGNORE,
     aux_ctc_loss,
     eos_targets,
+    kept_reading,
     sequence_loss,
 )
 from ocrkit.models.necks.tokens import sinusoid
@@ -286,15 +287,10 @@ class LightFormerHead(nn.Module):
     def decode(self, logits: torch.Tensor, beam_width: int | None = None
                ) -> list[tuple[list[int], float]]:
         """Greedy: characters up to the first end symbol; confidence the mean
-        probability of the characters kept (of the end symbol when none)."""
-        probs = F.softmax(logits.float(), -1).cpu()
-        best_p, best = probs.max(-1)
-        out = []
-        for p, ids in zip(best_p, best):
-            ids = ids.tolist()
-            n = ids.index(0) if 0 in ids else len(ids)
-            out.append((ids[:n], float(p[:n].mean()) if n else float(p[0])))
-        return out
+        probability of the characters kept (of the end symbol when none; 0 for a
+        reading that never ends)."""
+        best_p, best = F.softmax(logits.float(), -1).cpu().max(-1)
+        return [kept_reading(ids, p) for p, ids in zip(best_p, best.tolist())]
 
 
 def lightformer(*, in_channels: int, num_classes: int, **kwargs) -> LightFormerHead:
