@@ -2,6 +2,8 @@
 
     python bench/unified_bench.py --out bench-out/unified --seeds 0 --no-ablations  # one seed
     python bench/unified_bench.py --out bench-out/unified --real handwriting=IAM --real scene=IC15
+    python bench/unified_bench.py --out bench-out/unified-en --specialists-from bench-out/english \
+        --seeds 0 --no-ablations --student-steps 5000   # the English bench's specialists
     python bench/unified_bench.py --scale smoke --out /tmp/ub        # every stage, a minute or two
 
 The paper's table at CPU scale, from the CLI. Data (``synth --lang en``), per domain
@@ -60,6 +62,12 @@ OUT (finished stages are kept). Each stage's seconds land in its JSON and the to
 results.json. ``--scale smoke``: every stage on 64 words per domain, a few steps
 (the small model).
 
+``--specialists-from DIR`` takes the specialists from a ``bench/english_bench.py``
+output instead of training them: its attention recognizers of each seed (5,000 steps
+on 60,000 words per domain), its data (the test sets drawn in the same held-out
+families) and charset; the two-domain models get the specialists' architecture and
+read the wider width and the longer texts of the two (192 px, 20 characters).
+
 The table gives the mean (min-max) over seeds; the conclusion lines compare the rows
 seed by seed and say "yes" or "no" only where every seed agrees (with one seed there is
 no spread, and they say so). Every stage is an ``ocrkit`` command run as a subprocess;
@@ -84,6 +92,7 @@ TEACHER = {"handwriting": "htr", "scene": "str"}
 ROLE = {"handwriting": "HTR", "scene": "STR"}
 TERMS = ("logits", "hint", "attention", "affinity")
 HEIGHT, WIDTH, MAX_CHARS = 32, 160, 16
+SIZE = ["--height", HEIGHT, "--width", WIDTH]  # every recognizer's; --specialists-from sets it
 MODELS = {
     # 0.49 M: the hour's model; below the learning threshold at 900 steps (docs/results.md)
     "small": ["--backbone", "vgg-small", "--backbone-arg", "channels=(16,32,64,128)",
@@ -136,6 +145,37 @@ def charset_file(bench: Bench) -> str:
     return path
 
 
+def from_english(folder: str, seeds: list[int]) -> tuple[dict, str, dict]:
+    """``bench/english_bench.py``'s data, charset and attention recognizers (one per
+    domain and seed) as the specialists; exits in one line saying what is missing."""
+    from english_bench import ENCODER, SCALES as EN_SCALES
+
+    data = {d: {split: os.path.join(folder, "data", f"{d}-{split}.lmdb")
+                for split in ("train", "val", "test")} for d in DOMAINS}
+    charset = os.path.join(folder, "charset.txt")
+    specialists = {}
+    for seed in seeds:
+        for d in DOMAINS:
+            summary = os.path.join(folder, f"train-{d}-attention-s{seed}.json")
+            best = os.path.join(folder, "runs", f"{d}-attention-s{seed}", "best.pt")
+            for path in (summary, best):
+                if not os.path.exists(path):
+                    sys.exit(f"--specialists-from {folder}: {path} is missing (run "
+                             f"bench/english_bench.py --out {folder} --heads attention "
+                             f"--seed {seed} first)")
+            with open(summary, encoding="utf-8") as fh:
+                specialists[f"{ROLE[d]}-s{seed}"] = {"checkpoint": best, "summary": json.load(fh)}
+    missing = [p for d in data.values() for p in d.values() if not os.path.exists(p)]
+    if missing or not os.path.isfile(charset):
+        sys.exit(f"--specialists-from {folder}: {(missing or [charset])[0]} is missing")
+    # the two-domain models: the specialists' encoder and head, the wider width and the
+    # longer texts of the two (the unified student reads as much, --student-preset same)
+    cpu = EN_SCALES["cpu"]
+    SIZE[:] = ["--height", cpu["height"], "--width", max(cpu["width"].values())]
+    MODEL[:] = [*ENCODER, "--head", "attention", "--max-length", max(cpu["cols"].values())]
+    return data, charset, specialists
+
+
 # ----------------------------------------------------------------------------- training
 def both_domains(data: dict) -> list[str]:
     """Both domains' training sets, and their validation sets (best.pt's choice)."""
@@ -153,7 +193,7 @@ def train_specialist(bench: Bench, data: dict, scale: dict, charset: str, domain
     run = bench.run_dir(name)
     summary = bench.cached(f"train-{name}", lambda: bench.ocrkit(
         "train", "--train", data[domain]["train"], "--val", data[domain]["val"], "-o", run,
-        "--charset", charset, "--height", HEIGHT, "--width", WIDTH, *MODEL, *RECIPE,
+        "--charset", charset, *SIZE, *MODEL, *RECIPE,
         *schedule(scale["steps"]), "--seed", seed, "--device", bench.device, "--overwrite",
         "-q"))
     return {"checkpoint": os.path.join(run, "best.pt"), "summary": summary}
@@ -163,8 +203,8 @@ def train_mixed(bench: Bench, data: dict, scale: dict, charset: str, seed: int) 
     name = f"mixed-s{seed}"
     run = bench.run_dir(name)
     summary = bench.cached(f"train-{name}", lambda: bench.ocrkit(
-        "train", *both_domains(data), "-o", run, "--charset", charset, "--height", HEIGHT,
-        "--width", WIDTH, *MODEL, *RECIPE, "--balance-domains",
+        "train", *both_domains(data), "-o", run, "--charset", charset, *SIZE, *MODEL,
+        *RECIPE, "--balance-domains",
         *schedule(scale["student_steps"]), "--seed", seed, "--device", bench.device,
         "--overwrite", "-q"))
     return {"checkpoint": os.path.join(run, "best.pt"), "summary": summary}
@@ -374,6 +414,10 @@ def main() -> None:
     parser.add_argument("--real", action="append", default=[], metavar="[DOMAIN=]DIR",
                         help="a folder or LMDB of real labelled crops read by every model; "
                              "DOMAIN (handwriting|scene) also scores the router on it")
+    parser.add_argument("--specialists-from", metavar="DIR", default=None,
+                        help="a bench/english_bench.py output: its data, charset and attention "
+                             "recognizers are the specialists (not trained here); the two-domain "
+                             "models take their architecture")
     parser.add_argument("--model", choices=sorted(MODELS), default=None,
                         help="every recognizer's architecture: small (0.49 M) or demo (the "
                              "English demos' encoder, joint CTC-attention, 2.3 M) [scale's]")
@@ -408,12 +452,19 @@ def main() -> None:
     bench = Bench(args.out, args.device)
     started = time.time()
 
-    data = {d: make_data(bench, scale, d) for d in DOMAINS}
-    charset = charset_file(bench)
+    given = {}
+    if args.specialists_from:
+        data, charset, given = from_english(args.specialists_from, seeds)
+        scale.update(steps=given[f"HTR-s{seeds[0]}"]["summary"].get("steps"),
+                     model="english bench", train=None)
+    else:
+        data = {d: make_data(bench, scale, d) for d in DOMAINS}
+        charset = charset_file(bench)
     # training, every model before any test set is read
     models: dict[str, dict] = {}
     for seed in seeds:
-        spec = {d: train_specialist(bench, data, scale, charset, d, seed) for d in DOMAINS}
+        spec = {d: given.get(f"{ROLE[d]}-s{seed}")
+                or train_specialist(bench, data, scale, charset, d, seed) for d in DOMAINS}
         models.update({f"{ROLE[d]}-s{seed}": spec[d] for d in DOMAINS})
         models[f"unified-s{seed}"] = distill_unified(bench, data, scale, spec, seed)
         models[f"router-s{seed}"] = train_router(bench, data, scale, seed)
