@@ -28,9 +28,9 @@ keep-ratio up to 160 px, at most 16 characters. Rows:
   ``--w-hint 0``, ``--w-attention 0``, ``--w-affinity 0``), first seed only.
 
 The two-domain models (unified, mixed data, ablations) validate on both domains'
-validation sets and train twice the specialists' steps: with each batch half handwriting and
-half scene, each domain then gets as many training words as its specialist did, and a
-student costs what the two specialists cost together. Every test set is read once,
+validation sets and train ``--student-steps`` (the scale's: as many as a specialist at
+``--scale cpu``, so the student costs what one specialist costs; with each batch half
+handwriting and half scene, each domain gets half its specialist's words). Every test set is read once,
 at the end, by ``ocrkit evaluate --protocol lower-alnum`` (DTRB's scoring: lower case,
 letters and digits only; exact scores are kept in results.json): word accuracy and
 CER per domain. ms/word: one thread, batch 1, greedy, the first seed's models over
@@ -49,18 +49,24 @@ larger models got past the English words' learning threshold (docs/results.md,
 "English words after 900 steps"), which is why the first scale, built around it, was
 given up.
 
-``--scale cpu`` (the default): 20,000 training words per domain, 300 validation and
-1,000 test words per domain (a binomial standard error of about 1.6 points at 50 %
-accuracy; the models share the test set, so their differences are less noisy), 3,000
-steps per specialist, 6,000 per two-domain model, 200 router steps of 64, seeds 0, 1
-and 2. Trainings run in bfloat16 where the CPU computes in it (``--amp``; auto as in
-the English demos, ``--no-amp`` turns it off) with batches of similar width
-(``--bucket-widths 16``; 0 turns it off). The time of one seed without ablations is
-measured in docs/results.md; the whole default (3 seeds and the 4 ablations) is many
-hours on 2 cores: ``--seeds 0 --no-ablations`` first, then more seeds into the same
-OUT (finished stages are kept). Each stage's seconds land in its JSON and the total in
-results.json. ``--scale smoke``: every stage on 64 words per domain, a few steps
-(the small model).
+``--scale cpu`` (the default): the English bench's data scale, 60,000 training words
+per domain, 500 validation and 1,000 test words per domain (a binomial standard error
+of about 1.6 points at 50 % accuracy; the models share the test set, so their
+differences are less noisy), 5,000 steps per specialist and per two-domain model (a
+student at the cost of one specialist, each domain seeing half the words its
+specialist saw), 200 router steps of 64, seeds 0, 1 and 2. Trainings run in bfloat16
+where the CPU computes in it (``--amp``; auto as in the English demos, ``--no-amp``
+turns it off) with batches of similar width (``--bucket-widths 16``; 0 turns it off).
+Measured on the way here (docs/results.md, "Unified distillation"): with 20,000 words
+and 3,000 steps the handwriting specialist was still on the learning plateau (3.0 %
+of validation words), so the scale grew to the English bench's, where the attention
+specialists read 23-44 % of held-out words. One seed without ablations took 60
+minutes with ``--specialists-from`` (below; the English bench's specialists and data
+cost 51 more), so about 2 hours training its own;
+the whole default (3 seeds and the 4 ablations) is a day on 2 cores: ``--seeds 0
+--no-ablations`` first, then more seeds into the same OUT (finished stages are kept).
+Each stage's seconds land in its JSON and the total in results.json. ``--scale
+smoke``: every stage on 64 words per domain, a few steps (the small model).
 
 ``--specialists-from DIR`` takes the specialists from a ``bench/english_bench.py``
 output instead of training them: its attention recognizers of each seed (5,000 steps
@@ -108,7 +114,7 @@ MODEL = list(MODELS["small"])  # --model replaces it
 RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "--warmup", "0.05",
           "-b", "32", "--resize", "keep-ratio", "--channels", "3"]
 SCALES = {
-    "cpu": {"train": 20000, "val": 300, "test": 1000, "steps": 3000, "student_steps": 6000,
+    "cpu": {"train": 60000, "val": 500, "test": 1000, "steps": 5000, "student_steps": 5000,
             "router_steps": 200, "seeds": "0,1,2", "ms_words": 100, "model": "demo"},
     "smoke": {"train": 64, "val": 16, "test": 16, "steps": 3, "student_steps": 6,
               "router_steps": 3, "seeds": "0,1", "ms_words": 8, "model": "small"},
@@ -404,7 +410,7 @@ def main() -> None:
                              "router, mixed) [scale's: 0,1,2 cpu]; ablations: the first")
     parser.add_argument("--steps", type=int, default=None, help="specialist steps [scale's]")
     parser.add_argument("--student-steps", type=int, default=None,
-                        help="unified, mixed and ablation steps [twice --steps]")
+                        help="unified, mixed and ablation steps [--steps, or the scale's]")
     parser.add_argument("--router-steps", type=int, default=None, help="[scale's]")
     parser.add_argument("--train-images", type=int, default=None, help="per domain [scale's]")
     parser.add_argument("--ms-words", type=int, default=None,
@@ -439,8 +445,7 @@ def main() -> None:
             scale[key] = getattr(args, key)
     if args.train_images:
         scale["train"] = args.train_images
-    scale["student_steps"] = args.student_steps or (2 * args.steps if args.steps
-                                                    else scale["student_steps"])
+    scale["student_steps"] = args.student_steps or args.steps or scale["student_steps"]
     try:
         seeds = [int(s) for s in (args.seeds or scale["seeds"]).split(",") if s.strip()]
     except ValueError:
