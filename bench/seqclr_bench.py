@@ -450,6 +450,7 @@ def main() -> None:
     heads = parse_list(args.semi_heads, HEADS, "--semi-heads", parser)
 
     bench = Bench(args.out, scale, args.device, amp)
+    bench.same_settings({"scale": scale, "amp": amp})
     dec, semi, pre = [], [], []
     for domain in domains:
         data = bench.data(domain)

@@ -21,6 +21,24 @@ class Stages:
         self.stage_seconds = 0.0  # every stage's own time, cached ones included
         os.makedirs(out, exist_ok=True)
 
+    def same_settings(self, settings: dict) -> None:
+        """Stages are cached by name, not by their settings: the first run into OUT
+        records ``settings`` (OUT/settings.json) and a later run with others exits in
+        one line, so one table never mixes, say, float32 and bfloat16 rows."""
+        path = os.path.join(self.out, "settings.json")
+        settings = json.loads(json.dumps(settings))  # tuples -> lists, as stored
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                before = json.load(fh)
+            changed = sorted(k for k in set(before) | set(settings)
+                             if before.get(k) != settings.get(k))
+            if changed:
+                sys.exit(f"{self.out} holds stages run with other settings ({', '.join(changed)}"
+                         f": {path}); give another --out, or the same settings")
+            return
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(settings, fh, indent=1)
+
     def say(self, msg: str) -> None:
         print(f"[{time.perf_counter() - self.t0:7.0f} s] {msg}", file=sys.stderr, flush=True)
 

@@ -462,7 +462,12 @@ def main() -> None:
         data, charset, given = from_english(args.specialists_from, seeds)
         scale.update(steps=given[f"HTR-s{seeds[0]}"]["summary"].get("steps"),
                      model="english bench", train=None)
-    else:
+    # more seeds may join OUT later; other settings may not
+    bench.same_settings({"scale": {k: v for k, v in scale.items() if k != "seeds"},
+                         "model": MODEL, "size": SIZE, "recipe": RECIPE,
+                         "specialists_from": args.specialists_from and
+                         os.path.abspath(args.specialists_from)})
+    if not args.specialists_from:
         data = {d: make_data(bench, scale, d) for d in DOMAINS}
         charset = charset_file(bench)
     # training, every model before any test set is read

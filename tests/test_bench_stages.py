@@ -1,0 +1,40 @@
+"""bench/stages.py: a bench's OUT keeps the settings its stages ran with, and a later
+run with other settings stops before it adds a stage (stages are cached by name, so
+it would otherwise mix, say, float32 and bfloat16 rows in one table)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+
+from stages import Stages, amp_flags  # noqa: E402
+
+
+def test_a_second_run_with_other_settings_stops_in_one_line(tmp_path):
+    out = tmp_path / "bench"
+    first = {"recipe": ["--lr", "1e-3", "--amp"], "scale": {"steps": 5000, "fractions": (0.1,)}}
+    Stages(str(out)).same_settings(first)
+    assert json.loads((out / "settings.json").read_text())["scale"]["fractions"] == [0.1]
+    Stages(str(out)).same_settings(first)  # the same settings: more seeds may join
+    with pytest.raises(SystemExit) as err:
+        Stages(str(out)).same_settings({**first, "recipe": ["--lr", "1e-3", "--no-amp"]})
+    message = str(err.value)
+    assert "other settings (recipe" in message and "\n" not in message
+    assert json.loads((out / "settings.json").read_text())["recipe"][-1] == "--amp"
+
+
+def test_amp_flags_auto_follows_the_cpu_and_explicit_choices_win(monkeypatch):
+    import ocrkit.device
+
+    monkeypatch.setattr(ocrkit.device, "cpu_has_bf16", lambda: True)
+    assert amp_flags(None, "cpu") == ["--amp"]
+    monkeypatch.setattr(ocrkit.device, "cpu_has_bf16", lambda: False)
+    assert amp_flags(None, "cpu") == ["--no-amp"]
+    assert amp_flags(None, "cpu", auto=False) == []  # the loop's own default
+    assert amp_flags(True, "cpu", auto=False) == ["--amp"]
+    assert amp_flags(False, "cpu") == ["--no-amp"]
