@@ -53,7 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ocrkit.models.classifiers.multihot import (MultiHotClassifier,  # noqa: E402
                                                 storage_bytes)
-from stages import amp_flags  # noqa: E402  (bench/ is on the path when run as a script)
+# bench/ is on the path when this runs as a script
+from stages import amp_flags, speed_options  # noqa: E402
 
 MIB = 2 ** 20
 PAPER_VI = {128: 0.22, 256: 0.45, 512: 0.89, 1024: 1.78}  # Table VI, "MB"
@@ -346,9 +347,7 @@ def main() -> None:
                     help="accuracy: train every model with each seed; select: the first")
     ap.add_argument("--val-count", type=int, default=1000,
                     help="lines in the validation set (best.pt and select choose on it)")
-    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                    help="accuracy, select: every training in mixed precision (bfloat16 on a "
-                         "CPU) [the loop's default: on CUDA only]; compared rows must share it")
+    speed_options(ap, auto=False)  # accuracy, select
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -40,7 +40,7 @@ import os
 import subprocess
 import sys
 
-from stages import Stages, amp_flags, provenance
+from stages import Stages, amp_flags, provenance, speed_options
 
 DOMAINS = ("scene", "handwriting")
 HEADS = ("ctc", "attention")
@@ -104,11 +104,7 @@ def main() -> None:
     parser.add_argument("--real", action="append", default=[], metavar="DIR",
                         help="a folder (or LMDB) of real labelled crops: every model reads it")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="train in bfloat16 (train --amp) [on where the CPU computes in "
-                             "bfloat16, as the English demos; the loop's default on CUDA]")
-    parser.add_argument("--bucket-widths", type=int, default=16, metavar="N",
-                        help="batches of similar width (train --bucket-widths; 0: off) [16]")
+    speed_options(parser, buckets=True)
     args = parser.parse_args()
     recipe = RECIPE + amp_flags(args.amp, args.device) + (
         ["--bucket-widths", args.bucket_widths] if args.bucket_widths else [])

@@ -79,7 +79,7 @@ import os
 import re
 import time
 
-from stages import Stages, amp_flags
+from stages import Stages, amp_flags, speed_options
 
 PAPER = {  # CLP, ILP in % (Table 5's "CRNN" rows are the teachers)
     ("5", "single: teacher"): (89.29, 71.17), ("5", "single: distilled online"): (91.74, 78.20),
@@ -262,7 +262,8 @@ class Bench(Stages):
         super().__init__(out)
         self.device, self.seed = device, seed
         self.val_count = val_count
-        self.amp = amp or []  # --amp / --no-amp of every training, or the loop's default
+        # where and in what precision every training runs (--amp / --no-amp or the loop's)
+        self.runs_on = ["--device", device, *(amp or [])]
 
     def synth(self, name: str, args: list, common: list) -> tuple[str, str]:
         """(the dataset folder with train/ and test/, its validation folder): the same
@@ -293,7 +294,7 @@ class Bench(Stages):
         extra = ["--denoiser", denoiser] if denoiser else []
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train", "--train", os.path.join(folder, "train"), "--val", val, "-o", run,
-            "--rows", rows, *size, *args, *extra, *_val_every(args), "--device", self.device, *self.amp,
+            "--rows", rows, *size, *args, *extra, *_val_every(args), *self.runs_on,
             "--seed", seed, "--save-every", 1000, "--overwrite", "-q"))
         return {"train": train, "eval": self._evaluate(name, run, folder)}
 
@@ -302,7 +303,7 @@ class Bench(Stages):
         run = os.path.join(self.out, "runs", name)
         train = self.cached(f"train-{name}", lambda: self.ocrkit(
             "distill", "--train", os.path.join(folder, "train"), "--val", val, "-o", run, *args,
-            *_val_every(args), "--device", self.device, *self.amp, "--seed", seed, "--save-every", 1000,
+            *_val_every(args), *self.runs_on, "--seed", seed, "--save-every", 1000,
             "--overwrite", "-q"))
         return {"train": train, "eval": self._evaluate(name, run, folder)}
 
@@ -314,7 +315,7 @@ class Bench(Stages):
         run = os.path.join(self.out, "runs", name)
         result = self.cached(f"train-{name}", lambda: self.ocrkit(
             "train-denoiser", "--data", os.path.join(folder, "train"), "--val", val, "-o", run,
-            "--variant", variant, *args, "--device", self.device, *self.amp, "--seed", seed,
+            "--variant", variant, *args, *self.runs_on, "--seed", seed,
             "--save-every", 1000, "--val-limit", 256, "--overwrite", "-q"))
         return os.path.join(run, "best.pt"), result
 
@@ -554,10 +555,7 @@ def main() -> None:
     parser.add_argument("--t3-methods", default=None,
                         help="Table 3: a comma-separated subset of "
                              + ", ".join(T3_TAGS.values()))
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="every training in mixed precision (--amp: bfloat16 on a CPU, "
-                             "faster where it computes in bfloat16) [the loop's default: on "
-                             "CUDA only]; rows of one table must share it")
+    speed_options(parser, auto=False)
     args = parser.parse_args()
     cfg = SCALES[args.scale]
     seeds = [int(s) for s in args.seeds.split(",")]

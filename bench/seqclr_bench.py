@@ -77,7 +77,7 @@ import json
 import os
 from functools import partial
 
-from stages import Stages, amp_flags, provenance
+from stages import Stages, amp_flags, provenance, speed_options
 
 DOMAINS = ("handwriting", "zh")
 PROTOCOLS = ("decoder", "semi")
@@ -432,10 +432,7 @@ def main() -> None:
     parser.add_argument("--decoder-steps", type=int, help="protocol 1 [scale's]")
     parser.add_argument("--finetune-steps", type=int, help="protocol 2 [scale's]")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="pre-train and train in bfloat16 (--amp) [on where the CPU "
-                             "computes in bfloat16, as the English demos; the loop's default "
-                             "on CUDA]; the Chinese rows of docs/results.md ran in float32")
+    speed_options(parser)  # the Chinese rows of docs/results.md ran with --no-amp (float32)
     args = parser.parse_args()
     amp = amp_flags(args.amp, args.device)
     scale = dict(SCALES[args.scale])

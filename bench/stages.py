@@ -123,6 +123,22 @@ def provenance() -> dict:
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
 
 
+def speed_options(parser, auto: bool = True, buckets: bool = False) -> None:
+    """``--amp/--no-amp`` (default None: :func:`amp_flags` decides) and, with
+    ``buckets``, ``--bucket-widths N`` (default 16) on a bench's ``parser``."""
+    import argparse
+
+    parser.add_argument(
+        "--amp", action=argparse.BooleanOptionalAction, default=None,
+        help="train in mixed precision (--amp: bfloat16 on a CPU) "
+             + ("[on where the CPU computes in bfloat16, as the English demos; the loop's "
+                "default on CUDA]" if auto else
+                "[the loop's default: on CUDA only]; rows of one table must share it"))
+    if buckets:
+        parser.add_argument("--bucket-widths", type=int, default=16, metavar="N",
+                            help="batches of similar width (--bucket-widths; 0: off) [16]")
+
+
 def amp_flags(amp: bool | None, device: str, auto: bool = True) -> list[str]:
     """``--amp`` / ``--no-amp`` for the trainings of a bench. ``None`` (auto): the English
     demos' choice on a CPU (bfloat16 where it computes in it natively: 1.4-1.8x the

@@ -30,8 +30,8 @@ keep-ratio up to 160 px, at most 16 characters. Rows:
 The two-domain models (unified, mixed data, ablations) validate on both domains'
 validation sets and train ``--student-steps`` (the scale's: as many as a specialist at
 ``--scale cpu``, so the student costs what one specialist costs; with each batch half
-handwriting and half scene, each domain gets half its specialist's words). Every test set is read once,
-at the end, by ``ocrkit evaluate --protocol lower-alnum`` (DTRB's scoring: lower case,
+handwriting and half scene, each domain gets half its specialist's words). Every test
+set is read once, at the end, by ``ocrkit evaluate --protocol lower-alnum`` (DTRB's scoring: lower case,
 letters and digits only; exact scores are kept in results.json): word accuracy and
 CER per domain. ms/word: one thread, batch 1, greedy, the first seed's models over
 the same words (the first ``--ms-words`` of each domain's test set); the router row
@@ -62,8 +62,7 @@ and 3,000 steps the handwriting specialist was still on the learning plateau (3.
 of validation words), so the scale grew to the English bench's, where the attention
 specialists read 23-44 % of held-out words. One seed without ablations took 60
 minutes with ``--specialists-from`` (below; the English bench's specialists and data
-cost 51 more), so about 2 hours training its own;
-the whole default (3 seeds and the 4 ablations) is a day on 2 cores: ``--seeds 0
+cost 51 more), so about 2 hours training its own; the whole default (3 seeds and the 4 ablations) is a day on 2 cores: ``--seeds 0
 --no-ablations`` first, then more seeds into the same OUT (finished stages are kept).
 Each stage's seconds land in its JSON and the total in results.json. ``--scale
 smoke``: every stage on 64 words per domain, a few steps (the small model).
@@ -91,7 +90,7 @@ import subprocess
 import sys
 import time
 
-from stages import Stages, amp_flags, provenance
+from stages import Stages, amp_flags, provenance, speed_options
 
 DOMAINS = ("handwriting", "scene")
 TEACHER = {"handwriting": "htr", "scene": "str"}
@@ -428,11 +427,7 @@ def main() -> None:
                         help="every recognizer's architecture: small (0.49 M) or demo (the "
                              "English demos' encoder, joint CTC-attention, 2.3 M) [scale's]")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                        help="train and distill in bfloat16 (--amp) [on where the CPU computes "
-                             "in bfloat16, as the English demos; the loop's default on CUDA]")
-    parser.add_argument("--bucket-widths", type=int, default=16, metavar="N",
-                        help="batches of similar width (--bucket-widths; 0: off) [16]")
+    speed_options(parser, buckets=True)
     args = parser.parse_args()
     # every recognizer's recipe (recorded in results.json)
     scale = dict(SCALES[args.scale])

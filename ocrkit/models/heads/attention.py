@@ -48,8 +48,9 @@ Confidence (greedy and beam): the mean probability of the characters kept (the s
 probabilities of the chosen classes), PaddleOCR's and ocrkit's CTC convention, so
 thresholds carry over between heads; an empty text reports the end symbol's
 probability at the first step; a reading that never ends (longer than
-``max_length``) reports 0 (``sequence_targets.kept_reading``). (The minimum would single out one doubtful letter more
-sharply; the mean keeps one confidence threshold meaningful across heads.)
+``max_length``) reports 0 (``sequence_targets.kept_reading``). (The minimum would
+single out one doubtful letter more sharply; the mean keeps one confidence threshold
+meaningful across heads.)
 
 ``outputs=True`` (``extras``) carries per step: ``glimpses`` ``[B, L, C]`` (the context
 vectors ``g_t``) and ``attention`` ``[B, L, T]`` (``alpha_t``) next to the logits
