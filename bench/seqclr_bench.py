@@ -3,6 +3,8 @@
     python bench/seqclr_bench.py --out bench-out/seqclr                     # ~2 h, 2 cores
     python bench/seqclr_bench.py --out bench-out/seqclr --domains zh --protocols semi
     python bench/seqclr_bench.py --scale smoke --out /tmp/sb                # every stage
+    python bench/seqclr_bench.py --scale en --data-from bench-out/english \
+        --out bench-out/seqclr-en --protocols semi --pretrainings seqclr-window --fractions 0.1
 
 Two domains, each with its own data (``ocrkit synth``):
 
@@ -51,6 +53,16 @@ supervised-only with the same 10 % by at least 5 points (word accuracy or
 1 - NED) beyond the seeds' spread, which here means that its *worst* seed is
 at least 5 points above supervised-only's *best* seed.
 
+``--scale en`` is handwriting past the English learning threshold: the English
+bench's data (60,000 training words, so 10 % = 6,000 labels; ``--data-from`` reads
+them from a bench/english_bench.py OUT), its encoder (1.9 M parameters), geometry
+(192 px wide, up to 20 characters), recipe and bucketed batches; pre-training 2,000
+steps of batch 64 (about 37 minutes in bfloat16 here: 57 images a second, two views
+each), fine-tuning 4,000 steps (about 11 minutes each). The command above, the
+target's rows alone (supervised-only and SeqCLR-window at 10 %, 3 seeds each), takes
+about 1 h 45 min. ``--pretrainings``, ``--fractions`` and ``--domains`` choose a part
+of the tables; a later run into the same OUT adds the rest.
+
 ``--scale cpu`` (the default) is sized to run both domains and both protocols in
 about 2 hours on 2 idle cores: a 0.28 M-parameter encoder (VGG (16, 32, 64, 96)
 + CAP + one BiLSTM of 64 units per direction, 32 px high), 8,000 training images
@@ -75,6 +87,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from functools import partial
 
 from stages import Stages, amp_flags, provenance, speed_options
@@ -95,11 +108,18 @@ LABELS = {"random": "random encoder (frozen floor)", "supervised": "supervised o
           **{k: v[0] for k, v in PRETRAININGS.items()}}
 
 
-def encoder_args(width_stride: int) -> list:
+# The encoders: "small" (0.28 M parameters, the cpu scale's) and "demo" (the English
+# demos' and bench/english_bench.py's: 1.9 M with its CTC classifier).
+ENCODERS = {"small": {"channels": "(16,32,64,96)", "hidden": 64, "layers": 1},
+            "demo": {"channels": "(32,64,128,256)", "hidden": 128, "layers": 2}}
+
+
+def encoder_args(width_stride: int, encoder: str = "small") -> list:
     """The encoder's model options (pretrain and train must be given the same)."""
-    return ["--backbone", "vgg-small", "--backbone-arg", "channels=(16,32,64,96)",
+    e = ENCODERS[encoder]
+    return ["--backbone", "vgg-small", "--backbone-arg", f"channels={e['channels']}",
             "--backbone-arg", f"width_stride={width_stride}", "--neck", "cap",
-            "--sequence-arg", "hidden=64", "--sequence-arg", "layers=1"]
+            "--sequence-arg", f"hidden={e['hidden']}", "--sequence-arg", f"layers={e['layers']}"]
 
 
 # Per domain: images, geometry, scoring. Handwriting words run up to 16 characters
@@ -114,34 +134,64 @@ DOMAIN = {
            "height": 32, "width": 224, "channels": 1, "width_stride": 8, "max_length": 8,
            "protocol": "exact"},
 }
+# Fine-tuning and decoder training: train's defaults, written out so they are on record.
+RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "--warmup", "0.1"]
+# bench/english_bench.py's recipe (keep-ratio and RGB are in the domain's geometry).
+ENGLISH_RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle",
+                  "--warmup", "0.05"]
 SCALES = {
     # ~2 h on 2 cores (docs/pretraining.md, "Bench"). 800 steps of training: at 400 a
     # supervised zh run on 800 rows (the 10 % subset) was still on the CTC plateau (loss
     # 4.5, 0 % CLP), as were bench/paper_tables.py's Table 5 students at 400 steps.
-    "cpu": {"train": 8000, "val": 300, "test": 500, "pretrain_steps": 400, "pretrain_batch": 64,
-            "floor_steps": 50, "decoder_steps": 800, "finetune_steps": 800, "batch": 32,
-            "fractions": (0.05, 0.1, 1.0), "seeds": (0, 1, 2)},
-    "smoke": {"train": 40, "val": 8, "test": 8, "pretrain_steps": 2, "pretrain_batch": 8,
-              "floor_steps": 1, "decoder_steps": 2, "finetune_steps": 2, "batch": 8,
-              "fractions": (0.05, 0.1, 1.0), "seeds": (0, 1, 2)},
+    "cpu": {"domains": DOMAINS, "train": 8000, "val": 300, "test": 500, "pretrain_steps": 400,
+            "pretrain_batch": 64, "floor_steps": 50, "decoder_steps": 800,
+            "finetune_steps": 800, "batch": 32, "fractions": (0.05, 0.1, 1.0),
+            "seeds": (0, 1, 2), "encoder": "small", "recipe": RECIPE, "buckets": 0},
+    # Handwriting past the learning threshold: the English bench's data (60,000 words,
+    # 10 % = 6,000 labelled; --data-from reads that bench's OUT instead of synthesising
+    # them again), its encoder, geometry and recipe, so the 100 % supervised row is that
+    # bench's handwriting CTC row at 4,000 steps instead of 5,000. On the 8,000-word
+    # cpu scale the 0.28 M encoder never left the plateau in 800 steps (docs/results.md).
+    "en": {"domains": ("handwriting",), "train": 60000, "val": 500, "test": 1000,
+           "pretrain_steps": 2000, "pretrain_batch": 64, "floor_steps": 50,
+           "decoder_steps": 4000, "finetune_steps": 4000, "batch": 32,
+           "fractions": (0.05, 0.1, 1.0), "seeds": (0, 1, 2), "encoder": "demo",
+           "recipe": ENGLISH_RECIPE, "buckets": 16,
+           "geometry": {"handwriting": {"width": 192, "max_length": 20, "cols": 20}}},
+    "smoke": {"domains": DOMAINS, "train": 40, "val": 8, "test": 8, "pretrain_steps": 2,
+              "pretrain_batch": 8, "floor_steps": 1, "decoder_steps": 2, "finetune_steps": 2,
+              "batch": 8, "fractions": (0.05, 0.1, 1.0), "seeds": (0, 1, 2),
+              "encoder": "small", "recipe": RECIPE, "buckets": 0},
 }
-# Fine-tuning and decoder training: train's defaults, written out so they are on record.
-RECIPE = ["--optimizer", "adam", "--lr", "1e-3", "--schedule", "onecycle", "--warmup", "0.1"]
+
+
+def domain_spec(scale: dict, domain: str) -> dict:
+    """``DOMAIN[domain]`` with the scale's geometry over it (synth's --cols too)."""
+    d = {**DOMAIN[domain], **scale.get("geometry", {}).get(domain, {})}
+    if "cols" in d:
+        synth = list(d["synth"])
+        synth[synth.index("--cols") + 1] = d["cols"]
+        d["synth"] = synth
+    return d
 
 
 class Bench(Stages):
     """The stages of one bench run (data, pre-trainings, trainings, evaluations)."""
 
-    def __init__(self, out: str, scale: dict, device: str, amp: list[str]) -> None:
+    def __init__(self, out: str, scale: dict, device: str, amp: list[str],
+                 data_from: str | None = None) -> None:
         super().__init__(out)
-        self.scale, self.device, self.amp = scale, device, amp
+        self.scale, self.device, self.amp, self.data_from = scale, device, amp, data_from
+        self.speed = [*amp, *(["--bucket-widths", scale["buckets"]] if scale["buckets"] else [])]
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.out, *parts)
 
     def data(self, domain: str) -> dict[str, str]:
         """train / val / test folders of ``domain`` and the charset every run learns."""
-        d, s = DOMAIN[domain], self.scale
+        if self.data_from:
+            return english_bench_data(self.data_from, domain)
+        d, s = domain_spec(self.scale, domain), self.scale
         common = [*d["synth"], "--height", d["height"], "-q", "--overwrite"]
         if domain == "handwriting":
             common += ["--width", d["width"]]
@@ -162,9 +212,9 @@ class Bench(Stages):
         return sets
 
     def model_args(self, domain: str) -> list:
-        d = DOMAIN[domain]
+        d = domain_spec(self.scale, domain)
         return ["--height", d["height"], "--width", d["width"], "--channels", d["channels"],
-                *encoder_args(d["width_stride"])]
+                *encoder_args(d["width_stride"], self.scale["encoder"])]
 
     def pretrain(self, domain: str, data: dict, name: str) -> dict:
         """One pre-training (seed 0) on the training images, best.pt by validation
@@ -186,14 +236,15 @@ class Bench(Stages):
     def recognizer(self, domain: str, data: dict, name: str, args: list, steps: int,
                    head: str, seed: int) -> dict:
         """Train (best.pt on the validation split), then read the test split once."""
-        d, run = DOMAIN[domain], self.path("runs", domain, name)
+        d, run = domain_spec(self.scale, domain), self.path("runs", domain, name)
         heads = ["--head", "attention", "--max-length", d["max_length"]] \
             if head == "attention" else []
         train = self.cached(f"{domain}-train-{name}", partial(
             self.ocrkit, "train", "--train", data["train"], "--val", data["val"], "-o", run,
-            "--charset", data["charset"], *self.model_args(domain), *heads, *RECIPE, *args,
-            "-b", self.scale["batch"], "--max-steps", steps, "--val-every", max(1, steps // 5),
-            "--save-every", 10 ** 6, "--seed", seed, "--device", self.device, *self.amp,
+            "--charset", data["charset"], *self.model_args(domain), *heads,
+            *self.scale["recipe"], *args, "-b", self.scale["batch"], "--max-steps", steps,
+            "--val-every", max(1, steps // 5), "--save-every", 10 ** 6, "--seed", seed,
+            "--device", self.device, *self.speed,
             "--overwrite", "-q"))
         test = self.cached(f"{domain}-eval-{name}", partial(
             self.ocrkit, "evaluate", os.path.join(run, "best.pt"), data["test"], "--protocol",
@@ -201,6 +252,20 @@ class Bench(Stages):
         return {"train_seconds": train["_seconds"], "best_step": train.get("best_step"),
                 "accuracy": 100 * test["accuracy"], "one_minus_ned": 100 * test["one_minus_ned"],
                 "samples": test["samples"]}
+
+
+def english_bench_data(folder: str, domain: str) -> dict[str, str]:
+    """The splits and charset bench/english_bench.py wrote under ``folder``."""
+    if domain != "handwriting":
+        sys.exit(f"--data-from holds English handwriting only; not {domain}")
+    sets = {split: os.path.join(folder, "data", f"handwriting-{split}.lmdb")
+            for split in ("train", "val", "test")}
+    sets["charset"] = os.path.join(folder, "charset.txt")
+    missing = [p for p in sets.values() if not os.path.exists(p)]
+    if missing:
+        sys.exit(f"--data-from {folder}: no {', '.join(missing)} (run bench/english_bench.py "
+                 f"--out {folder} --domains handwriting first)")
+    return sets
 
 
 def held_out() -> tuple[str, ...]:
@@ -421,8 +486,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench-out/seqclr")
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
-    parser.add_argument("--domains", default="both",
-                        help="handwriting, zh or both [both]")
+    parser.add_argument("--domains", help="handwriting, zh or both [the scale's: cpu both, "
+                        "en handwriting]")
+    parser.add_argument("--pretrainings", default=",".join(PRETRAININGS),
+                        help="which pre-trainings (comma-separated) [all: "
+                        + ", ".join(PRETRAININGS) + "]")
+    parser.add_argument("--fractions", help="label fractions of protocol 2, comma-separated "
+                        "[the scale's: 0.05,0.1,1]; the target reads the 0.1 rows")
+    parser.add_argument("--data-from", metavar="DIR",
+                        help="an English bench's OUT (bench/english_bench.py): its handwriting "
+                        "train/val/test and charset instead of synthesising new ones")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS),
                         help="decoder (Table 1), semi (Table 2) or both, comma-separated")
     parser.add_argument("--semi-heads", default="ctc",
@@ -433,6 +506,9 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, help="protocol 2 [scale's]")
     parser.add_argument("--device", default="auto")
     speed_options(parser)  # the Chinese rows of docs/results.md ran with --no-amp (float32)
+    parser.add_argument("--bucket-widths", type=int, metavar="N",
+                        help="batches of similar width in training (0: off) [the scale's: "
+                        "en 16, cpu 0]")
     args = parser.parse_args()
     amp = amp_flags(args.amp, args.device)
     scale = dict(SCALES[args.scale])
@@ -441,17 +517,30 @@ def main() -> None:
             scale[key] = getattr(args, key)
     if args.train_images:
         scale["train"] = args.train_images
-    domains = list(DOMAINS) if args.domains == "both" else \
+    if args.bucket_widths is not None:
+        scale["buckets"] = args.bucket_widths
+    if args.fractions:
+        try:
+            scale["fractions"] = tuple(sorted({float(f) for f in args.fractions.split(",") if f}))
+        except ValueError:
+            parser.error(f"--fractions: numbers in (0, 1], not {args.fractions}")
+        if not scale["fractions"] or not all(0 < f <= 1 for f in scale["fractions"]):
+            parser.error(f"--fractions: numbers in (0, 1], not {args.fractions}")
+    domains = list(scale["domains"]) if args.domains in (None, "both") else \
         parse_list(args.domains, DOMAINS, "--domains", parser)
+    pretrainings = parse_list(args.pretrainings, tuple(PRETRAININGS), "--pretrainings", parser)
     protocols = parse_list(args.protocols, PROTOCOLS, "--protocols", parser)
     heads = parse_list(args.semi_heads, HEADS, "--semi-heads", parser)
 
-    bench = Bench(args.out, scale, args.device, amp)
-    bench.same_settings({"scale": scale, "amp": amp})
+    bench = Bench(args.out, scale, args.device, amp, args.data_from)
+    # more pre-trainings, fractions and domains may join OUT later; other settings may not
+    bench.same_settings({"scale": {k: v for k, v in scale.items()
+                                   if k not in ("fractions", "domains")}, "amp": amp,
+                         "data_from": args.data_from and os.path.abspath(args.data_from)})
     dec, semi, pre = [], [], []
     for domain in domains:
         data = bench.data(domain)
-        names = (["random"] if "decoder" in protocols else []) + list(PRETRAININGS)
+        names = (["random"] if "decoder" in protocols else []) + pretrainings
         encoders = {name: bench.pretrain(domain, data, name) for name in names}
         pre += [{"domain": domain, "method": n, **{k: v for k, v in e.items() if k != "out"}}
                 for n, e in encoders.items() if n != "random"]

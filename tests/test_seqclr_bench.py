@@ -73,3 +73,19 @@ def test_cells_show_mean_and_range_over_seeds():
     r = row("supervised", [10, 13, 12.5])
     assert sb._cell(r["accuracy"]) == "11.8 (10.0-13.0)"
     assert sb._cell(row("supervised", [7.25])["accuracy"]) == "7.2"
+
+
+def test_the_en_scale_reads_the_english_benchs_geometry_and_data(tmp_path):
+    spec = sb.domain_spec(sb.SCALES["en"], "handwriting")
+    assert (spec["width"], spec["max_length"]) == (192, 20)
+    assert spec["synth"][spec["synth"].index("--cols") + 1] == 20
+    assert sb.DOMAIN["handwriting"]["width"] == 160  # the cpu scale's, untouched
+    assert "channels=(32,64,128,256)" in sb.encoder_args(4, "demo")
+    with pytest.raises(SystemExit, match="run bench/english_bench.py"):
+        sb.english_bench_data(str(tmp_path), "handwriting")
+    (tmp_path / "data").mkdir()
+    for split in ("train", "val", "test"):
+        (tmp_path / "data" / f"handwriting-{split}.lmdb").mkdir()
+    (tmp_path / "charset.txt").write_text("a\n")
+    sets = sb.english_bench_data(str(tmp_path), "handwriting")
+    assert sets["test"].endswith("handwriting-test.lmdb") and sets["charset"].endswith(".txt")
