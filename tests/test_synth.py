@@ -279,3 +279,18 @@ def test_full_disk_mid_run_keeps_a_valid_prefix_and_resume_finishes_it(cli, tmp_
             assert (out / split / rec["image"]).read_bytes() == \
                 (tmp_path / "ref" / split / rec["image"]).read_bytes()
     one_line_error(cli("synth", "--resume", "--out", out), 2, "complete")
+
+
+def test_a_font_replaced_on_disk_is_checked_again(tmp_path, cjk_font, latin_font):
+    """Glyph answers are kept per face for the whole process; a file replaced under the
+    same path (another face) must not inherit them."""
+    import shutil
+
+    from data_tools.synth.fonts import FontSpec, GlyphChecker
+
+    path = tmp_path / ("face" + os.path.splitext(cjk_font)[1])
+    shutil.copyfile(cjk_font, path)
+    assert GlyphChecker(FontSpec(str(path))).draws("中")
+    assert GlyphChecker(FontSpec(str(path))).draws("中")  # the kept answer
+    shutil.copyfile(latin_font, path)
+    assert not GlyphChecker(FontSpec(str(path))).draws("中")

@@ -129,6 +129,28 @@ def _dictionary() -> tuple[tuple[str, int], ...]:
     return tuple(entries)
 
 
+@functools.lru_cache(maxsize=1)
+def _dictionary_chars() -> frozenset[str]:
+    return frozenset().union(*(w for w, _ in _dictionary()))
+
+
+@functools.lru_cache(maxsize=8)
+def _words_of(usable: frozenset[str], charset_size: int
+              ) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The dictionary's words made of ``usable`` characters (and, with
+    ``charset_size``, of its most frequent ones) and their frequencies; kept per
+    process, as the demo and the benches synthesise several sets in one."""
+    pairs = [(w, f) for w, f in _dictionary() if usable.issuperset(w)]
+    if charset_size > 0:
+        weight: Counter = Counter()
+        for word, f in pairs:
+            for ch in word:
+                weight[ch] += f
+        keep = {ch for ch, _ in weight.most_common(charset_size)}
+        pairs = [(w, f) for w, f in pairs if set(w) <= keep]
+    return tuple(w for w, _ in pairs), tuple(f for _, f in pairs)
+
+
 @dataclass
 class EmbeddedCorpus:
     """Frequency-weighted Chinese words from jieba's dictionary, as a text stream."""
@@ -147,24 +169,12 @@ class EmbeddedCorpus:
                 most frequent characters (frequency = sum over words of word
                 frequency x occurrences), for small-alphabet experiments.
         """
-        entries = _dictionary()
-        chars = set().union(*(w for w, _ in entries))
-        usable = {c for c in chars if _is_common_han(c) and (allowed is None or allowed(c))}
-        pairs = [(w, f) for w, f in entries if usable.issuperset(w)]
-        words = [w for w, _ in pairs]
-        freqs = [f for _, f in pairs]
-        if charset_size > 0:
-            weight: Counter = Counter()
-            for word, f in zip(words, freqs):
-                for ch in word:
-                    weight[ch] += f
-            keep = {ch for ch, _ in weight.most_common(charset_size)}
-            pairs = [(w, f) for w, f in zip(words, freqs) if set(w) <= keep]
-            words = [w for w, _ in pairs]
-            freqs = [f for _, f in pairs]
+        usable = frozenset(c for c in _dictionary_chars()
+                           if _is_common_han(c) and (allowed is None or allowed(c)))
+        words, freqs = _words_of(usable, charset_size)
         if not words:
             raise UsageError("the embedded corpus is empty for these fonts/charset; pass --corpus")
-        return cls(words, np.asarray(freqs, dtype=np.float64))
+        return cls(list(words), np.asarray(freqs, dtype=np.float64))
 
     def stream(self, n_chars: int, seed: int, allowed: Callable[[str], bool] | None = None
                ) -> str:

@@ -185,6 +185,21 @@ def system_font_files(lang: str | None = None) -> list[str]:
     return sorted(f for f in files if f.lower().endswith(FONT_SUFFIXES) and os.path.isfile(f))
 
 
+# A face's answers, per process and shared by every checker of it: the embedded corpus
+# asks about each of the dictionary's characters, and the demo and the benches
+# synthesise several sets in one process (each used to render them all again).
+_COVERAGE: dict[tuple, dict[str, bool]] = {}
+
+
+def _coverage_key(spec: FontSpec) -> tuple:
+    """The face, and its file's size and time (a font replaced on disk is asked again)."""
+    try:
+        st = os.stat(spec.path)
+        return os.path.abspath(spec.path), spec.index, st.st_size, st.st_mtime_ns
+    except OSError:
+        return os.path.abspath(spec.path), spec.index
+
+
 class GlyphChecker:
     """Decides by rendering whether a face draws a character (never tofu)."""
 
@@ -192,7 +207,7 @@ class GlyphChecker:
         self.spec = spec
         self.font = spec.load(_PROBE_SIZE)
         self._notdef = self._render(_NOTDEF_PROBE)
-        self._cache: dict[str, bool] = {}
+        self._cache = _COVERAGE.setdefault(_coverage_key(spec), {})
 
     def _render(self, ch: str) -> tuple:
         mask = self.font.getmask(ch, mode="L")
