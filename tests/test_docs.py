@@ -223,7 +223,7 @@ def test_the_readme_starts_with_the_demo_and_the_test_commands():
     blocks = shell_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     assert [b.strip() for b in blocks[:2]] == [
         'pip install torch==2.13.0 && pip install ".[fonts]" && ocrkit demo',
-        'pip install torch==2.13.0 && pip install -e ".[fonts,test]" && python -m pytest -q tests',
+        'pip install torch==2.13.0 && pip install -e ".[fonts,test]" && python -m pytest -q -n auto tests',
     ]
 
 
