@@ -102,8 +102,12 @@ PRETRAININGS = {
     "seqclr-frame": ("SeqCLR frame-to-instance", ["--mapping", "frame"]),
     "simclr-v": ("SimCLR-style (R = V, all, MLP)",
                  ["--representation", "visual", "--mapping", "all", "--projection", "mlp"]),
+    # not in the paper: SimCLR's colour distortion on top (pretrain --colour-distortion)
+    "seqclr-window-colour": ("SeqCLR window-to-instance + colour distortion",
+                             ["--mapping", "window", "--colour-distortion", 1]),
 }
-SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame")
+DEFAULT_PRETRAININGS = ("seqclr-all", "seqclr-window", "seqclr-frame", "simclr-v")
+SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame", "seqclr-window-colour")
 LABELS = {"random": "random encoder (frozen floor)", "supervised": "supervised only",
           **{k: v[0] for k, v in PRETRAININGS.items()}}
 
@@ -488,9 +492,10 @@ def main() -> None:
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--domains", help="handwriting, zh or both [the scale's: cpu both, "
                         "en handwriting]")
-    parser.add_argument("--pretrainings", default=",".join(PRETRAININGS),
-                        help="which pre-trainings (comma-separated) [all: "
-                        + ", ".join(PRETRAININGS) + "]")
+    parser.add_argument("--pretrainings", default=",".join(DEFAULT_PRETRAININGS),
+                        help="which pre-trainings, comma-separated, of "
+                        + ", ".join(PRETRAININGS) + " [" + ",".join(DEFAULT_PRETRAININGS)
+                        + ": the paper's]")
     parser.add_argument("--fractions", help="label fractions of protocol 2, comma-separated "
                         "[the scale's: 0.05,0.1,1]; the target reads the 0.1 rows")
     parser.add_argument("--data-from", metavar="DIR",

@@ -189,6 +189,35 @@ def test_each_augmentation_keeps_size_and_changes_the_image_but_never_the_order(
                           np.asarray(im))
 
 
+def test_colour_distortion_changes_colours_never_positions():
+    """SimCLR's colour distortion (off by default, as in the paper): views of one RGB
+    image differ in colour, some are grey, and the ink stays where it was."""
+    from ocrkit.data.seq_augment import _shift_hue
+
+    im = Image.new("RGB", (96, 32), (235, 225, 150))  # yellow paper, blue ink on the left
+    ImageDraw.Draw(im).rectangle((6, 6, 40, 26), fill=(20, 30, 160))
+    aug = SeqAugment(ops=(0, 0), colour=1.0)
+    views = [aug(im, np.random.default_rng(seed)) for seed in range(40)]
+    arrays = [np.asarray(v, dtype=np.float32) for v in views]
+    assert all(v.size == im.size and v.mode == "RGB" for v in views)
+    paper = [tuple(a[:, 60:].reshape(-1, 3).mean(0).round()) for a in arrays]
+    assert len(set(paper)) >= 30  # the paper's colour no longer names the image
+    grey = sum(bool(np.all(a[..., 0] == a[..., 1]) and np.all(a[..., 1] == a[..., 2]))
+               for a in arrays)
+    assert 2 <= grey <= 20  # about 20 % of 40
+    for a in arrays:  # the ink box is where it was in every view, and stays one colour
+        ink, paper_part = a[6:27, 6:41].reshape(-1, 3), a[:, 50:].reshape(-1, 3)
+        assert np.abs(ink.mean(0) - paper_part.mean(0)).max() > 20
+        assert np.ptp(ink, axis=0).max() <= 2 and np.ptp(paper_part, axis=0).max() <= 2
+    red = Image.new("RGB", (4, 4), (255, 0, 0))
+    r, g, b = np.asarray(_shift_hue(red, 1 / 3))[0, 0].tolist()
+    assert g > 200 and r < 30 and b < 30  # a third of a turn: red -> green
+    off = SeqAugment(ops=(0, 0))(im, np.random.default_rng(0))
+    assert np.array_equal(np.asarray(off), np.asarray(im))  # the paper's default: none
+    with pytest.raises(ValueError, match="colour"):
+        SeqAugment(colour=2.0)
+
+
 # ----------------------------------------------------------------------------- encoder
 def test_frozen_encoder_keeps_weights_and_batchnorm_statistics():
     torch.manual_seed(0)
@@ -332,8 +361,11 @@ def test_unlabelled_sources_ignore_labels_and_report_broken_images(data, cli, tm
 
 def test_pretrain_then_train_with_init_and_frozen_encoder_then_use_it(data, cli, tmp_path):
     pre = tmp_path / "pre"
+    res = cli("pretrain", "--data", data / "unl", "-o", pre, *MODEL, "--colour-distortion", 2)
+    one_line_error(res, 2, "--colour-distortion", "<= 1.25")
     res = cli("pretrain", "--data", data / "unl", "--val", data / "val", "-o", pre, *MODEL,
-              "-b", 5, "--max-steps", 5, "--val-every", 3, "--save-every", 3, "-q")
+              "-b", 5, "--max-steps", 5, "--val-every", 3, "--save-every", 3,
+              "--colour-distortion", 0.5, "-q")
     assert res.exit_code == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["kind"] == "encoder" and summary["mapping"] == "window"
@@ -342,12 +374,16 @@ def test_pretrain_then_train_with_init_and_frozen_encoder_then_use_it(data, cli,
     best = load_checkpoint(str(pre / "best.pt"))
     assert best["kind"] == "encoder" and "train_state" not in best and "charset" not in best
     assert best["input"]["height"] == 32 and best["spec"]["seqclr"]["windows"] == 5
+    assert best["spec"]["seqclr"]["colour_distortion"] == 0.5
     assert {k.split(".")[0] for k in best["state_dict"]} == {"backbone", "sequence"}
     records = [json.loads(x) for x in (pre / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val"] for r in records if "val" in r]
     assert len(vals) == 2 and vals[0]["samples"] == 12 and vals[0]["instances"] == 60
     res = cli("pretrain", "-o", pre, "--resume", "--max-steps", 6, "--mapping", "all", "-q")
     one_line_error(res, 2, "--resume", "--mapping")
+    res = cli("pretrain", "-o", pre, "--resume", "--max-steps", 6, "--colour-distortion", 1,
+              "-q")
+    one_line_error(res, 2, "--resume", "--colour-distortion")
     res = cli("pretrain", "-o", pre, "--resume", "--max-steps", 6, "-q")
     assert res.exit_code == 0, res.stderr
     assert json.loads(res.stdout)["steps"] == 6

@@ -32,8 +32,9 @@ class FiniteFloat(click.ParamType):
 
     name = "float"
 
-    def __init__(self, minimum: float | None = None, *, open_min: bool = False) -> None:
-        self.minimum, self.open_min = minimum, open_min
+    def __init__(self, minimum: float | None = None, maximum: float | None = None, *,
+                 open_min: bool = False) -> None:
+        self.minimum, self.maximum, self.open_min = minimum, maximum, open_min
 
     def convert(self, value, param, ctx):
         try:
@@ -46,6 +47,8 @@ class FiniteFloat(click.ParamType):
                                          or (self.open_min and number == self.minimum)):
             bound = ">" if self.open_min else ">="
             self.fail(f"{value!r}: must be {bound} {self.minimum}", param, ctx)
+        if self.maximum is not None and number > self.maximum:
+            self.fail(f"{value!r}: must be <= {self.maximum}", param, ctx)
         return number
 
 

@@ -17,7 +17,7 @@ from ocrkit.cli.train import loop_options, model_options
 # the checkpoint's), as the loop names them in the encoder spec.
 FLAG_NAMES = {f"spec.seqclr.{key}": f"--{key.replace('_', '-')}"
               for key in ("representation", "projection", "projection_dim", "mapping",
-                          "windows", "temperature", "augment_ops")}
+                          "windows", "temperature", "augment_ops", "colour_distortion")}
 
 
 class OpsRange(click.ParamType):
@@ -94,6 +94,12 @@ Examples:
 @click.option("--augment-ops", type=OpsRange(), default="1:7", show_default=True,
               help="Augmentations per view: a random subset of this size (N or LO:HI, drawn "
                    "per view) of Appendix B's seven, in random order.")
+@click.option("--colour-distortion", "colour_distortion", type=FiniteFloat(0, 1.25), default=0.0,
+              show_default=True, metavar="S",
+              help="SimCLR's colour distortion at strength S after the subset (jitter of "
+                   "brightness, contrast, saturation and hue; some views grey): not in the "
+                   "paper, but RGB text otherwise pairs its views by paper and ink colour "
+                   "alone. 1 is SimCLR's; 0 off.")
 # The paper's optimizer and schedule (Appendix D) are the defaults: on a CPU-scale
 # comparison (docs/pretraining.md) they reached the lowest validation loss in 200 steps,
 # ahead of Adam with onecycle at lr 1e-3, 3e-3 and 1e-2 and SemiMTR's Adam 1e-4.

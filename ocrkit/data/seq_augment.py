@@ -40,6 +40,16 @@ input) would be slanted about 2.5 times as much as the paper's images were. Capp
 the width keeps the paper's warp on lines of any length (and is imgaug's exactly on
 images no wider than 100:32).
 
+**Colour distortion** (``colour``, off by default: not in the paper) is SimCLR's
+(Chen et al. 2020, Appendix A) at strength ``s``, applied after the subset: with
+probability 0.8 brightness, contrast and saturation factors ~ U[1 - 0.8 s, 1 + 0.8 s]
+and a hue shift ~ U[-0.2 s, 0.2 s] of a turn, in random order; then with probability
+0.2 the view becomes grey. SimCLR found that without it two crops of one image are
+told apart by their colour histograms alone. Synthetic RGB text has the same shortcut:
+every image has its own paper and ink colour, so two views' instances can be matched
+by colour without reading anything. It changes no pixel's position, so frames stay
+aligned. On grey (L) images only brightness and contrast act.
+
 Crops are sub-pixel (Pillow's ``resize(box=...)``), so a 1 % crop of a 100-pixel line is
 a 1 % crop, not a rounded zero. Everything is Pillow and NumPy (no imgaug, no OpenCV):
 the operations are a few lines each, and the data-loader workers stay light.
@@ -50,7 +60,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 # The paper's input (Appendix D: every image pre-resized to 32 x 100): width / height.
 PAPER_ASPECT = 100 / 32
@@ -75,18 +85,42 @@ class SeqAugment:
     perspective: tuple[float, float] = (0.01, 0.02)
     piecewise: tuple[float, float] = (0.02, 0.03)
     grid: int = 4  # control points per side of the piecewise grid (imgaug's default)
+    colour: float = 0.0  # SimCLR's colour distortion strength s (0: off, the paper)
 
     def __post_init__(self) -> None:
         lo, hi = self.ops
         if not 0 <= lo <= hi <= len(OPS):
             raise ValueError(f"ops {self.ops}: 0 <= lo <= hi <= {len(OPS)}")
+        if not 0 <= self.colour <= 1.25:  # brightness factors must stay positive
+            raise ValueError(f"colour {self.colour}: 0 <= s <= 1.25")
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         """``image`` (L or RGB) augmented; the same size and mode."""
         count = int(rng.integers(self.ops[0], self.ops[1] + 1))
         for index in rng.permutation(len(OPS))[:count]:
             image = getattr(self, f"_{OPS[index]}")(image, rng)
+        if self.colour > 0:
+            image = self._colour(image, rng)
         return image
+
+    def _colour(self, im: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """SimCLR's colour distortion at strength ``self.colour`` (see the module doc)."""
+        s = self.colour
+        if rng.random() < 0.8:
+            jitters = ["brightness", "contrast"] + (["saturation", "hue"] if im.mode == "RGB"
+                                                    else [])
+            for index in rng.permutation(len(jitters)):
+                kind = jitters[index]
+                if kind == "hue":
+                    im = _shift_hue(im, rng.uniform(-0.2 * s, 0.2 * s))
+                    continue
+                enhance = {"brightness": ImageEnhance.Brightness,
+                           "contrast": ImageEnhance.Contrast,
+                           "saturation": ImageEnhance.Color}[kind]
+                im = enhance(im).enhance(rng.uniform(1 - 0.8 * s, 1 + 0.8 * s))
+        if im.mode == "RGB" and rng.random() < 0.2:
+            im = im.convert("L").convert("RGB")
+        return im
 
     # ------------------------------------------------------------------ photometric
     def _contrast(self, im: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -138,6 +172,13 @@ class SeqAugment:
                              indexing="ij")
         arr = np.asarray(im, dtype=np.float32)
         return _from_array(_sample(arr, ys + dy, xs + dx), im.mode)
+
+
+def _shift_hue(im: Image.Image, turn: float) -> Image.Image:
+    """``im`` (RGB) with every pixel's hue turned by ``turn`` (a fraction of the circle)."""
+    hsv = np.asarray(im.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(turn * 256))) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
 def _from_array(arr: np.ndarray, mode: str) -> Image.Image:

@@ -329,10 +329,13 @@ def run_pretraining(opts: dict) -> dict | None:
                   "projection_dim": opts["projection_dim"], "mapping": mapping,
                   "windows": windows, "temperature": opts["temperature"],
                   "augment_ops": list(opts["augment_ops"])}
+        if opts.get("colour_distortion"):  # absent when off, as in runs made before it
+            seqclr["colour_distortion"] = opts["colour_distortion"]
         extra = {"kind": "encoder", "spec": {**encoder.spec, "seqclr": seqclr},
                  "input": {**input_spec.__dict__},
                  "train_data": [os.path.abspath(p) for p in data]}
-        augment = SeqAugment(ops=tuple(opts["augment_ops"]))
+        augment = SeqAugment(ops=tuple(opts["augment_ops"]),
+                             colour=opts.get("colour_distortion", 0.0))
         params = sum(p.numel() for name in net.parts if getattr(encoder, name) is not None
                      for p in getattr(encoder, name).parameters())
         say(f"encoder {spec['backbone']['name']}+{spec['neck']['name']}"
