@@ -92,6 +92,11 @@ class Stages:
         return sets
 
 
+# `git archive` writes the commit here (.gitattributes: export-subst), so a bench run from
+# an archived snapshot of the tree (not a checkout) still names its commit.
+ARCHIVED_COMMIT = "$Format:%H$"
+
+
 def provenance() -> dict:
     """The command, the commit (``+dirty`` with uncommitted changes) and the machine."""
     import torch
@@ -108,6 +113,8 @@ def provenance() -> dict:
     commit = git("rev-parse", "HEAD")
     if commit and git("status", "--porcelain", "--untracked-files=no"):
         commit += "+dirty"
+    if not commit and not ARCHIVED_COMMIT.startswith("$"):
+        commit = f"{ARCHIVED_COMMIT} (git archive)"
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
