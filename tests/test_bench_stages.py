@@ -38,3 +38,23 @@ def test_amp_flags_auto_follows_the_cpu_and_explicit_choices_win(monkeypatch):
     assert amp_flags(None, "cpu", auto=False) == []  # the loop's own default
     assert amp_flags(True, "cpu", auto=False) == ["--amp"]
     assert amp_flags(False, "cpu") == ["--no-amp"]
+
+
+def test_a_run_from_an_archived_snapshot_names_its_commit(monkeypatch):
+    """`git archive` fills ARCHIVED_COMMIT in (.gitattributes); outside a checkout the
+    benches' provenance names that commit, inside one git's HEAD."""
+    import subprocess
+
+    import stages
+
+    assert (stages.ARCHIVED_COMMIT.startswith("$Format")
+            or len(stages.ARCHIVED_COMMIT) == 40)  # a checkout, or an archive of one
+    monkeypatch.setattr(stages, "ARCHIVED_COMMIT", "c0ffee" * 6 + "abcd")
+
+    def no_git(*args, **kwargs):
+        raise subprocess.CalledProcessError(128, "git")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert stages.provenance()["commit"] == "c0ffee" * 6 + "abcd (git archive)"
+    monkeypatch.setattr(stages, "ARCHIVED_COMMIT", "$Format:%H$")
+    assert stages.provenance()["commit"] is None
