@@ -526,11 +526,12 @@ def main() -> None:
         scale["buckets"] = args.bucket_widths
     if args.fractions:
         try:
-            scale["fractions"] = tuple(sorted({float(f) for f in args.fractions.split(",") if f}))
+            fractions = tuple(sorted({float(f) for f in args.fractions.split(",") if f}))
         except ValueError:
+            fractions = ()
+        if not fractions or not all(0 < f <= 1 for f in fractions):
             parser.error(f"--fractions: numbers in (0, 1], not {args.fractions}")
-        if not scale["fractions"] or not all(0 < f <= 1 for f in scale["fractions"]):
-            parser.error(f"--fractions: numbers in (0, 1], not {args.fractions}")
+        scale["fractions"] = fractions
     domains = list(scale["domains"]) if args.domains in (None, "both") else \
         parse_list(args.domains, DOMAINS, "--domains", parser)
     pretrainings = parse_list(args.pretrainings, tuple(PRETRAININGS), "--pretrainings", parser)
