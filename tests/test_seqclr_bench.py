@@ -89,3 +89,29 @@ def test_the_en_scale_reads_the_english_benchs_geometry_and_data(tmp_path):
     (tmp_path / "charset.txt").write_text("a\n")
     sets = sb.english_bench_data(str(tmp_path), "handwriting")
     assert sets["test"].endswith("handwriting-test.lmdb") and sets["charset"].endswith(".txt")
+
+
+@pytest.mark.parametrize("recipe, optimizer, suffix", [("scale", "adam", ""),
+                                                        ("paper", "adadelta", "-paper")])
+def test_the_recipe_option_sets_every_training_and_names_its_runs(tmp_path, recipe, optimizer,
+                                                                  suffix):
+    scale = {**sb.SCALES["en"], "finetune_recipe": recipe}
+    bench = sb.Bench(str(tmp_path), scale, "cpu", [])
+    calls = []
+
+    def ocrkit(*args):
+        calls.append([str(a) for a in args])
+        return {"_seconds": 1.0, "accuracy": 0.5, "one_minus_ned": 0.75, "samples": 4}
+
+    bench.ocrkit = ocrkit
+    data = {"train": "tr", "val": "va", "test": "te", "charset": "cs"}
+    result = bench.recognizer("handwriting", data, "ft-x-ctc-10pct-s0", [], 7, "ctc", 0)
+    train, evaluate = calls
+    assert train[train.index("--optimizer") + 1] == optimizer
+    assert train[train.index("-o") + 1].endswith(f"ft-x-ctc-10pct-s0{suffix}")
+    assert evaluate[1].endswith(f"ft-x-ctc-10pct-s0{suffix}/best.pt")
+    assert (tmp_path / f"handwriting-train-ft-x-ctc-10pct-s0{suffix}.json").is_file()
+    if recipe == "paper":
+        assert train[train.index("--lr") + 1] == "10"
+        assert train[train.index("--schedule") + 1] == "steps"
+    assert result["accuracy"] == 50.0
