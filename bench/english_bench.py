@@ -16,7 +16,9 @@ benchmarks are (``--protocol lower-alnum``: lower case, letters and digits only)
 and exactly. ``--real DIR`` (repeatable) adds any folder of real labelled crops
 (``gt.txt``, ``labels.jsonl`` ...) to the test sets, read by every model.
 Parameters and ms per word (one thread, batch 1, greedy, the test images) come
-with each model.
+with each model. ``--seeds 0,1,2`` trains every model with each seed (the data stay
+the same) and gives each metric as the mean with the seeds' min-max of word
+accuracy; a seed already run is read from OUT.
 
 Time (measured 2026-12-06 on this repository's 2-core machine, docs/results.md
 "English bench"): synthesis about 18 minutes, the four trainings 59 minutes with the
@@ -100,7 +102,10 @@ def main() -> None:
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--steps", type=int, default=None, help="training steps [scale's]")
     parser.add_argument("--train-images", type=int, default=None, help="per domain [scale's]")
-    parser.add_argument("--seed", type=int, default=0, help="the models' seed")
+    parser.add_argument("--seeds", default=None,
+                        help="the models' seeds, comma-separated: each model is trained with "
+                        "each, the table gives mean (min-max) [0]")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (= --seeds N)")
     parser.add_argument("--real", action="append", default=[], metavar="DIR",
                         help="a folder (or LMDB) of real labelled crops: every model reads it")
     parser.add_argument("--device", default="auto")
@@ -118,6 +123,15 @@ def main() -> None:
     bad = sorted(set(domains) - set(DOMAINS)) + sorted(set(heads) - set(HEADS))
     if bad:
         parser.error(f"unknown domain or head: {', '.join(bad)}")
+    if args.seed is not None and args.seeds is not None:
+        parser.error("--seed and --seeds: give one of them")
+    try:
+        seeds = [args.seed] if args.seed is not None else \
+            [int(x) for x in (args.seeds or "0").split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        parser.error(f"--seeds {args.seeds}: comma-separated integers, none twice, e.g. 0,1,2")
     bench = Bench(args.out, args.device)
     data = {d: make_data(bench, scale, d) for d in domains}
     tests = {f"{d} (held-out fonts)": data[d]["test"] for d in domains}
@@ -132,57 +146,93 @@ def main() -> None:
     rows = []
     for domain in domains:
         for head in heads:
-            name = f"{domain}-{head}-s{args.seed}"
-            run = os.path.join(bench.out, "runs", name)
-            extra = ["--head", "attention", "--max-length", scale["cols"][domain]] \
-                if head == "attention" else []
-            train = bench.cached(f"train-{name}", lambda: {**bench.ocrkit(
-                "train", "--train", data[domain]["train"], "--val", data[domain]["val"], "-o", run,
-                "--charset", charset, "--height", scale["height"], "--width",
-                scale["width"][domain], *ENCODER, *extra, *recipe, "--max-steps",
-                scale["steps"], "--val-every", max(1, scale["steps"] // 8), "--save-every",
-                max(1, scale["steps"] // 8), "--seed", args.seed, "--device", args.device,
-                "--overwrite", "-q"), "recipe": recipe})
-            best = os.path.join(run, "best.pt")
-            row = {"domain": domain, "head": head, "parameters": train.get("parameters"),
-                   "train_seconds": train.get("_seconds"), "best_step": train.get("best_step"),
-                   "recipe": train.get("recipe", RECIPE),  # a stage kept from an earlier run
-                   "ms_per_word": bench.cached(f"ms-{name}", lambda: {
-                       "ms": ms_per_word(best, data[domain]["test"])})["ms"], "tests": {}}
-            for test_name, path in tests.items():
-                slug = test_name.split(" ")[0] if not test_name.startswith("real") \
-                    else "real-" + os.path.basename(os.path.normpath(path))
-                res = bench.cached(f"eval-{name}-{slug}", lambda: bench.ocrkit(
-                    "evaluate", best, path, "--protocol", "lower-alnum", "--device",
-                    args.device, "-q"))
-                row["tests"][test_name] = {"accuracy": res["accuracy"], "cer": res["cer"],
-                                           "exact_accuracy": res["exact"]["accuracy"],
-                                           "samples": res["samples"]}
-            rows.append(row)
+            runs = [train_and_read(bench, args, scale, recipe, data, tests, charset, domain,
+                                   head, seed) for seed in seeds]
+            rows.append(aggregate(runs))
     table = render(rows, list(tests))
     print(table)
     with open(os.path.join(bench.out, "results.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
     with open(os.path.join(bench.out, "results.json"), "w", encoding="utf-8") as fh:
-        json.dump({**provenance(), "scale": scale, "seed": args.seed, "recipe": recipe,
+        json.dump({**provenance(), "scale": scale, "seeds": seeds, "recipe": recipe,
                    "rows": rows}, fh, indent=1)
 
 
+def train_and_read(bench: Bench, args, scale: dict, recipe: list, data: dict, tests: dict,
+                   charset: str, domain: str, head: str, seed: int) -> dict:
+    """One model of ``domain`` and ``head`` at ``seed``: trained (best.pt on the
+    validation set), timed, and read once by every test set."""
+    name = f"{domain}-{head}-s{seed}"
+    run = os.path.join(bench.out, "runs", name)
+    extra = ["--head", "attention", "--max-length", scale["cols"][domain]] \
+        if head == "attention" else []
+    train = bench.cached(f"train-{name}", lambda: {**bench.ocrkit(
+        "train", "--train", data[domain]["train"], "--val", data[domain]["val"], "-o", run,
+        "--charset", charset, "--height", scale["height"], "--width",
+        scale["width"][domain], *ENCODER, *extra, *recipe, "--max-steps",
+        scale["steps"], "--val-every", max(1, scale["steps"] // 8), "--save-every",
+        max(1, scale["steps"] // 8), "--seed", seed, "--device", args.device,
+        "--overwrite", "-q"), "recipe": recipe})
+    best = os.path.join(run, "best.pt")
+    row = {"domain": domain, "head": head, "seed": seed, "parameters": train.get("parameters"),
+           "train_seconds": train.get("_seconds"), "best_step": train.get("best_step"),
+           "recipe": train.get("recipe", RECIPE),  # a stage kept from an earlier run
+           "ms_per_word": bench.cached(f"ms-{name}", lambda: {
+               "ms": ms_per_word(best, data[domain]["test"])})["ms"], "tests": {}}
+    for test_name, path in tests.items():
+        slug = test_name.split(" ")[0] if not test_name.startswith("real") \
+            else "real-" + os.path.basename(os.path.normpath(path))
+        res = bench.cached(f"eval-{name}-{slug}", lambda: bench.ocrkit(
+            "evaluate", best, path, "--protocol", "lower-alnum", "--device",
+            args.device, "-q"))
+        row["tests"][test_name] = {"accuracy": res["accuracy"], "cer": res["cer"],
+                                   "exact_accuracy": res["exact"]["accuracy"],
+                                   "samples": res["samples"]}
+    return row
+
+
+METRICS = ("accuracy", "cer", "exact_accuracy")
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """One row from the seeds' rows of a model: every test metric as mean, min and max
+    (fractions), the seeds' rows kept under ``per_seed``."""
+    first = runs[0]
+    tests = {t: {m: {"mean": sum(r["tests"][t][m] for r in runs) / len(runs),
+                     "min": min(r["tests"][t][m] for r in runs),
+                     "max": max(r["tests"][t][m] for r in runs)} for m in METRICS}
+             for t in first["tests"]}
+    return {"domain": first["domain"], "head": first["head"],
+            "seeds": [r["seed"] for r in runs], "parameters": first["parameters"],
+            "recipe": first["recipe"], "tests": tests,
+            "ms_per_word": sum(r["ms_per_word"] for r in runs) / len(runs),
+            "train_seconds": [r["train_seconds"] for r in runs], "per_seed": runs}
+
+
 def render(rows: list[dict], tests: list[str]) -> str:
-    head = "| model | " + " | ".join(f"{t}: word acc / CER (exact acc)" for t in tests) \
-        + " | parameters | ms/word |"
-    lines = [head, "|" + "---|" * (len(tests) + 3)]
+    """The Markdown table: word accuracy / CER (exact accuracy) in %; with several
+    seeds, the mean with the seeds' min-max of word accuracy."""
+    several = any(len(r["seeds"]) > 1 for r in rows)
+    head = "| model | " + ("seeds | " if several else "") + " | ".join(
+        f"{t}: word acc / CER (exact acc)" for t in tests) + " | parameters | ms/word |"
+    lines = [head, "|" + "---|" * (len(tests) + 3 + several)]
     for r in rows:
-        cells = [f"{100 * r['tests'][t]['accuracy']:.1f} / {100 * r['tests'][t]['cer']:.1f} "
-                 f"({100 * r['tests'][t]['exact_accuracy']:.1f})" for t in tests]
+        cells = []
+        for t in tests:
+            m = r["tests"][t]
+            acc = f"{100 * m['accuracy']['mean']:.1f}"
+            if len(r["seeds"]) > 1:
+                acc += f" ({100 * m['accuracy']['min']:.1f}-{100 * m['accuracy']['max']:.1f})"
+            cells.append(f"{acc} / {100 * m['cer']['mean']:.1f} "
+                         f"({100 * m['exact_accuracy']['mean']:.1f})")
         recipe = [str(x) for x in r.get("recipe", RECIPE)]
         how = (", bfloat16" if "--amp" in recipe else "") + (
             f", buckets of {recipe[recipe.index('--bucket-widths') + 1]}"
             if "--bucket-widths" in recipe else "")
-        lines.append(f"| {r['domain']}, {r['head']}{how} | " + " | ".join(cells)
+        seeds = f"{','.join(map(str, r['seeds']))} | " if several else ""
+        lines.append(f"| {r['domain']}, {r['head']}{how} | {seeds}" + " | ".join(cells)
                      + f" | {r['parameters'] / 1e6:.2f} M | {r['ms_per_word']:.1f} |")
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()
