@@ -1,6 +1,7 @@
 """Docs cannot rot: every ``ocrkit ...`` line in a code block of README.md and
 docs/*.md names a subcommand and options that exist (parsed with click's own
-parser, never run), and every relative Markdown link points at a file that
+parser, never run), every ``python bench/NAME.py ...`` line names a bench script
+and options it defines, and every relative Markdown link points at a file that
 exists."""
 
 from __future__ import annotations
@@ -137,6 +138,56 @@ def check_text(text: str) -> tuple[int, list[str]]:
                         for problem in check_command(args)]
 
 
+BENCH_SCRIPT = re.compile(r"^bench/(\w+)\.py$")
+ADD_ARGUMENT = re.compile(r"add_argument\(((?:\s*\"-[^\"]*\",)+)")
+
+
+def bench_options(script: Path) -> set[str]:
+    """The options a bench script's argparse parsers define (read from its source,
+    never run: several import torch): every string option of an ``add_argument``
+    call, ``--no-X`` beside a BooleanOptionalAction's ``--X``, and what
+    bench/stages.py's ``speed_options`` adds where the script calls it."""
+    sources = [script.read_text(encoding="utf-8")]
+    if "speed_options(" in sources[0]:
+        sources.append((script.parent / "stages.py").read_text(encoding="utf-8"))
+    options = {"-h", "--help"}
+    for text in sources:
+        for match in re.finditer(r"add_argument\(([^)]*)", text):
+            call = match.group(1)
+            names = re.findall(r"\"(-[-\w]+)\"", call.split("help=")[0])
+            options.update(names)
+            if "BooleanOptionalAction" in call:
+                options.update("--no-" + n[2:] for n in names if n.startswith("--"))
+    return options
+
+
+def bench_problems(text: str) -> tuple[int, list[str]]:
+    """(how many bench command lines were checked, their unknown scripts and
+    options) over the shell code blocks of a Markdown text."""
+    checked, problems = 0, []
+    for block in shell_blocks(text):
+        for line in logical_lines(block):
+            for words in segments(line):
+                while words and (ENV_ASSIGNMENT.match(words[0]) or words[0] in WRAPPERS):
+                    words = words[1:]
+                if len(words) < 2 or not words[0].startswith("python") \
+                        or not BENCH_SCRIPT.match(words[1]):
+                    continue
+                checked += 1
+                script = ROOT / words[1]
+                if not script.is_file():
+                    problems.append(f"no {words[1]}\n    in: {line.strip()}")
+                    continue
+                known = bench_options(script)
+                for word in words[2:]:
+                    option = word.split("=", 1)[0]
+                    if option.startswith("-") and not re.fullmatch(r"-\d.*", option) \
+                            and option not in known:
+                        problems.append(f"{words[1]}: no option {option}\n    in: "
+                                        f"{line.strip()}")
+    return checked, problems
+
+
 def anchors(path: Path) -> set[str]:
     """The heading anchors GitHub gives a Markdown file: lower case, punctuation
     other than ``-`` and ``_`` dropped, spaces made hyphens, repeats numbered."""
@@ -177,6 +228,32 @@ def test_every_ocrkit_line_in_the_docs_names_existing_options():
         problems += [f"{doc.relative_to(ROOT)}: {p}" for p in found]
     assert not problems, "\n".join(problems)
     assert checked > 30, f"only {checked} ocrkit command lines found: is the extraction broken?"
+
+
+def test_every_bench_line_in_the_docs_names_a_script_and_its_options():
+    checked, problems = 0, []
+    for doc in COMMAND_DOCS:
+        n, found = bench_problems(doc.read_text(encoding="utf-8"))
+        checked += n
+        problems += [f"{doc.relative_to(ROOT)}: {p}" for p in found]
+    assert not problems, "\n".join(problems)
+    assert checked > 20, f"only {checked} bench command lines found: is the extraction broken?"
+
+
+def test_the_bench_checker_catches_a_renamed_option_and_a_missing_script():
+    text = ("```bash\n"
+            "python bench/paper_tables.py --scale cpu --tables 3 --t3-seeds 0,1,2 \\\n"
+            "    --t3-methods stretch\n"
+            "python bench/english_bench.py --no-amp --bucket-widths 0 --seeds 0,1\n"
+            "python bench/seqclr_bench.py --no-such-thing 1 --amp\n"
+            "python bench/gone_bench.py --out x\n"
+            "```\n")
+    checked, problems = bench_problems(text)
+    assert checked == 4
+    assert len(problems) == 3, "\n".join(problems)
+    assert [p.splitlines()[0] for p in problems] == [
+        "bench/paper_tables.py: no option --t3-seeds",
+        "bench/seqclr_bench.py: no option --no-such-thing", "no bench/gone_bench.py"]
 
 
 def test_the_checker_catches_a_bad_option_subcommand_and_choice():
