@@ -220,24 +220,17 @@ def broken_links(path: Path) -> list[str]:
     return broken
 
 
-def test_every_ocrkit_line_in_the_docs_names_existing_options():
+@pytest.mark.parametrize("checker, what, at_least", [(check_text, "ocrkit", 30),
+                                                     (bench_problems, "bench", 20)])
+def test_every_command_line_in_the_docs_names_existing_options(checker, what, at_least):
+    """ocrkit lines: subcommands, options and choices; bench lines: scripts and options."""
     checked, problems = 0, []
     for doc in COMMAND_DOCS:
-        n, found = check_text(doc.read_text(encoding="utf-8"))
+        n, found = checker(doc.read_text(encoding="utf-8"))
         checked += n
         problems += [f"{doc.relative_to(ROOT)}: {p}" for p in found]
     assert not problems, "\n".join(problems)
-    assert checked > 30, f"only {checked} ocrkit command lines found: is the extraction broken?"
-
-
-def test_every_bench_line_in_the_docs_names_a_script_and_its_options():
-    checked, problems = 0, []
-    for doc in COMMAND_DOCS:
-        n, found = bench_problems(doc.read_text(encoding="utf-8"))
-        checked += n
-        problems += [f"{doc.relative_to(ROOT)}: {p}" for p in found]
-    assert not problems, "\n".join(problems)
-    assert checked > 20, f"only {checked} bench command lines found: is the extraction broken?"
+    assert checked > at_least, f"only {checked} {what} command lines: is the extraction broken?"
 
 
 def test_the_bench_checker_catches_a_renamed_option_and_a_missing_script():
