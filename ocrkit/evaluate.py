@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ocrkit.data.batch import Collate
-from ocrkit.metrics import Metrics, normalize
+from ocrkit.metrics import Calibration, Metrics, normalize
 from ocrkit.predict import Predictor, predict_texts
 
 GALLERY_MARK = "<meta name='generator' content='ocrkit evaluate'>"
@@ -47,6 +47,7 @@ class Scorer:
     def __init__(self, protocol: str = "exact", errors: int = 0) -> None:
         self.protocol, self.errors = protocol, errors
         self.metrics, self.row_metrics = Metrics(), Metrics()
+        self.calibration = Calibration()
         self.exact = Metrics() if protocol != "exact" else None
         self.emptied = 0
         self.multirow = False
@@ -62,6 +63,7 @@ class Scorer:
         labels = [normalize(label, protocol) for label in raw_labels]
         scored = [normalize(pred, protocol) for pred in preds]
         self.metrics.update(scored, labels)
+        self.calibration.update(confs, scored, labels)
         if self.exact is not None:
             self.exact.update(preds, raw_labels)
             self.emptied += sum(1 for raw, label in zip(raw_labels, labels)
@@ -87,8 +89,10 @@ class Scorer:
                 (heapq.heappush if len(worst) < self.errors else heapq.heapreplace)(worst, entry)
 
     def result(self) -> dict:
-        """The metrics (``exact`` and ``labels_emptied`` for another protocol)."""
-        out = self.metrics.result()
+        """The metrics (``exact`` and ``labels_emptied`` for another protocol) and
+        ``confidence``: how well confidence tells right texts from wrong ones
+        (:class:`ocrkit.metrics.Calibration`, under the protocol)."""
+        out = {**self.metrics.result(), "confidence": self.calibration.result()}
         if self.exact is not None:
             out["exact"] = self.exact.result()
             out["labels_emptied"] = self.emptied

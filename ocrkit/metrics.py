@@ -134,6 +134,57 @@ class Metrics:
         }
 
 
+# Confidence levels the calibration report gives: share kept, accuracy of what is kept.
+CONFIDENCE_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+CONFIDENT = 0.9  # a wrong text at or above this confidence is a "confident error"
+
+
+@dataclass
+class Calibration:
+    """How far a recognizer's confidence can be trusted: each sample's confidence
+    (``ocrkit infer``'s: the mean probability of the characters read) against whether
+    its whole text is right (under the protocol, newlines not counted).
+
+    :meth:`result` gives ``ece``, the expected calibration error over ``bins``
+    equal-width bins (sum over bins of |accuracy - mean confidence| weighted by the
+    bin's share of samples; a confidence of 1 falls in the last bin); ``levels``, for
+    each confidence threshold, the share of samples at or above it (``kept``) and
+    their accuracy (None when none is kept): what ``infer --min-confidence`` keeps;
+    and ``confident_errors``, the wrong texts read with confidence >= 0.9."""
+
+    confidences: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+
+    def update(self, confidences: Sequence[float], preds: Sequence[str],
+               gts: Sequence[str]) -> None:
+        if not len(confidences) == len(preds) == len(gts):
+            raise ValueError(f"{len(confidences)} confidences for {len(preds)} predictions "
+                             f"and {len(gts)} ground truths")
+        self.confidences += [float(c) for c in confidences]
+        self.correct += [_chars(p) == _chars(g) for p, g in zip(preds, gts)]
+
+    def result(self, bins: int = 10) -> dict:
+        n = len(self.confidences)
+        if not n:
+            return {"samples": 0, "ece": None, "levels": [], "confident_errors": 0}
+        counts, conf_sums, hits = [0] * bins, [0.0] * bins, [0] * bins
+        for c, ok in zip(self.confidences, self.correct):
+            b = min(max(int(c * bins), 0), bins - 1)
+            counts[b] += 1
+            conf_sums[b] += c
+            hits[b] += ok
+        ece = sum(abs(hits[b] - conf_sums[b]) for b in range(bins) if counts[b]) / n
+        levels = []
+        for level in CONFIDENCE_LEVELS:
+            kept = [ok for c, ok in zip(self.confidences, self.correct) if c >= level]
+            levels.append({"min_confidence": level, "kept": len(kept) / n,
+                           "accuracy": sum(kept) / len(kept) if kept else None})
+        return {"samples": n, "mean_confidence": sum(self.confidences) / n,
+                "accuracy": sum(self.correct) / n, "ece": ece, "levels": levels,
+                "confident_errors": sum(1 for c, ok in zip(self.confidences, self.correct)
+                                        if c >= CONFIDENT and not ok)}
+
+
 def evaluate_strings(preds: Iterable[str], gts: Iterable[str], protocol: str = "exact"
                      ) -> dict[str, float | int]:
     """All metrics for two parallel sequences of strings, scored by ``protocol``."""

@@ -210,6 +210,35 @@ def test_one_bad_input_is_one_error_record(cli, world, tmp_path):
     assert all("text" in r for i, r in enumerate(recs) if i not in (10, 11))
 
 
+def test_low_confidence_texts_are_marked_and_counted(cli, world):
+    images = sorted((world / "set/images/0000").glob("*.png"))[:6]
+    plain = [json.loads(x) for x in cli("infer", "-m", world / "run/best.pt", *images).stdout
+             .splitlines()]
+    confs = sorted(r["confidence"] for r in plain)
+    threshold = (confs[2] + confs[3]) / 2 if confs[2] < confs[3] else confs[3] + 1e-6
+    res = cli("infer", "-m", world / "run/best.pt", "--min-confidence", threshold, *images)
+    assert res.exit_code == 0
+    recs = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["text"] for r in recs] == [r["text"] for r in plain]  # nothing dropped
+    low = [r.get("low_confidence", False) for r in recs]
+    assert low == [r["confidence"] < threshold for r in recs] and any(low)
+    assert f"{sum(low)} texts read with confidence below {threshold}" in res.stderr
+    assert all("low_confidence" not in r for r, marked in zip(recs, low) if not marked)
+    one_line_error(cli("infer", "-m", world / "run/best.pt", "--min-confidence", 1.5,
+                       *images), 2, "--min-confidence")
+
+
+def test_evaluate_reports_how_far_confidence_can_be_trusted(cli, world):
+    res = cli("evaluate", world / "run/best.pt", world / "set.lmdb")
+    cal = json.loads(res.stdout)["confidence"]
+    assert cal["samples"] == 24 and 0 <= cal["ece"] <= 1
+    kept = [x["kept"] for x in cal["levels"]]
+    assert [x["min_confidence"] for x in cal["levels"]] == [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert kept == sorted(kept, reverse=True)  # a higher threshold never keeps more
+    assert cal["accuracy"] == json.loads(res.stdout)["accuracy"]
+    assert "calibration error (ECE)" in res.stderr and "wrong texts read with" in res.stderr
+
+
 def test_evaluate_checks_its_gallery_before_and_prints_results_first(cli, world, tmp_path):
     out = tmp_path / "new" / "sub" / "worst.html"
     res = cli("evaluate", world / "run/best.pt", world / "set.lmdb", "--errors", 3,

@@ -90,6 +90,11 @@ def evaluate(ctx, checkpoint, data, router, models, batch_size, device, beam_wid
       one_minus_ned  mean of 1 - ED / max(|pred|, |gt|)
       cer, wer       corpus character / word error rates
       ed1_accuracy   share of samples with ED <= 1
+    "confidence": how far infer's confidences can be trusted on this data: the
+    calibration error (ECE, 10 bins), and per threshold (0.5 ... 0.99) the share
+    of samples at or above it and their accuracy, the choice behind
+    `infer --min-confidence` (make it on validation data); "confident_errors"
+    counts wrong texts read with confidence >= 0.9.
     Newlines between rows of multi-row labels are not counted as characters.
     Multi-row data also gets "row_level": the same metrics over text rows.
     "protocol" names the scoring; with --protocol lower-alnum the metrics are
@@ -283,6 +288,17 @@ def _after(result: dict, warn) -> None:
              f"on: {'; '.join(result['unlike_training_examples'][:2])}")
 
 
+def confidence_line(cal: dict | None, level: float = 0.9) -> str | None:
+    """One line on how far the confidences can be trusted, or None without samples."""
+    if not cal or not cal.get("samples"):
+        return None
+    at = next(x for x in cal["levels"] if x["min_confidence"] == level)
+    kept = f"{100 * at['kept']:.1f} % of samples" + (
+        f", {100 * at['accuracy']:.1f} % of them right" if at["accuracy"] is not None else "")
+    return (f"confidence: calibration error (ECE) {cal['ece']:.4f}; at >= {level}: {kept}; "
+            f"{cal['confident_errors']} wrong texts read with confidence >= {level}")
+
+
 def _tables(console, result: dict, title: str) -> None:
     """The metrics table on stderr; the router's line and a per-domain table where
     there are domains."""
@@ -307,6 +323,9 @@ def _tables(console, result: dict, title: str) -> None:
                   *([str(exact["samples"])] if exact else []),
                   *([str(rows["samples"])] if rows else []), "")
     console.print(table)
+    line = confidence_line(result.get("confidence"))
+    if line:
+        console.print(line, highlight=False)
     router = result.get("router")
     if router:
         oracle = result.get("oracle_routing")

@@ -71,6 +71,7 @@ Examples:
   ocrkit infer -m best.pt line1.png line2.png
   ocrkit infer -m best.pt scans/ > out.jsonl
   find imgs -name '*.png' | ocrkit infer -m best.pt - > out.jsonl
+  ocrkit infer -m best.pt --min-confidence 0.9 scans/ > out.jsonl
   ocrkit infer --router router.pt -m htr=hw.pt -m str=scene.pt photos/ > out.jsonl
 """)
 @click.option("-m", "--model", "models", multiple=True, type=click.Path(dir_okay=False),
@@ -91,10 +92,14 @@ Examples:
 @click.option("--fixed-width", is_flag=True,
               help="Pad or squash every line to the model's training width (default: each "
                    "single-row line is read at its own width, aspect ratio kept).")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Mark records read with a lower confidence: \"low_confidence\": true "
+                   "(the text is kept); stderr counts them. Choose it on validation data "
+                   "with `ocrkit evaluate` (its \"confidence\" levels).")
 @click.option("-q", "--quiet", is_flag=True, help="No warnings on stderr.")
 @click.pass_context
 def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser, fixed_width,
-          quiet) -> None:
+          min_confidence, quiet) -> None:
     """Recognise images: one JSON object per input on stdout, flushed per line.
 
     Records are {"path", "text", "confidence"}; multi-row models add "rows"
@@ -103,6 +108,12 @@ def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser,
     a "warning". An unreadable input gets {"path", "error"}; the run goes on
     and exits 1 at the end. No input image at all (an empty folder, nothing on
     stdin) is a usage error (exit 2).
+
+    "confidence" is the mean probability of the characters read (0-1). With
+    --min-confidence T, records below T add "low_confidence": true, so a
+    pipeline can send them to a person instead of trusting them; `ocrkit
+    evaluate` on labelled validation data shows, per threshold, how many
+    samples pass it and how many of those are right.
 
     With --router, each image is first classified by the router and read by
     the specialist of its domain; records add "route" (the domain) and
@@ -116,7 +127,7 @@ def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser,
     reader = _reader(models, router, device, beam_width, denoiser, fixed_width,
                      lambda m: console.print(m, highlight=False))
     failed = False
-    odd = 0
+    odd = low = 0
     batch: list[tuple[str, object]] = []
 
     def emit(rec: dict) -> None:
@@ -138,7 +149,7 @@ def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser,
             return out
 
     def flush() -> None:
-        nonlocal failed, odd
+        nonlocal failed, odd, low
         good = [im for _, im in batch if not isinstance(im, str)]
         results = iter(predict(good))
         for path, im in batch:
@@ -153,6 +164,9 @@ def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser,
                 continue
             rec = reader.record(path, im, res)
             odd += "warning" in rec
+            if min_confidence is not None and rec["confidence"] < min_confidence:
+                rec["low_confidence"] = True
+                low += 1
             emit(rec)
         batch.clear()
 
@@ -166,6 +180,10 @@ def infer(ctx, models, inputs, router, batch_size, device, beam_width, denoiser,
     finally:
         if batch:  # whatever stops the loop, the pending batch still gets its records
             flush()
+    if low:
+        console.print(f"[yellow]warning:[/] {low} texts read with confidence below "
+                      f"{min_confidence} (\"low_confidence\" in their records)",
+                      highlight=False)
     if odd:
         console.print(f"[yellow]warning:[/] {odd} inputs look unlike what the model was trained "
                       "on (see \"warning\" in their records)", highlight=False)
