@@ -504,6 +504,7 @@ def test_read_only_targets_are_refused_before_the_work(world, tmp_path):
     (("--val-every", "0"), "--val-every"), (("--batch-size", "0"), "--batch-size"),
     (("-w", "-1"), "--workers -1"), (("--warmup", "2"), "--warmup"),
     (("--height", "4"), "at least 8"),
+    (("--domain-weight", "handwriting"), "--domain-weight handwriting: give NAME=N"),
 ])
 def test_bad_training_options_are_one_line_usage_errors(cli, world, tmp_path, arg, needle):
     out = tmp_path / "r"

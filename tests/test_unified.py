@@ -31,7 +31,9 @@ from ocrkit.methods.unified import (
 from ocrkit.models.heads.sequence_targets import eos_targets
 from ocrkit.models.recognizer import Recognizer, make_spec
 from ocrkit.train.loop import TrainConfig, Trainer
-from ocrkit.train.sampler import DomainBalancedSampler, StepSampler, dataset_domains
+from ocrkit.errors import UsageError
+from ocrkit.train.sampler import (DomainBalancedSampler, StepSampler, dataset_domains,
+                                  parse_domain_weights, weighted_cycle)
 
 CHARS = list("abcde")
 ROUTES = {"handwriting": "htr", "scene": "str"}
@@ -477,6 +479,33 @@ def test_domain_balanced_sampler_draws_domains_equally_resumes_and_shards():
     assert plain.count("scene") > plain.count("handwriting") * 2
 
 
+def test_domain_weights_set_the_ratio_and_equal_weights_keep_the_balanced_order():
+    assert weighted_cycle([1, 1]) == [0, 1] and weighted_cycle([2, 1]) == [0, 1, 0]
+    assert sorted(weighted_cycle([3, 1, 2])) == [0, 0, 0, 1, 2, 2]
+    domains = ["handwriting"] * 30 + ["scene"] * 90
+    weighted = DomainBalancedSampler(domains, 6, seed=2, weights={"handwriting": 2})
+    drawn = [domains[i] for i in weighted]
+    assert drawn.count("handwriting") == 2 * drawn.count("scene")  # 2:1, not 1:3
+    assert drawn[:3] == ["handwriting", "scene", "handwriting"]  # spread, not in runs
+    equal = DomainBalancedSampler(domains, 6, seed=2, weights={"scene": 1, "handwriting": 1})
+    assert list(equal) == list(DomainBalancedSampler(domains, 6, seed=2))
+    with pytest.raises(UsageError, match="--domain-weight photo: no training sample has that "
+                                         "domain .*handwriting 30, scene 90"):
+        DomainBalancedSampler(domains, 6, weights={"photo": 2})
+
+
+@pytest.mark.parametrize("values, needle", [
+    (["handwriting"], "give NAME=N"), (["handwriting=0"], "give NAME=N"),
+    (["handwriting=1.5"], "give NAME=N"), (["=2"], "give NAME=N"),
+    (["scene=2", "scene=3"], "scene given twice")])
+def test_malformed_domain_weights_are_one_line_errors(values, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_domain_weights(values)
+    with pytest.raises(UsageError, match=needle):  # refused with the options, before any work
+        TrainConfig(out="x", max_steps=1, domain_weights=tuple(values)).validate()
+    assert parse_domain_weights(["handwriting=2", " scene = 1"]) == {"handwriting": 2, "scene": 1}
+
+
 def test_the_loop_balances_domains_when_asked_and_batches_carry_domains(tmp_path):
     class Data:
         def __init__(self, dataset):
@@ -500,6 +529,12 @@ def test_the_loop_balances_domains_when_asked_and_batches_carry_domains(tmp_path
         sampler = trainer._sampler(type("D", (), {"rank": 0, "world": 1, "main": True})())
         assert type(sampler) is kind
     assert "each domain is drawn 1/2" in messages[-1] and "a 6, b 2" in messages[-1]
+    cfg = TrainConfig(out=str(tmp_path), max_steps=1, batch_size=4, domain_weights=("b=3",))
+    trainer = Trainer(nn.Linear(1, 1), None, Data(Inner()), None, None, cfg, {},
+                      console_print=messages.append)
+    sampler = trainer._sampler(type("D", (), {"rank": 0, "world": 1, "main": True})())
+    assert type(sampler) is DomainBalancedSampler and sampler.weights == [1, 3]
+    assert "--domain-weight: domains drawn a 1/4, b 3/4 of the time" in messages[-1]
     subset = torch.utils.data.Subset(Data(Inner()), [0, 6, 7])  # a wrapper's own indices
     assert dataset_domains(subset) == ["a", "b", "b"]
     # domains follow the kept samples (a broken one is dropped by the collate)

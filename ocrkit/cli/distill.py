@@ -15,7 +15,7 @@ from ocrkit.cli._common import (
     json_line,
     replayable,
 )
-from ocrkit.cli.train import _apply, data_options, loop_options, model_options
+from ocrkit.cli.train import _apply, data_options, domain_options, loop_options, model_options
 
 
 class OneOrMany(click.Option):
@@ -142,11 +142,8 @@ def unified_options(f):
                           "several student classes splits its probability equally); exact = "
                           "identical characters only (the rest's probability is dropped and "
                           "renormalised)."),
-        click.option("--balance-domains", is_flag=True,
-                     help="Draw the training samples' domains equally often (each batch "
-                          "half handwriting, half scene), not in their share of the data."),
     ]
-    return _apply(f, options)
+    return domain_options(_apply(f, options))
 
 
 @click.command(context_settings={"max_content_width": 100}, epilog="""\b

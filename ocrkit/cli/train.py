@@ -223,6 +223,19 @@ def train_options(f):
     return data_options()(loop_options()(encoder_options(row_loss_option(f))))
 
 
+def domain_options(f):
+    """``--balance-domains`` and ``--domain-weight`` (train, distill)."""
+    return _apply(f, [
+        click.option("--balance-domains", is_flag=True,
+                     help="Draw the training samples' domains (labels.jsonl \"domain\", LMDB "
+                          "domain-%09d) equally often, not in their share of the data."),
+        click.option("--domain-weight", "domain_weights", multiple=True, metavar="NAME=N",
+                     help="Draw domain NAME N times as often as a domain of weight 1 "
+                          "(repeatable; unnamed domains weigh 1; implies --balance-domains), "
+                          "e.g. --domain-weight handwriting=2."),
+    ])
+
+
 def max_length_option(f):
     return click.option(
         "--max-length", type=click.IntRange(min=1), default=None,
@@ -267,9 +280,7 @@ Examples:
 @train_options
 @model_options
 @max_length_option
-@click.option("--balance-domains", is_flag=True,
-              help="Draw the training samples' domains (labels.jsonl \"domain\", LMDB "
-                   "domain-%09d) equally often, not in their share of the data.")
+@domain_options
 @config_option("train")
 @click.pass_context
 def train(ctx: click.Context, **opts) -> None:

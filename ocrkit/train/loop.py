@@ -58,6 +58,7 @@ from ocrkit.train.sampler import (
     dataset_aspects,
     dataset_domains,
     describe_domains,
+    parse_domain_weights,
 )
 from ocrkit.train.setup import (
     OPTIMIZERS,
@@ -103,6 +104,7 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     balance_domains: bool = False  # draw the samples' domains equally (DomainBalancedSampler)
+    domain_weights: tuple = ()  # "NAME=N" each: domains drawn in these ratios (implies balance)
     bucket_widths: int = 0  # batches of similar width, sorted in runs of this many (0: off)
     extra: dict = field(default_factory=dict)  # recorded in checkpoints as-is
 
@@ -145,6 +147,7 @@ class TrainConfig:
                 bad(flag, value, "must be at least 1")
         if self.val_limit is not None and self.val_limit < 1:
             bad("--val-limit", self.val_limit, "must be at least 1")
+        parse_domain_weights(self.domain_weights)  # malformed: refused before any work
         if self.workers < 0:
             bad("--workers", self.workers, "must be 0 or more")
         if self.bucket_widths < 0:
@@ -445,19 +448,28 @@ class Trainer:
 
     def _base_sampler(self, dist: Distributed) -> StepSampler:
         cfg = self.cfg
-        if not cfg.balance_domains:
+        weights = parse_domain_weights(cfg.domain_weights)
+        if not cfg.balance_domains and not weights:
             return StepSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed,
                                rank=dist.rank, world=dist.world)
         sampler = DomainBalancedSampler(dataset_domains(self.train_set), cfg.batch_size,
-                                        seed=cfg.seed, rank=dist.rank, world=dist.world)
+                                        seed=cfg.seed, rank=dist.rank, world=dist.world,
+                                        weights=weights)
         if dist.main:
             counts = sampler.counts()
+            flag = "--domain-weight" if weights else "--balance-domains"
             if len(counts) == 1:
-                self.say(f"warning: --balance-domains: every training sample has one domain "
+                self.say(f"warning: {flag}: every training sample has one domain "
                          f"({describe_domains(counts)}): nothing to balance")
-            else:
+            elif not weights:
                 self.say(f"--balance-domains: each domain is drawn 1/{len(counts)} of the time "
                          f"(training samples: {describe_domains(counts)})")
+            else:
+                total = sum(sampler.weights)
+                shares = ", ".join(f"{d if d is not None else 'none recorded'} {w}/{total}"
+                                   for d, w in zip(sampler.names, sampler.weights))
+                self.say(f"--domain-weight: domains drawn {shares} of the time (training "
+                         f"samples: {describe_domains(counts)})")
         return sampler
 
     def _restore(self, run: "_Run") -> None:

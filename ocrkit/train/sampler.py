@@ -2,7 +2,8 @@
 
 :class:`StepSampler` shuffles the whole training set; :class:`DomainBalancedSampler`
 (``--balance-domains``) draws the samples' domains (``Sample.domain``: scene,
-handwriting ...) equally often, whatever their share of the data. Either can group
+handwriting ...) equally often, whatever their share of the data, or in the ratios
+``--domain-weight NAME=N`` gives. Either can group
 images of similar width into batches (:meth:`StepSampler.bucket_by`, ``--bucket-widths``).
 """
 
@@ -101,7 +102,7 @@ class DomainBalancedSampler(StepSampler):
     """
 
     def __init__(self, domains: Sequence[str | None], batch_size: int, *, seed: int = 0,
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, weights: dict[str, int] | None = None) -> None:
         super().__init__(len(domains), batch_size, seed=seed, rank=rank, world=world)
         groups: dict = {}
         for i, d in enumerate(domains):
@@ -109,6 +110,13 @@ class DomainBalancedSampler(StepSampler):
         # a fixed order (None last), so every rank and every resume sees the same one
         self.names = sorted(groups, key=lambda d: (d is None, d or ""))
         self.groups = [torch.tensor(groups[d], dtype=torch.long) for d in self.names]
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - {d for d in self.names if d is not None})
+        if unknown:
+            raise UsageError(f"--domain-weight {unknown[0]}: no training sample has that domain "
+                             f"(the training data holds: {describe_domains(self.counts())})")
+        self.weights = [int(weights.get(d, 1)) if d is not None else 1 for d in self.names]
+        self.pattern = weighted_cycle(self.weights)
 
     def counts(self) -> dict:
         """Samples per domain (None: no domain recorded)."""
@@ -120,12 +128,42 @@ class DomainBalancedSampler(StepSampler):
         per_rank = self.batches_per_epoch * self.batch_size
         mine = []
         for j in range(per_rank):  # every rank draws its turn, so streams stay in step
-            stream = streams[j % len(streams)]
+            stream = streams[self.pattern[j % len(self.pattern)]]
             for r in range(self.world):
                 index = stream.next()
                 if r == self.rank:
                     mine.append(index)
         return mine
+
+
+def weighted_cycle(weights: Sequence[int]) -> list[int]:
+    """One cycle of stream indices in which index ``i`` comes ``weights[i]`` times,
+    spread as evenly as they go (smooth weighted round-robin; ties to the lower
+    index): ``[1, 1]`` -> ``[0, 1]``, ``[2, 1]`` -> ``[0, 1, 0]``."""
+    if not weights or min(weights) < 1:
+        raise ValueError(f"weights must be positive integers, not {list(weights)}")
+    total, current, out = sum(weights), [0] * len(weights), []
+    for _ in range(total):
+        current = [c + w for c, w in zip(current, weights)]
+        k = max(range(len(weights)), key=lambda i: (current[i], -i))
+        current[k] -= total
+        out.append(k)
+    return out
+
+
+def parse_domain_weights(values: Sequence[str]) -> dict[str, int]:
+    """``--domain-weight NAME=N`` (repeatable) -> ``{NAME: N}``; one-line usage errors."""
+    out: dict[str, int] = {}
+    for value in values:
+        name, sep, weight = str(value).partition("=")
+        name = name.strip()
+        if not sep or not name or not weight.strip().isdigit() or int(weight) < 1:
+            raise UsageError(f"--domain-weight {value}: give NAME=N, N a whole number >= 1 "
+                             "(e.g. --domain-weight handwriting=2)")
+        if name in out:
+            raise UsageError(f"--domain-weight {name} given twice")
+        out[name] = int(weight)
+    return out
 
 
 class _Stream:
