@@ -26,6 +26,8 @@ keep-ratio up to 160 px, at most 16 characters. Rows:
   steps and batches: what the teachers add;
 * **ablations**: the unified student with one term switched off (``--w-logits 0``,
   ``--w-hint 0``, ``--w-attention 0``, ``--w-affinity 0``), first seed only.
+* ``--student-domain-weight NAME=N`` (repeatable) adds a row: the unified student with
+  its domains drawn in those ratios (``distill --domain-weight``), first seed only.
 
 The two-domain models (unified, mixed data, ablations) validate on both domains'
 validation sets and train ``--student-steps`` (the scale's: as many as a specialist at
@@ -215,16 +217,25 @@ def train_mixed(bench: Bench, data: dict, scale: dict, charset: str, seed: int) 
     return {"checkpoint": os.path.join(run, "best.pt"), "summary": summary}
 
 
+def weights_tag(weights: list[str]) -> str:
+    """``["handwriting=2"]`` -> ``handwriting2`` (a stage name's part)."""
+    return "-".join(w.replace("=", "") for w in weights)
+
+
 def distill_unified(bench: Bench, data: dict, scale: dict, specialists: dict, seed: int,
-                    drop: str | None = None) -> dict:
-    """The unified student of ``seed`` (its specialists' seed); ``drop`` a term: 0."""
+                    drop: str | None = None, weights: list[str] | None = None) -> dict:
+    """The unified student of ``seed`` (its specialists' seed); ``drop`` a term: 0;
+    ``weights``: ``--domain-weight`` values (its domains drawn in those ratios)."""
     name = f"unified-s{seed}" if drop is None else f"unified-no-{drop}-s{seed}"
+    if weights:
+        name = f"unified-dw-{weights_tag(weights)}-s{seed}"
     run = bench.run_dir(name)
     teachers = [a for d in DOMAINS
                 for a in ("--teacher", f"{TEACHER[d]}={specialists[d]['checkpoint']}")]
     summary = bench.cached(f"distill-{name}", lambda: bench.ocrkit(
         "distill", *teachers, *both_domains(data), "-o", run, "--student-preset", "same",
         "--balance-domains", *RECIPE, *(["--w-" + drop, 0] if drop else []),
+        *[a for w in weights or [] for a in ("--domain-weight", w)],
         *schedule(scale["student_steps"]), "--seed", seed, "--device", bench.device,
         "--overwrite", "-q"))
     return {"checkpoint": os.path.join(run, "best.pt"), "summary": summary}
@@ -416,6 +427,9 @@ def main() -> None:
                         help="words of each domain's test set timed for ms/word [scale's]")
     parser.add_argument("--no-ablations", action="store_true",
                         help="leave out the four one-term-off rows")
+    parser.add_argument("--student-domain-weight", action="append", default=[],
+                        metavar="NAME=N", help="add a row: the unified student with distill "
+                        "--domain-weight NAME=N (repeatable), first seed only")
     parser.add_argument("--real", action="append", default=[], metavar="[DOMAIN=]DIR",
                         help="a folder or LMDB of real labelled crops read by every model; "
                              "DOMAIN (handwriting|scene) also scores the router on it")
@@ -479,16 +493,23 @@ def main() -> None:
     for term in ablations:
         spec = {d: models[f"{ROLE[d]}-s{first}"] for d in DOMAINS}
         models[f"no-{term}-s{first}"] = distill_unified(bench, data, scale, spec, first, term)
+    weighted = args.student_domain_weight
+    if weighted:
+        spec = {d: models[f"{ROLE[d]}-s{first}"] for d in DOMAINS}
+        models[f"dw-s{first}"] = distill_unified(bench, data, scale, spec, first,
+                                                 weights=weighted)
 
     # reading: the test sets, once per model
     tests = [data[d]["test"] for d in DOMAINS]
     kinds = {"HTR": "HTR specialist (handwriting only)", "STR": "STR specialist (scene only)",
              "unified": "unified student (distilled from both, balanced)",
              "router": "router + specialists", "mixed": "mixed data, no distillation",
-             **{f"no-{t}": f"unified without {t} (--w-{t} 0)" for t in ablations}}
+             **{f"no-{t}": f"unified without {t} (--w-{t} 0)" for t in ablations},
+             **({"dw": "unified, domains weighted (--domain-weight "
+                       + ", ".join(weighted) + ")"} if weighted else {})}
     rows: dict[str, dict] = {}
     for key, label in kinds.items():
-        row_seeds = [first] if key.startswith("no-") else seeds
+        row_seeds = [first] if key.startswith("no-") or key == "dw" else seeds
         per_seed = []
         for seed in row_seeds:
             m = models[f"{key}-s{seed}"]
