@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ocrkit.models.classifiers.multihot import (MultiHotClassifier,  # noqa: E402
                                                 storage_bytes)
 # bench/ is on the path when this runs as a script
-from stages import amp_flags, speed_options  # noqa: E402
+from stages import amp_flags, speed_options, spread  # noqa: E402
 
 MIB = 2 ** 20
 PAPER_VI = {128: 0.22, 256: 0.45, 512: 0.89, 1024: 1.78}  # Table VI, "MB"
@@ -242,8 +242,7 @@ def _common(train: str, val: str, steps: int, amp: bool | None = None) -> list:
 
 def _stat(values: list[float]) -> list[float]:
     """[mean, min, max] in %, rounded."""
-    values = [100 * v for v in values]
-    return [round(sum(values) / len(values), 2), round(min(values), 2), round(max(values), 2)]
+    return [round(x, 2) for x in spread(values, 100)]
 
 
 def accuracy(out: str, steps: int, classes: int, count: int, models: list[str] | None = None,

@@ -42,7 +42,7 @@ import os
 import subprocess
 import sys
 
-from stages import Stages, amp_flags, provenance, speed_options
+from stages import Stages, amp_flags, format_spread, provenance, speed_options, spread
 
 DOMAINS = ("scene", "handwriting")
 HEADS = ("ctc", "attention")
@@ -198,10 +198,8 @@ def aggregate(runs: list[dict]) -> dict:
     """One row from the seeds' rows of a model: every test metric as mean, min and max
     (fractions), the seeds' rows kept under ``per_seed``."""
     first = runs[0]
-    tests = {t: {m: {"mean": sum(r["tests"][t][m] for r in runs) / len(runs),
-                     "min": min(r["tests"][t][m] for r in runs),
-                     "max": max(r["tests"][t][m] for r in runs)} for m in METRICS}
-             for t in first["tests"]}
+    tests = {t: {m: dict(zip(("mean", "min", "max"), spread([r["tests"][t][m] for r in runs])))
+                 for m in METRICS} for t in first["tests"]}
     return {"domain": first["domain"], "head": first["head"],
             "seeds": [r["seed"] for r in runs], "parameters": first["parameters"],
             "recipe": first["recipe"], "tests": tests,
@@ -220,9 +218,8 @@ def render(rows: list[dict], tests: list[str]) -> str:
         cells = []
         for t in tests:
             m = r["tests"][t]
-            acc = f"{100 * m['accuracy']['mean']:.1f}"
-            if len(r["seeds"]) > 1:
-                acc += f" ({100 * m['accuracy']['min']:.1f}-{100 * m['accuracy']['max']:.1f})"
+            acc = format_spread(*(100 * m["accuracy"][k] for k in ("mean", "min", "max")),
+                                len(r["seeds"]))
             cells.append(f"{acc} / {100 * m['cer']['mean']:.1f} "
                          f"({100 * m['exact_accuracy']['mean']:.1f})")
         recipe = [str(x) for x in r.get("recipe", RECIPE)]

@@ -79,7 +79,7 @@ import os
 import re
 import time
 
-from stages import Stages, amp_flags, speed_options
+from stages import Stages, amp_flags, format_spread, speed_options, spread
 
 PAPER = {  # CLP, ILP in % (Table 5's "CRNN" rows are the teachers)
     ("5", "single: teacher"): (89.29, 71.17), ("5", "single: distilled online"): (91.74, 78.20),
@@ -395,12 +395,8 @@ def summary(results: list[dict]) -> dict:
     (``{"clp": (mean, lo, hi), ...}``, in %) and the mean training seconds."""
     evs = [r["eval"] for r in results]
 
-    def stat(values):
-        values = [100 * v for v in values]
-        return (sum(values) / len(values), min(values), max(values))
-
-    out = {k: stat([e[k] for e in evs]) for k in ("clp", "clp_ed", "ilp")}
-    out["row_ilp"] = (stat([e["row_level"]["ilp"] for e in evs])
+    out = {k: spread([e[k] for e in evs], 100) for k in ("clp", "clp_ed", "ilp")}
+    out["row_ilp"] = (spread([e["row_level"]["ilp"] for e in evs], 100)
                       if all("row_level" in e for e in evs) else None)
     ms = [e.get("ms_per_image") for e in evs]
     out["ms_per_image"] = sum(ms) / len(ms) if all(m is not None for m in ms) else None
@@ -418,12 +414,9 @@ def row(table: str, method: str, results: list[dict], note: str = "") -> dict:
             **summary(results), "note": note}
 
 
-def _cell(stat) -> str:
+def _cell(stat, seeds: int) -> str:
     """``mean (min-max)``, or the value alone for one seed."""
-    if stat is None:
-        return ""
-    mean, lo, hi = stat
-    return f"{mean:.2f}" if lo == hi else f"{mean:.2f} ({lo:.1f}-{hi:.1f})"
+    return "" if stat is None else format_spread(*stat, seeds, digits=2)
 
 
 # Offline distillation with terms switched off: which of Eq. 16's terms help.
@@ -509,10 +502,13 @@ def markdown5(rows: list[dict]) -> str:
     for r in rows:
         def f(v):
             return "" if v is None else f"{v:.2f}"
+
+        def c(stat, seeds=r["seeds"]):
+            return _cell(stat, seeds)
         params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else ""
         out.append(f"| {r['data']} | {r['method']} | {params} | {r.get('steps') or ''} "
                    f"| {r['seeds']} | {f(r['paper_clp'])} | {f(r['paper_ilp'])} "
-                   f"| {_cell(r['clp'])} | {_cell(r['ilp'])} | {_cell(r['row_ilp'])} "
+                   f"| {c(r['clp'])} | {c(r['ilp'])} | {c(r['row_ilp'])} "
                    f"| {f(r['ms_per_image'])} | {r['train_s']:.0f} |")
     return "\n".join(out)
 
@@ -526,9 +522,12 @@ def markdown(rows: list[dict], scale: str, seconds: float, stage_seconds: float)
     for r in rows:
         def f(v):
             return "" if v is None else f"{v:.2f}"
+
+        def c(stat, seeds=r["seeds"]):
+            return _cell(stat, seeds)
         out.append(f"| {r['table']} | {r['method']} | {r['seeds']} | {f(r['paper_clp'])} "
-                   f"| {f(r['paper_ilp'])} | {_cell(r['clp'])} | {_cell(r['clp_ed'])} "
-                   f"| {_cell(r['ilp'])} | {_cell(r['row_ilp'])} | {r['train_s']:.0f} "
+                   f"| {f(r['paper_ilp'])} | {c(r['clp'])} | {c(r['clp_ed'])} "
+                   f"| {c(r['ilp'])} | {c(r['row_ilp'])} | {r['train_s']:.0f} "
                    f"| {r['note']} |")
     return "\n".join(out)
 

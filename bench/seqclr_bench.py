@@ -93,7 +93,7 @@ import os
 import sys
 from functools import partial
 
-from stages import Stages, amp_flags, provenance, speed_options
+from stages import Stages, amp_flags, format_spread, provenance, speed_options, spread
 
 DOMAINS = ("handwriting", "zh")
 PROTOCOLS = ("decoder", "semi")
@@ -318,8 +318,8 @@ def fraction_tag(fraction: float) -> str:
 
 
 def stat(values: list[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "seeds": len(values), "values": values}
+    mean, lo, hi = spread(values)
+    return {"mean": mean, "min": lo, "max": hi, "seeds": len(values), "values": values}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -412,9 +412,7 @@ def conclusion(result: dict) -> str:
 
 def _cell(s: dict) -> str:
     """``mean (min-max)``, or the value alone for one seed."""
-    if s["seeds"] == 1:
-        return f"{s['mean']:.1f}"
-    return f"{s['mean']:.1f} ({s['min']:.1f}-{s['max']:.1f})"
+    return format_spread(s["mean"], s["min"], s["max"], s["seeds"])
 
 
 def pretraining_table(pre: list[dict]) -> list[str]:

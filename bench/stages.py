@@ -162,3 +162,24 @@ def amp_flags(amp: bool | None, device: str, auto: bool = True) -> list[str]:
             return []
         amp = cpu_has_bf16()
     return ["--amp"] if amp else ["--no-amp"]
+
+
+def spread(values, scale: float = 1.0) -> tuple[float, float, float]:
+    """The mean, minimum and maximum of several seeds' ``values`` (each times ``scale``)."""
+    values = [scale * v for v in values]
+    if not values:
+        raise ValueError("spread of no values")
+    return sum(values) / len(values), min(values), max(values)
+
+
+def format_spread(mean: float, lo: float, hi: float, seeds: int, digits: int = 1,
+                  range_digits: int = 1) -> str:
+    """``mean (min-max)``, or the value alone for one seed."""
+    if seeds == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({lo:.{range_digits}f}-{hi:.{range_digits}f})"
+
+
+def spread_cell(values, scale: float = 1.0, digits: int = 1) -> str:
+    """:func:`format_spread` of ``values`` (times ``scale``)."""
+    return format_spread(*spread(values, scale), len(values), digits, digits)

@@ -92,7 +92,7 @@ import subprocess
 import sys
 import time
 
-from stages import Stages, amp_flags, provenance, speed_options
+from stages import Stages, amp_flags, provenance, speed_options, spread_cell
 
 DOMAINS = ("handwriting", "scene")
 TEACHER = {"handwriting": "htr", "scene": "str"}
@@ -325,14 +325,9 @@ def ms_per_word(bench: Bench, name: str, tests: list[str], limit: int, checkpoin
 
 
 # ----------------------------------------------------------------------------- summary
-def stat(values: list[float]) -> tuple[float, float, float]:
-    return (sum(values) / len(values), min(values), max(values))
-
-
 def show(values: list[float]) -> str:
     """``mean (min-max)`` in %, or the value alone for one seed."""
-    mean, lo, hi = stat([100 * v for v in values])
-    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ({lo:.1f}-{hi:.1f})"
+    return spread_cell(values, 100)
 
 
 def column(row: dict, test: str, metric: str) -> list[float]:

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
 
-from stages import Stages, amp_flags  # noqa: E402
+from stages import Stages, amp_flags, format_spread, spread, spread_cell  # noqa: E402
 
 
 def test_a_second_run_with_other_settings_stops_in_one_line(tmp_path):
@@ -58,3 +58,14 @@ def test_a_run_from_an_archived_snapshot_names_its_commit(monkeypatch):
     assert stages.provenance()["commit"] == "c0ffee" * 6 + "abcd (git archive)"
     monkeypatch.setattr(stages, "ARCHIVED_COMMIT", "$Format:%H$")
     assert stages.provenance()["commit"] is None
+
+
+def test_spread_is_the_mean_min_and_max_and_one_seed_shows_alone():
+    mean, lo, hi = spread([0.42, 0.40, 0.47], 100)
+    assert (round(mean, 6), round(lo, 6), round(hi, 6)) == (43.0, 40.0, 47.0)
+    assert spread_cell([0.42, 0.40, 0.47], 100) == "43.0 (40.0-47.0)"
+    assert spread_cell([0.425], 100) == "42.5"
+    # three seeds that agree still say they are three (a range, not one run)
+    assert format_spread(95.0, 95.0, 95.0, 3, digits=2) == "95.00 (95.0-95.0)"
+    with pytest.raises(ValueError):
+        spread([])

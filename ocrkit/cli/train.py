@@ -212,11 +212,50 @@ def encoder_options(f):
                           "and sequence stage (not the last with --representation visual) "
                           "start from its weights; the model options must be pretrain's."),
         click.option("--freeze-encoder", is_flag=True,
-                     help="Keep that encoder fixed (weights and BatchNorm statistics): the "
+                     help="Keep that encoder (train: or --init-from's backbone, neck and "
+                          "sequence stage) fixed, weights and BatchNorm statistics: the "
                           "rest trains, classifier and head (the paper's decoder "
                           "evaluation)."),
     ]
     return _apply(f, options)
+
+
+# What a recognizer given with --init-from brings with it: given here too, refused.
+INIT_FROM_FIXED = ("backbone", "backbone_args", "neck", "neck_args", "sequence",
+                   "sequence_args", "classifier", "classifier_args", "head", "head_args",
+                   "row_sequence", "max_length", "height", "width", "resize", "channels",
+                   "rows", "denoiser", "charset")
+
+
+def init_from_option(f):
+    return click.option(
+        "--init-from", type=click.Path(exists=True, dir_okay=False), default=None,
+        metavar="MODEL.pt",
+        help="Fine-tune: start from a trained recognizer's weights (a best.pt or last.pt; "
+             "EMU models from last.pt). Its architecture, input size and charset come "
+             "with it (model, input and --charset options are refused); the optimizer, "
+             "schedule and step start afresh (--resume continues a run instead). With "
+             "--freeze-encoder only the classifier and head train.")(f)
+
+
+def check_init_from(ctx: click.Context, opts: dict) -> None:
+    """``--init-from``: no option that the recognizer brings with it; the path kept
+    absolute; the model options left out of the replayable config (they are the file's)."""
+    import os
+
+    from click.core import ParameterSource
+
+    from ocrkit.errors import UsageError
+
+    if not opts.get("init_from"):
+        return
+    given = [p.opts[0] for p in ctx.command.params if p.name in INIT_FROM_FIXED
+             and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE,
+                                                      ParameterSource.ENVIRONMENT)]
+    if given:
+        raise UsageError(f"--init-from {opts['init_from']} brings its model, input size and "
+                         f"charset; leave out {', '.join(given)}")
+    opts["init_from"] = os.path.abspath(opts["init_from"])
 
 
 def train_options(f):
@@ -275,9 +314,12 @@ Examples:
       --head attention --max-length 25
   ocrkit train --train hw/train --val hw-val -o runs/ft10 --label-fraction 0.1 \\
       --init-encoder runs/seqclr/best.pt --max-steps 3000
+  ocrkit train --train mine/train --val mine-val -o runs/mine --init-from runs/cap/best.pt \\
+      --lr 3e-4 --max-steps 1000
   torchrun --nproc_per_node 4 -m ocrkit train --train big/ --val val.lmdb -o runs/ddp --device cuda
 """)
 @train_options
+@init_from_option
 @model_options
 @max_length_option
 @domain_options
@@ -296,7 +338,11 @@ def train(ctx: click.Context, **opts) -> None:
     adopt_run_config(ctx, opts, "train")
     if opts.get("init_encoder"):  # recorded absolute: a --config rerun finds it anywhere
         opts["init_encoder"] = os.path.abspath(opts["init_encoder"])
+    check_init_from(ctx, opts)
     opts["_config"] = replayable("train", opts)
+    if opts.get("init_from"):  # the model is the file's: its options are not the run's
+        for key in INIT_FROM_FIXED:
+            opts["_config"]["options"].pop(key, None)
     apply_max_length(opts)
     result = train_supervised(opts)
     if result is not None:

@@ -348,10 +348,80 @@ def input_spec_from(opts: dict, rows: int) -> InputSpec:
     return spec
 
 
-def recognizer_from_options(opts: dict, data: LabelledData, say) -> tuple[Recognizer, InputSpec]:
-    """The recognizer ``train``'s model options describe, built and checked on a blank
-    input of the training size: rows and neck agree, the labels fit its head (CTC
-    frames, an autoregressive head's length), the denoiser attached."""
+def load_init_model(path: str) -> dict:
+    """What ``--init-from`` starts from: a recognizer checkpoint's trainable network
+    (``spec``, ``input``, ``charset``, ``state_dict``; EMU's from ``last.pt``'s training
+    state, its deployed codebook being bit-packed), or one line saying why not."""
+    import copy
+
+    from ocrkit.checkpoint import load_checkpoint, require_kind
+
+    ckpt = load_checkpoint(path)
+    require_kind(ckpt, path, option="--init-from")
+    spec, state = ckpt["spec"], ckpt["state_dict"]
+    if ((spec.get("classifier") or {}).get("args") or {}).get("packed"):
+        train_state = ckpt.get("train_state") or {}
+        identity = train_state.get("identity") or {}
+        if "net" not in train_state or "spec" not in identity:
+            raise UsageError(f"--init-from {path}: its EMU classifier is the deployable form "
+                             "(bit-packed codes, no ClassNet), which cannot train; start from "
+                             "the run's last.pt")
+        spec, state = identity["spec"], train_state["net"]
+    return {"path": os.path.abspath(path), "spec": copy.deepcopy(spec), "input": ckpt["input"],
+            "charset": ckpt["charset"], "state_dict": state,
+            "steps": (ckpt.get("meta") or {}).get("step")}
+
+
+def recognizer_from_options(opts: dict, data: LabelledData, say,
+                            init: dict | None = None) -> tuple[Recognizer, InputSpec]:
+    """The recognizer ``train``'s model options describe (or, with ``init`` from
+    :func:`load_init_model`, the one it holds, with its weights), built and checked on
+    a blank input of the training size: rows and neck agree, the labels fit its head
+    (CTC frames, an autoregressive head's length), the denoiser attached."""
+    if init is not None:
+        spec, input_spec = init["spec"], InputSpec(**init["input"])
+    else:
+        spec, input_spec = _spec_from_options(opts)
+    torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
+    model = Recognizer(spec, data.charset.num_classes,
+                       input_size=(input_spec.height, input_spec.width))
+    if init is not None:
+        try:
+            model.load_state_dict(init["state_dict"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--init-from {init['path']}: its weights do not fit the model "
+                             f"it describes ({first.rstrip(':. ')})") from None
+    if opts.get("denoiser"):
+        from ocrkit.models.denoise import attach_denoiser
+
+        attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
+    if getattr(model.neck, "note", None):
+        say(model.neck.note)
+    out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
+    if model.row_sequence != "per-row" and out.visual.dim() != 4:
+        raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
+                         f"{model.spec['neck']['name']!r} returns one sequence per image "
+                         "(use it with "
+                         "row-attention)")
+    if model.autoregressive:
+        longest = max((len(label.replace("\n", "")) for label in data.labels), default=0)
+        if longest > model.head.max_length:
+            head = f"head {model.spec['head']['name']!r}"
+            fix = f"--head-arg max_length={longest}"
+            if init is not None:
+                head, fix = f"the --init-from model's {head}", "leave the longer labels out"
+            raise UsageError(f"the training labels run to {longest} characters and {head} "
+                             f"reads at most {model.head.max_length}; {fix}")
+    check_ctc_fit(model, out, data.labels, data.charset, opts, input_spec, say)
+    if opts.get("row_loss") and input_spec.rows == 1:
+        raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
+                         "give --rows")
+    return model, input_spec
+
+
+def _spec_from_options(opts: dict) -> tuple[dict, InputSpec]:
+    """The model spec and input the options describe (rows and neck checked)."""
     rows = opts.get("rows") or 1
     neck_args = dict(opts["neck_args"])
     if getattr(registry.get("necks", opts["neck"]).load(), "geometry", False):
@@ -366,45 +436,27 @@ def recognizer_from_options(opts: dict, data: LabelledData, say) -> tuple[Recogn
                      neck_args=neck_args, sequence_args=opts["sequence_args"],
                      classifier_args=opts["classifier_args"], head_args=opts["head_args"],
                      row_sequence=opts.get("row_sequence"), in_channels=opts.get("channels", 1))
-    input_spec = input_spec_from(opts, rows)
-    torch.manual_seed(opts["seed"])  # same seed, same initial weights: runs are reproducible
-    model = Recognizer(spec, data.charset.num_classes,
-                       input_size=(input_spec.height, input_spec.width))
-    if opts.get("denoiser"):
-        from ocrkit.models.denoise import attach_denoiser
-
-        attach_denoiser(model, opts["denoiser"], input_spec, warn=say)
-    if getattr(model.neck, "note", None):
-        say(model.neck.note)
-    out = check_forward(model, input_spec.height, input_spec.width, input_spec.channels)
-    if model.row_sequence != "per-row" and out.visual.dim() != 4:
-        raise UsageError(f"--row-sequence {model.row_sequence} orders text rows, and the neck "
-                         f"{opts['neck']!r} returns one sequence per image (use it with "
-                         "row-attention)")
-    if model.autoregressive:
-        longest = max((len(label.replace("\n", "")) for label in data.labels), default=0)
-        if longest > model.head.max_length:
-            raise UsageError(f"the training labels run to {longest} characters and head "
-                             f"{opts['head']!r} reads at most {model.head.max_length}; "
-                             f"--head-arg max_length={longest}")
-    check_ctc_fit(model, out, data.labels, data.charset, opts, input_spec, say)
-    if opts.get("row_loss") and rows == 1:
-        raise UsageError("--row-loss chooses how a multi-row model's CTC loss is laid out; "
-                         "give --rows")
-    return model, input_spec
+    return spec, input_spec_from(opts, rows)
 
 
 def run_training(opts: dict, method_factory: Callable) -> dict | None:
     """`ocrkit train` (also train-emu's and the demo's): labelled data, the recognizer
     its options describe, ``method_factory(charset, opts)``'s method, the loop."""
-    if opts.get("freeze_encoder") and not opts.get("init_encoder"):
-        raise UsageError("--freeze-encoder keeps the encoder --init-encoder loads fixed; give "
-                         "--init-encoder (an `ocrkit pretrain` checkpoint)")
-    setup = labelled_setup(opts, "train", [opts["init_encoder"]] if opts.get("init_encoder")
-                           else [])
+    init_from = opts.get("init_from")
+    if opts.get("freeze_encoder") and not (opts.get("init_encoder") or init_from):
+        raise UsageError("--freeze-encoder keeps the encoder --init-encoder (an `ocrkit "
+                         "pretrain` checkpoint) or --init-from (a recognizer) loads fixed; "
+                         "give one of them")
+    if init_from and opts.get("init_encoder"):
+        raise UsageError("--init-from (a whole recognizer) and --init-encoder (a pre-trained "
+                         "encoder) both give the starting weights; give one of them")
+    init = load_init_model(init_from) if init_from else None
+    setup = labelled_setup(opts, "train", [p for p in (opts.get("init_encoder"), init_from)
+                                           if p])
     with setup.claim():
-        data = labelled_data(setup)
-        model, input_spec = recognizer_from_options(opts, data, setup.say)
+        data = labelled_data(setup, None if init is None else lambda labels: (
+            Charset(init["charset"]), f"the charset of --init-from {init_from}"))
+        model, input_spec = recognizer_from_options(opts, data, setup.say, init)
         spec = model.spec  # with the measured feature geometry and the denoiser
         extra = {"spec": spec, "charset": data.charset.chars, "input": {**input_spec.__dict__}}
         if opts.get("init_encoder"):
@@ -413,6 +465,13 @@ def run_training(opts: dict, method_factory: Callable) -> dict | None:
             extra["encoder"] = init_encoder(model, opts["init_encoder"], input_spec,
                                             freeze=opts.get("freeze_encoder", False),
                                             warn=setup.say)
+        if init is not None:
+            extra["init_from"] = {"source": init["path"], "steps": init["steps"],
+                                  "frozen": bool(opts.get("freeze_encoder"))}
+            if opts.get("freeze_encoder"):
+                from ocrkit.models.encoder import freeze_encoder
+
+                freeze_encoder(model)
         if opts.get("label_fraction") is not None:
             extra["label_subset"] = {"fraction": opts["label_fraction"],
                                      "seed": opts.get("subset_seed") or 0,
@@ -424,7 +483,8 @@ def run_training(opts: dict, method_factory: Callable) -> dict | None:
                   f"parameters{frozen}, {data.charset.num_classes} classes, "
                   f"{len(data.train_set)} training images"
                   + (f", encoder from {opts['init_encoder']}" if opts.get("init_encoder")
-                     else ""))
+                     else "")
+                  + (f", weights from {init_from}" if init_from else ""))
         summary = fit_recognizer(setup, model, method_factory(data.charset, opts), data,
                                  input_spec, extra)
     if not main_process():
