@@ -45,6 +45,11 @@ defaults: Adam 1e-3, one-cycle, batch 32, its augmentation) for every method.
 ``--recipe paper`` trains every method with Appendix D's optimizer instead
 (AdaDelta, learning rate 10, x0.1 at 60 % and 80 %; runs named ``...-paper``, so
 they share an OUT and its pre-trainings with the scale's recipe).
+``--lpft-steps N`` adds, for each pre-training, the same fine-tuning after a probe:
+N steps of the decoder alone on the frozen encoder (``--freeze-encoder``), then the
+whole recognizer from it (``train --init-from``), rows ``<pre-training>+lpft``
+("linear probing, then fine-tuning": Kumar et al., ICLR 2022, found that a random
+head's first gradients can spoil pre-trained features).
 The 10 % rows of supervised-only and of each SeqCLR mapping are trained with
 ``--seed`` 0, 1 and 2 (initialisation of what is not pre-trained, batch order,
 augmentation) and reported as mean (min-max); the other rows with seed 0 only.
@@ -111,8 +116,12 @@ PRETRAININGS = {
 }
 DEFAULT_PRETRAININGS = ("seqclr-all", "seqclr-window", "seqclr-frame", "simclr-v")
 SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame", "seqclr-window-colour")
+# --lpft-steps: each pre-training also fine-tuned after a probe (decoder on the frozen
+# encoder first; Kumar et al., ICLR 2022), as the method "<pre-training>+lpft"
+LPFT = "+lpft"
 LABELS = {"random": "random encoder (frozen floor)", "supervised": "supervised only",
-          **{k: v[0] for k, v in PRETRAININGS.items()}}
+          **{k: v[0] for k, v in PRETRAININGS.items()},
+          **{k + LPFT: v[0] + ", probe then fine-tune" for k, v in PRETRAININGS.items()}}
 
 
 # The encoders: "small" (0.28 M parameters, the cpu scale's) and "demo" (the English
@@ -257,10 +266,12 @@ class Bench(Stages):
         if self.scale.get("finetune_recipe") == "paper":
             recipe, name = PAPER_RECIPE, f"{name}-paper"
         run = self.path("runs", domain, name)
+        # a run that starts from a whole recognizer (--init-from) has its model and charset
+        model = [] if "--init-from" in args else \
+            ["--charset", data["charset"], *self.model_args(domain), *heads]
         train = self.cached(f"{domain}-train-{name}", partial(
             self.ocrkit, "train", "--train", data["train"], "--val", data["val"], "-o", run,
-            "--charset", data["charset"], *self.model_args(domain), *heads,
-            *recipe, *args, "-b", self.scale["batch"], "--max-steps", steps,
+            *model, *recipe, *args, "-b", self.scale["batch"], "--max-steps", steps,
             "--val-every", max(1, steps // 5), "--save-every", 10 ** 6, "--seed", seed,
             "--device", self.device, *self.speed,
             "--overwrite", "-q"))
@@ -269,7 +280,21 @@ class Bench(Stages):
             d["protocol"], "--device", self.device, "-q"))
         return {"train_seconds": train["_seconds"], "best_step": train.get("best_step"),
                 "accuracy": 100 * test["accuracy"], "one_minus_ned": 100 * test["one_minus_ned"],
-                "samples": test["samples"]}
+                "samples": test["samples"], "checkpoint": os.path.join(run, "best.pt")}
+
+    def probe_then_finetune(self, domain: str, data: dict, name: str, encoder: str,
+                            subset: list, head: str, seed: int) -> dict:
+        """LP-FT: the decoder trained on the frozen encoder for ``lpft_steps``
+        (``--freeze-encoder``), then the whole recognizer fine-tuned from it
+        (``--init-from``) for the scale's fine-tuning steps; the second run's result,
+        with the probe's seconds added."""
+        probe = self.recognizer(domain, data, f"probe-{name}",
+                                ["--init-encoder", encoder, "--freeze-encoder", *subset],
+                                self.scale["lpft_steps"], head, seed)
+        whole = self.recognizer(domain, data, name, ["--init-from", probe["checkpoint"], *subset],
+                                self.scale["finetune_steps"], head, seed)
+        return {**whole, "train_seconds": whole["train_seconds"] + probe["train_seconds"],
+                "probe": {k: probe[k] for k in ("accuracy", "one_minus_ned", "best_step")}}
 
 
 def english_bench_data(folder: str, domain: str) -> dict[str, str]:
@@ -346,18 +371,25 @@ def semi_protocol(bench: Bench, domain: str, data: dict, encoders: dict,
     """Table 2: fine-tuned from each pre-training and supervised-only, per fraction;
     3 seeds at 10 % for supervised-only and the SeqCLR mappings."""
     rows, s = [], bench.scale
-    methods = ["supervised", *(m for m in encoders if m != "random")]
+    pretrained = [m for m in encoders if m != "random"]
+    methods = ["supervised", *pretrained,
+               *(f"{m}{LPFT}" for m in pretrained if s.get("lpft_steps"))]
     for head in heads:
         for method in methods:
+            base = method.removesuffix(LPFT)
             init = [] if method == "supervised" else \
-                ["--init-encoder", encoders[method]["checkpoint"]]
+                ["--init-encoder", encoders[base]["checkpoint"]]
             for fraction in s["fractions"]:
-                seeds = s["seeds"] if fraction == 0.1 and method in ("supervised", *SEQCLR) \
+                seeds = s["seeds"] if fraction == 0.1 and base in ("supervised", *SEQCLR) \
                     else s["seeds"][:1]
-                runs = [bench.recognizer(
-                    domain, data, f"ft-{method}-{head}-{fraction_tag(fraction)}-s{seed}",
-                    [*init, "--label-fraction", fraction, "--subset-seed", 0],
-                    s["finetune_steps"], head, seed) for seed in seeds]
+                subset = ["--label-fraction", fraction, "--subset-seed", 0]
+                name = f"ft-{method}-{head}-{fraction_tag(fraction)}"
+                runs = [bench.probe_then_finetune(domain, data, f"{name}-s{seed}",
+                                                  encoders[base]["checkpoint"], subset, head,
+                                                  seed) if method.endswith(LPFT)
+                        else bench.recognizer(domain, data, f"{name}-s{seed}", [*init, *subset],
+                                              s["finetune_steps"], head, seed)
+                        for seed in seeds]
                 rows.append({"domain": domain, "method": method, "head": head,
                              "fraction": fraction, **summarise(runs)})
     return rows
@@ -375,7 +407,7 @@ def target(rows: list[dict], margin: float = TARGET_POINTS) -> dict:
     cases = []
     for (domain, head, method), r in at10.items():
         base = at10.get((domain, head, "supervised"))
-        if method not in SEQCLR or base is None:
+        if method.removesuffix(LPFT) not in SEQCLR or base is None:
             continue
         for key, label in METRICS:
             ours, theirs = r[key], base[key]
@@ -454,7 +486,9 @@ def semi_tables(semi: list[dict], domains: list[str], scale: dict) -> list[str]:
     fractions, seeds = scale["fractions"], scale["seeds"]
     out = [(f"Protocol 2, semi-supervised (Table 2): fine-tuned, {scale['finetune_steps']} "
             f"steps at every fraction; the 10 % rows of supervised-only and SeqCLR: mean "
-            f"(min-max) over seeds {', '.join(map(str, seeds))}; other rows seed {seeds[0]}")]
+            f"(min-max) over seeds {', '.join(map(str, seeds))}; other rows seed {seeds[0]}"
+            + (f"; '+lpft': {scale['lpft_steps']} steps of the decoder alone on the frozen "
+               "encoder first" if scale.get("lpft_steps") else ""))]
     by = {(r["domain"], r["head"], r["method"], r["fraction"]): r for r in semi}
     for d in domains:
         for head in [h for h in HEADS if any(r["head"] == h for r in semi if r["domain"] == d)]:
@@ -463,7 +497,7 @@ def semi_tables(semi: list[dict], domains: list[str], scale: dict) -> list[str]:
                                               f"{round(100 * f)} %: 1 - NED"
                                               for f in fractions) + " |",
                     "|---|" + "---|---|" * len(fractions)]
-            for method in ("supervised", *PRETRAININGS):
+            for method in ("supervised", *PRETRAININGS, *(m + LPFT for m in PRETRAININGS)):
                 cells = []
                 for f in fractions:
                     r = by.get((d, head, method, f))
@@ -523,6 +557,10 @@ def main() -> None:
                         help="optimizer of decoder training and fine-tuning: the scale's "
                         "(Adam, one-cycle) or the paper's (AdaDelta lr 10, x0.1 steps; runs "
                         "named ...-paper) [scale]")
+    parser.add_argument("--lpft-steps", type=int, default=0, metavar="N",
+                        help="protocol 2: also fine-tune each pre-training after N steps of "
+                        "its decoder alone on the frozen encoder (LP-FT; rows "
+                        "'<pre-training>+lpft') [0: off]")
     parser.add_argument("--train-images", type=int, help="per domain [scale's]")
     parser.add_argument("--pretrain-steps", type=int, help="[scale's]")
     parser.add_argument("--decoder-steps", type=int, help="protocol 1 [scale's]")
@@ -543,6 +581,7 @@ def main() -> None:
     if args.bucket_widths is not None:
         scale["buckets"] = args.bucket_widths
     scale["finetune_recipe"] = args.recipe
+    scale["lpft_steps"] = args.lpft_steps
     if args.fractions:
         try:
             fractions = tuple(sorted({float(f) for f in args.fractions.split(",") if f}))
@@ -560,7 +599,8 @@ def main() -> None:
     bench = Bench(args.out, scale, args.device, amp, args.data_from)
     # more pre-trainings, fractions and domains may join OUT later; other settings may not
     bench.same_settings({"scale": {k: v for k, v in scale.items()
-                                   if k not in ("fractions", "domains", "finetune_recipe")},
+                                   if k not in ("fractions", "domains", "finetune_recipe",
+                                                "lpft_steps")},
                          "amp": amp,
                          "data_from": args.data_from and os.path.abspath(args.data_from)})
     dec, semi, pre = [], [], []

@@ -115,3 +115,34 @@ def test_the_recipe_option_sets_every_training_and_names_its_runs(tmp_path, reci
         assert train[train.index("--lr") + 1] == "10"
         assert train[train.index("--schedule") + 1] == "steps"
     assert result["accuracy"] == 50.0
+
+
+def test_lpft_probes_on_the_frozen_encoder_then_fine_tunes_the_whole_probe(tmp_path):
+    scale = {**sb.SCALES["en"], "finetune_recipe": "scale", "lpft_steps": 3, "fractions": (0.1,),
+             "seeds": (0,)}
+    bench = sb.Bench(str(tmp_path), scale, "cpu", [])
+    calls = []
+
+    def ocrkit(*args):
+        calls.append([str(a) for a in args])
+        return {"_seconds": 2.0, "accuracy": 0.5, "one_minus_ned": 0.75, "samples": 4}
+
+    bench.ocrkit = ocrkit
+    data = {"train": "tr", "val": "va", "test": "te", "charset": "cs"}
+    rows = sb.semi_protocol(bench, "handwriting", data,
+                            {"seqclr-window": {"checkpoint": "pre.pt"}}, ["ctc"])
+    assert [r["method"] for r in rows] == ["supervised", "seqclr-window", "seqclr-window+lpft"]
+    trains = [c for c in calls if c[0] == "train"]
+    probe, whole = trains[2], trains[3]
+    assert probe[probe.index("--init-encoder") + 1] == "pre.pt" and "--freeze-encoder" in probe
+    assert probe[probe.index("--max-steps") + 1] == "3"
+    assert whole[whole.index("--init-from") + 1] == probe[probe.index("-o") + 1] + "/best.pt"
+    assert "--freeze-encoder" not in whole and "--init-encoder" not in whole
+    assert "--charset" not in whole and "--backbone" not in whole  # the probe's model
+    assert whole[whole.index("--max-steps") + 1] == str(scale["finetune_steps"])
+    for run in (probe, whole):
+        assert run[run.index("--label-fraction") + 1] == "0.1"
+    assert rows[2]["train_seconds"] == 4.0  # probe and fine-tuning
+    result = sb.target([{**r, "accuracy": {**r["accuracy"], "min": a, "max": a, "mean": a}}
+                        for r, a in zip(rows, (10, 11, 20))])
+    assert result["met"] and result["best"]["mapping"] == "seqclr-window+lpft"
