@@ -383,7 +383,8 @@ def semi_protocol(bench: Bench, domain: str, data: dict, encoders: dict,
                 seeds = s["seeds"] if fraction == 0.1 and base in ("supervised", *SEQCLR) \
                     else s["seeds"][:1]
                 subset = ["--label-fraction", fraction, "--subset-seed", 0]
-                name = f"ft-{method}-{head}-{fraction_tag(fraction)}"
+                steps = s["lpft_steps"] if method.endswith(LPFT) else ""  # in the run's name
+                name = f"ft-{method}{steps}-{head}-{fraction_tag(fraction)}"
                 runs = [bench.probe_then_finetune(domain, data, f"{name}-s{seed}",
                                                   encoders[base]["checkpoint"], subset, head,
                                                   seed) if method.endswith(LPFT)

@@ -136,6 +136,7 @@ def test_lpft_probes_on_the_frozen_encoder_then_fine_tunes_the_whole_probe(tmp_p
     probe, whole = trains[2], trains[3]
     assert probe[probe.index("--init-encoder") + 1] == "pre.pt" and "--freeze-encoder" in probe
     assert probe[probe.index("--max-steps") + 1] == "3"
+    assert probe[probe.index("-o") + 1].endswith("probe-ft-seqclr-window+lpft3-ctc-10pct-s0")
     assert whole[whole.index("--init-from") + 1] == probe[probe.index("-o") + 1] + "/best.pt"
     assert "--freeze-encoder" not in whole and "--init-encoder" not in whole
     assert "--charset" not in whole and "--backbone" not in whole  # the probe's model
