@@ -125,3 +125,20 @@ def test_what_cannot_train_is_named(base, tmp_path):
     init = load_init_model(str(tmp_path / "last.pt"))
     assert init["spec"] == ckpt["spec"] and init["state_dict"] is not None
     assert all(torch.equal(init["state_dict"][k], net[k]) for k in net)
+
+
+def test_an_attention_model_fine_tunes_with_its_head_and_length(base, cli, tmp_path):
+    a = tmp_path / "attn"
+    res = cli("train", "--train", base / "a", "-o", a, *MODEL, "--head", "attention",
+              "--max-length", 8, "--max-steps", 2, *LOOP)
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "attn-ft"
+    res = cli("train", "--train", base / "a", "-o", out, "--init-from", a / "best.pt",
+              "--max-steps", 1, "--seed", 3, *LOOP)
+    assert res.exit_code == 0, res.stderr
+    before, after = load_checkpoint(str(a / "best.pt")), load_checkpoint(str(out / "best.pt"))
+    assert after["spec"]["head"] == before["spec"]["head"]
+    assert after["spec"]["head"]["args"]["max_length"] == 8
+    moved = [float((after["state_dict"][k] - v).abs().max())
+             for k, v in weights(a / "best.pt").items()]
+    assert 0 < max(moved) < 3e-3
