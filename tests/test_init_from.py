@@ -142,3 +142,35 @@ def test_an_attention_model_fine_tunes_with_its_head_and_length(base, cli, tmp_p
     moved = [float((after["state_dict"][k] - v).abs().max())
              for k, v in weights(a / "best.pt").items()]
     assert 0 < max(moved) < 3e-3
+
+
+def test_a_colour_model_fine_tunes_on_colour_images(base, cli, tmp_path):
+    """The fine-tuning run reads its data as the model does (RGB here, not grey): its
+    validation during training and `evaluate` of its best.pt agree."""
+    import numpy as np
+    from PIL import Image
+
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for src in (base / "a").iterdir():
+        if src.suffix == ".png":
+            grey = np.asarray(Image.open(src).convert("L"), dtype=np.float32) / 255
+            rgb = np.stack([grey, 1 - 0.6 * grey, 0.3 + 0.2 * grey], -1)
+            Image.fromarray((255 * rgb).astype(np.uint8)).save(colour / src.name)
+        else:
+            shutil.copy(src, colour / src.name)
+    a = tmp_path / "rgb"
+    res = cli("train", "--train", colour, "-o", a, *MODEL, "--channels", 3, "--max-steps", 3,
+              *LOOP)
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "rgb-ft"
+    res = cli("train", "--train", colour, "--val", colour, "-o", out, "--init-from",
+              a / "best.pt", "--max-steps", 2, "--val-every", 2, *LOOP)
+    assert res.exit_code == 0, res.stderr
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    during = [r["val"] for r in records if "val" in r][-1]
+    res = cli("evaluate", out / "best.pt", colour, "-q")
+    assert res.exit_code == 0, res.stderr
+    after = json.loads(res.stdout)
+    assert during["confidence"]["mean_confidence"] == pytest.approx(
+        after["confidence"]["mean_confidence"], abs=1e-5)

@@ -451,6 +451,10 @@ def run_training(opts: dict, method_factory: Callable) -> dict | None:
         raise UsageError("--init-from (a whole recognizer) and --init-encoder (a pre-trained "
                          "encoder) both give the starting weights; give one of them")
     init = load_init_model(init_from) if init_from else None
+    if init is not None:  # the data are read, augmented and checked as the model's input
+        inp = init["input"]
+        opts.update(channels=inp.get("channels", 1), height=inp["height"], width=inp["width"],
+                    resize=inp["policy"], rows=inp.get("rows", 1))
     setup = labelled_setup(opts, "train", [p for p in (opts.get("init_encoder"), init_from)
                                            if p])
     with setup.claim():
