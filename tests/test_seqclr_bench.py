@@ -91,21 +91,29 @@ def test_the_en_scale_reads_the_english_benchs_geometry_and_data(tmp_path):
     assert sets["test"].endswith("handwriting-test.lmdb") and sets["charset"].endswith(".txt")
 
 
-@pytest.mark.parametrize("recipe, optimizer, suffix", [("scale", "adam", ""),
-                                                        ("paper", "adadelta", "-paper")])
-def test_the_recipe_option_sets_every_training_and_names_its_runs(tmp_path, recipe, optimizer,
-                                                                  suffix):
-    scale = {**sb.SCALES["en"], "finetune_recipe": recipe}
+DATA = {"train": "tr", "val": "va", "test": "te", "charset": "cs"}
+
+
+def recording_bench(tmp_path, scale: dict, seconds: float = 1.0):
+    """A bench whose ``ocrkit`` commands are recorded (the list returned) instead of run;
+    each answers a training's and an evaluation's result at once."""
     bench = sb.Bench(str(tmp_path), scale, "cpu", [])
     calls = []
 
     def ocrkit(*args):
         calls.append([str(a) for a in args])
-        return {"_seconds": 1.0, "accuracy": 0.5, "one_minus_ned": 0.75, "samples": 4}
+        return {"_seconds": seconds, "accuracy": 0.5, "one_minus_ned": 0.75, "samples": 4}
 
     bench.ocrkit = ocrkit
-    data = {"train": "tr", "val": "va", "test": "te", "charset": "cs"}
-    result = bench.recognizer("handwriting", data, "ft-x-ctc-10pct-s0", [], 7, "ctc", 0)
+    return bench, calls
+
+
+@pytest.mark.parametrize("recipe, optimizer, suffix", [("scale", "adam", ""),
+                                                        ("paper", "adadelta", "-paper")])
+def test_the_recipe_option_sets_every_training_and_names_its_runs(tmp_path, recipe, optimizer,
+                                                                  suffix):
+    bench, calls = recording_bench(tmp_path, {**sb.SCALES["en"], "finetune_recipe": recipe})
+    result = bench.recognizer("handwriting", DATA, "ft-x-ctc-10pct-s0", [], 7, "ctc", 0)
     train, evaluate = calls
     assert train[train.index("--optimizer") + 1] == optimizer
     assert train[train.index("-o") + 1].endswith(f"ft-x-ctc-10pct-s0{suffix}")
@@ -120,16 +128,8 @@ def test_the_recipe_option_sets_every_training_and_names_its_runs(tmp_path, reci
 def test_lpft_probes_on_the_frozen_encoder_then_fine_tunes_the_whole_probe(tmp_path):
     scale = {**sb.SCALES["en"], "finetune_recipe": "scale", "lpft_steps": 3, "fractions": (0.1,),
              "seeds": (0,)}
-    bench = sb.Bench(str(tmp_path), scale, "cpu", [])
-    calls = []
-
-    def ocrkit(*args):
-        calls.append([str(a) for a in args])
-        return {"_seconds": 2.0, "accuracy": 0.5, "one_minus_ned": 0.75, "samples": 4}
-
-    bench.ocrkit = ocrkit
-    data = {"train": "tr", "val": "va", "test": "te", "charset": "cs"}
-    rows = sb.semi_protocol(bench, "handwriting", data,
+    bench, calls = recording_bench(tmp_path, scale, seconds=2.0)
+    rows = sb.semi_protocol(bench, "handwriting", DATA,
                             {"seqclr-window": {"checkpoint": "pre.pt"}}, ["ctc"])
     assert [r["method"] for r in rows] == ["supervised", "seqclr-window", "seqclr-window+lpft"]
     trains = [c for c in calls if c[0] == "train"]
