@@ -225,10 +225,27 @@ def _runs(lf_size=(32, 256), lf_lr=5e-4, lf_ctc_weight=0.0, lf_encoder="paper",
     }
 
 
+DONE = "bench-done.json"  # in a run folder: the command that trained it to its end
+
+
 def _train(out: str, name: str, args: list, common: list, seed: int, log) -> str:
+    """The run folder of ``name`` at ``seed``, trained unless an earlier bench trained it
+    to its end with the same command. A folder without the bench's mark (a run cut by
+    a stop: its best.pt is a mid-run checkpoint) is trained again from the start; one
+    trained by another command (other steps, precision, ...) stops the bench."""
     run = os.path.join(out, name.replace(" +", "-").replace(" ", "-") + f"-s{seed}")
-    if not os.path.isfile(os.path.join(run, "best.pt")):
-        _ocrkit([*args, *common, "--seed", seed, "-o", run, "--overwrite"], log)
+    command = [str(a) for a in [*args, *common, "--seed", seed, "-o", run]]
+    done = os.path.join(run, DONE)
+    if os.path.isfile(done):
+        with open(done, encoding="utf-8") as fh:
+            before = json.load(fh)["command"]
+        if before != command:
+            raise SystemExit(f"{run} was trained by another command ({done}); give another "
+                             f"--out, or the same settings")
+        return run
+    _ocrkit([*command, "--overwrite"], log)
+    with open(done, "w", encoding="utf-8") as fh:
+        json.dump({"command": command}, fh)
     return run
 
 
