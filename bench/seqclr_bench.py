@@ -113,9 +113,18 @@ PRETRAININGS = {
     # not in the paper: SimCLR's colour distortion on top (pretrain --colour-distortion)
     "seqclr-window-colour": ("SeqCLR window-to-instance + colour distortion",
                              ["--mapping", "window", "--colour-distortion", 1]),
+    # Issue 29's "why" at a fixed budget of images: the batch (more negatives per anchor)
+    # and the augmentation strength (at least 4 of Appendix B's 7 operations per view)
+    "seqclr-window-b4x": ("SeqCLR window-to-instance, 4x batch, 1/4 steps",
+                          ["--mapping", "window"]),
+    "seqclr-window-strong": ("SeqCLR window-to-instance, 4-7 augmentations per view",
+                             ["--mapping", "window", "--augment-ops", "4:7"]),
 }
+# pre-trainings with another batch at the same number of images: name -> batch factor
+BATCH_FACTOR = {"seqclr-window-b4x": 4}
 DEFAULT_PRETRAININGS = ("seqclr-all", "seqclr-window", "seqclr-frame", "simclr-v")
-SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame", "seqclr-window-colour")
+SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame", "seqclr-window-colour",
+          "seqclr-window-b4x", "seqclr-window-strong")
 # --lpft-steps: each pre-training also fine-tuned after a probe (decoder on the frozen
 # encoder first; Kumar et al., ICLR 2022), as the method "<pre-training>+lpft"
 LPFT = "+lpft"
@@ -247,8 +256,8 @@ class Bench(Stages):
             args = ["--max-steps", s["floor_steps"], "--lr", "1e-12", "--augment-ops", "0",
                     "-b", s["pretrain_batch"]]
         else:
-            steps = s["pretrain_steps"]
-            args = [*PRETRAININGS[name][1], "--max-steps", steps, "-b", s["pretrain_batch"],
+            steps, batch = pretrain_budget(s, name)
+            args = [*PRETRAININGS[name][1], "--max-steps", steps, "-b", batch,
                     "--val", data["val"], "--val-every", max(1, steps // 4)]
         result = self.cached(f"{domain}-pretrain-{name}", partial(
             self.ocrkit, "pretrain", "--data", data["train"], "-o", run,
@@ -398,6 +407,13 @@ def semi_protocol(bench: Bench, domain: str, data: dict, encoders: dict,
 
 METRICS = (("accuracy", "word accuracy"), ("one_minus_ned", "1 - NED"))
 TARGET_POINTS = 5.0  # the issue's margin, in points of either metric
+
+
+def pretrain_budget(scale: dict, name: str) -> tuple[int, int]:
+    """(steps, batch) of pre-training ``name``: the scale's, or (BATCH_FACTOR) a batch
+    k times larger for 1/k of the steps, so that every pre-training sees as many images."""
+    k = BATCH_FACTOR.get(name, 1)
+    return max(1, scale["pretrain_steps"] // k), scale["pretrain_batch"] * k
 
 
 def target(rows: list[dict], margin: float = TARGET_POINTS) -> dict:
