@@ -123,8 +123,7 @@ PRETRAININGS = {
 # pre-trainings with another batch at the same number of images: name -> batch factor
 BATCH_FACTOR = {"seqclr-window-b4x": 4}
 DEFAULT_PRETRAININGS = ("seqclr-all", "seqclr-window", "seqclr-frame", "simclr-v")
-SEQCLR = ("seqclr-all", "seqclr-window", "seqclr-frame", "seqclr-window-colour",
-          "seqclr-window-b4x", "seqclr-window-strong")
+SEQCLR = tuple(k for k in PRETRAININGS if k.startswith("seqclr-"))  # SimCLR's is a baseline
 # --lpft-steps: each pre-training also fine-tuned after a probe (decoder on the frozen
 # encoder first; Kumar et al., ICLR 2022), as the method "<pre-training>+lpft"
 LPFT = "+lpft"
