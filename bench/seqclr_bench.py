@@ -119,9 +119,12 @@ PRETRAININGS = {
                           ["--mapping", "window"]),
     "seqclr-window-strong": ("SeqCLR window-to-instance, 4-7 augmentations per view",
                              ["--mapping", "window", "--augment-ops", "4:7"]),
+    # ... and the steps: a quarter of them, so that the frozen encoder's readout at 1/4
+    # and at the whole budget shows whether it still grows with pre-training steps
+    "seqclr-window-short": ("SeqCLR window-to-instance, 1/4 steps", ["--mapping", "window"]),
 }
-# pre-trainings with another batch at the same number of images: name -> batch factor
-BATCH_FACTOR = {"seqclr-window-b4x": 4}
+# pre-trainings with another budget: name -> (steps divisor, batch factor)
+BUDGET = {"seqclr-window-b4x": (4, 4), "seqclr-window-short": (4, 1)}
 DEFAULT_PRETRAININGS = ("seqclr-all", "seqclr-window", "seqclr-frame", "simclr-v")
 SEQCLR = tuple(k for k in PRETRAININGS if k.startswith("seqclr-"))  # SimCLR's is a baseline
 # --lpft-steps: each pre-training also fine-tuned after a probe (decoder on the frozen
@@ -409,10 +412,10 @@ TARGET_POINTS = 5.0  # the issue's margin, in points of either metric
 
 
 def pretrain_budget(scale: dict, name: str) -> tuple[int, int]:
-    """(steps, batch) of pre-training ``name``: the scale's, or (BATCH_FACTOR) a batch
-    k times larger for 1/k of the steps, so that every pre-training sees as many images."""
-    k = BATCH_FACTOR.get(name, 1)
-    return max(1, scale["pretrain_steps"] // k), scale["pretrain_batch"] * k
+    """(steps, batch) of pre-training ``name``: the scale's, or (BUDGET) 1/d of its steps
+    with a batch k times larger (d = k: as many images with more negatives per anchor)."""
+    d, k = BUDGET.get(name, (1, 1))
+    return max(1, scale["pretrain_steps"] // d), scale["pretrain_batch"] * k
 
 
 def target(rows: list[dict], margin: float = TARGET_POINTS) -> dict:
