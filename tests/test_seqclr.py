@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch.nn import functional as F
 
-from ocrkit.checkpoint import load_checkpoint
+from ocrkit.checkpoint import load_checkpoint, save_checkpoint
 from ocrkit.data.batch import InputSpec
 from ocrkit.data.seq_augment import OPS, SeqAugment
 from ocrkit.data.unlabelled import open_unlabelled
@@ -461,9 +461,31 @@ def test_commands_name_the_kind_they_expected(data, encoder_ckpt, cli, tmp_path)
     recognizer = tmp_path / "rec"
     res = cli("train", "--train", data / "lab", "-o", recognizer, *MODEL, "--max-steps", 1, "-q")
     assert res.exit_code == 0, res.stderr
+    other = tmp_path / "router.pt"  # a kind without an encoder
+    save_checkpoint(str(other), {"kind": "router", "state_dict": {}})
     res = cli("train", "--train", data / "lab", "-o", tmp_path / "y", *MODEL, "--max-steps", 1,
-              "--init-encoder", recognizer / "best.pt")
-    one_line_error(res, 2, "recognizer checkpoint, not an encoder", "ocrkit pretrain")
+              "--init-encoder", other)
+    one_line_error(res, 2, "router checkpoint, not an encoder", "ocrkit pretrain")
+
+
+def test_init_encoder_takes_a_recognizers_encoder(data, cli, tmp_path):
+    """A recognizer's checkpoint gives its backbone, neck and sequence stage (kept
+    bit-identical when frozen) and not its classifier: the new run may read another
+    character set, and its classifier starts afresh."""
+    first = tmp_path / "first"
+    res = cli("train", "--train", data / "lab", "-o", first, *MODEL, "--max-steps", 2, "-q")
+    assert res.exit_code == 0, res.stderr
+    charset = tmp_path / "wide.txt"  # the labels' digits and three more classes
+    charset.write_text("".join(c + "\n" for c in "0123456789xyz"), encoding="utf-8")
+    res = cli("train", "--train", data / "lab", "-o", tmp_path / "probe", *MODEL, "--max-steps",
+              2, "--init-encoder", first / "best.pt", "--freeze-encoder", "--charset", charset,
+              "-q")
+    assert res.exit_code == 0, res.stderr
+    before = torch.load(first / "best.pt", weights_only=True)["state_dict"]
+    after = torch.load(tmp_path / "probe" / "last.pt", weights_only=True)["state_dict"]
+    encoder = [k for k in before if k.split(".")[0] in ("backbone", "neck", "sequence")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert after["classifier.fc.weight"].shape[0] > before["classifier.fc.weight"].shape[0]
 
 
 def test_export_names_the_kind_it_expected(encoder_ckpt, cli, tmp_path):

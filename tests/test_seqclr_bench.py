@@ -165,3 +165,30 @@ def test_pretraining_variants_budget(tmp_path, name, steps, batch, extra):
     if extra:
         assert pretrain[pretrain.index(extra[0]) + 1] == extra[1]
     assert pretrain[pretrain.index("-o") + 1].endswith(f"pretrain-{name}")
+
+
+def test_decoder_protocol_reads_a_positive_control(tmp_path):
+    """Protocol 1 also trains its decoders on the frozen encoder of protocol 2's own
+    supervised-only run (CTC, 10 %, seed 0): the same command under the same stage
+    name, so one run serves both."""
+    scale = {**sb.SCALES["en"], "fractions": (0.1,), "seeds": (0,)}
+    semi_bench, semi_calls = recording_bench(tmp_path / "semi", scale)
+    sb.semi_protocol(semi_bench, "handwriting", DATA, {}, ["ctc"])
+    (supervised,) = [c for c in semi_calls if c[0] == "train"]
+    bench, calls = recording_bench(tmp_path / "dec", scale)
+    rows = sb.decoder_protocol(bench, "handwriting", DATA, {"random": {"checkpoint": "r.pt"}})
+    trains = [c for c in calls if c[0] == "train"]
+    assert len(trains) == 5  # the supervised run, the random encoder's decoders, the control's
+    assert [a.replace(str(tmp_path / "dec"), str(tmp_path / "semi")) for a in trains[0]] \
+        == supervised
+    assert sorted(p.name for p in (tmp_path / "dec").glob("*train-ft-supervised*")) \
+        == sorted(p.name for p in (tmp_path / "semi").glob("*train-ft-supervised*"))
+    assert [(r["method"], r["head"]) for r in rows] == [
+        ("random", "ctc"), ("random", "attention"), ("control", "ctc"), ("control", "attention")]
+    control = trains[0][trains[0].index("-o") + 1] + "/best.pt"
+    for run in trains[3:]:
+        assert run[run.index("--init-encoder") + 1] == control and "--freeze-encoder" in run
+        assert run[run.index("--max-steps") + 1] == str(scale["decoder_steps"])
+        assert "--label-fraction" not in run  # all the labels
+    table = "\n".join(sb.decoder_table(rows, ["handwriting"], scale))
+    assert "| supervised-only encoder, 10 % of the labels, CTC (positive control) | ctc |" in table

@@ -208,9 +208,10 @@ def encoder_options(f):
     options = [
         click.option("--init-encoder", type=click.Path(exists=True, dir_okay=False),
                      default=None,
-                     help="An encoder checkpoint from `ocrkit pretrain`: the backbone, neck "
-                          "and sequence stage (not the last with --representation visual) "
-                          "start from its weights; the model options must be pretrain's."),
+                     help="An encoder checkpoint from `ocrkit pretrain` (or a recognizer's "
+                          "checkpoint: its encoder, not its classifier or head): the "
+                          "backbone, neck and sequence stage (not the last with --representation "
+                          "visual) start from its weights; the model options must be its own."),
         click.option("--freeze-encoder", is_flag=True,
                      help="Keep that encoder (train: or --init-from's backbone, neck and "
                           "sequence stage) fixed, weights and BatchNorm statistics: the "

@@ -8,7 +8,8 @@ three, or ``backbone`` and ``neck`` when it was pre-trained on the visual featur
 V, so the sequence stage was never part of it) and their state dict, whose keys are
 the recognizer's own (``backbone.*``, ``neck.*``, ``sequence.*``). ``ocrkit train --init-encoder``
 loads it into a recognizer built from the same options (:func:`init_encoder`);
-``--freeze-encoder`` then keeps it fixed (:func:`freeze_encoder`). Only the parts
+``--freeze-encoder`` then keeps it fixed (:func:`freeze_encoder`). A recognizer's
+checkpoint gives its encoder the same way (classifier and head not loaded). Only the parts
 the checkpoint trained are compared, loaded and frozen: a sequence stage the
 encoder never had starts from scratch and trains.
 
@@ -136,14 +137,17 @@ def _shown(value) -> str:
 
 
 def load_encoder_checkpoint(path: str) -> dict:
-    """An ``ocrkit pretrain`` checkpoint, or one usage error saying what ``path`` is."""
+    """An ``ocrkit pretrain`` checkpoint or a recognizer's (its encoder: the backbone,
+    neck and sequence stage, without its classifier and head, which start afresh: a
+    trained encoder for another character set, or a readable encoder as protocol 1's
+    positive control); any other kind is one usage error saying what ``path`` is."""
     from ocrkit.checkpoint import article, load_checkpoint
 
     ckpt = load_checkpoint(path)
     kind = ckpt.get("kind", "recognizer")
-    if kind != "encoder":
+    if kind not in ("encoder", "recognizer"):
         raise UsageError(f"--init-encoder {path}: {article(kind)} {kind} checkpoint, not an "
-                         "encoder (make one with `ocrkit pretrain`)")
+                         "encoder (make one with `ocrkit pretrain`) or a recognizer")
     return ckpt
 
 
