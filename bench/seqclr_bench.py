@@ -366,15 +366,24 @@ def summarise(runs: list[dict]) -> dict:
             "train_seconds": sum(r["train_seconds"] for r in runs) / len(runs)}
 
 
+def subset_args(fraction: float) -> list:
+    """The labelled share every method of one fraction trains on (the same subset)."""
+    return ["--label-fraction", fraction, "--subset-seed", 0]
+
+
+def finetune_name(method: str, head: str, fraction: float) -> str:
+    """A protocol-2 run's name without its seed (``-s<seed>`` follows)."""
+    return f"ft-{method}-{head}-{fraction_tag(fraction)}"
+
+
 def control_encoder(bench: Bench, domain: str, data: dict) -> dict:
     """Protocol 1's positive control: protocol 2's supervised-only recognizer (CTC,
     10 % of the labels, seed 0: the same stage, trained once for both protocols),
     whose encoder is readable by construction. Decoders on it, frozen, show what the
     protocol reads from an encoder that carries the text; without it, a floor-level
     reading could be the protocol's as well as the encoder's."""
-    return bench.recognizer(domain, data, f"ft-supervised-ctc-{fraction_tag(0.1)}-s0",
-                            ["--label-fraction", 0.1, "--subset-seed", 0],
-                            bench.scale["finetune_steps"], "ctc", 0)
+    return bench.recognizer(domain, data, f"{finetune_name('supervised', 'ctc', 0.1)}-s0",
+                            subset_args(0.1), bench.scale["finetune_steps"], "ctc", 0)
 
 
 def decoder_protocol(bench: Bench, domain: str, data: dict, encoders: dict) -> list[dict]:
@@ -407,9 +416,9 @@ def semi_protocol(bench: Bench, domain: str, data: dict, encoders: dict,
             for fraction in s["fractions"]:
                 seeds = s["seeds"] if fraction == 0.1 and base in ("supervised", *SEQCLR) \
                     else s["seeds"][:1]
-                subset = ["--label-fraction", fraction, "--subset-seed", 0]
+                subset = subset_args(fraction)
                 steps = s["lpft_steps"] if method.endswith(LPFT) else ""  # in the run's name
-                name = f"ft-{method}{steps}-{head}-{fraction_tag(fraction)}"
+                name = finetune_name(f"{method}{steps}", head, fraction)
                 runs = [bench.probe_then_finetune(domain, data, f"{name}-s{seed}",
                                                   encoders[base]["checkpoint"], subset, head,
                                                   seed) if method.endswith(LPFT)
