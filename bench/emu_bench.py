@@ -24,8 +24,9 @@ mean 1-NED and accuracy with their min-max, and model MiB (``ocrkit info``).
 candidate (``--candidates``; by default the softmax decoder with and without the
 auxiliary CTC loss, and Light-Former-EMU through P or a K x d map, K = 384 or 512,
 with and without it) at the first seed, reads each best checkpoint's 1-NED on the
-validation set, and prints the winner of each decoder; ``accuracy`` then runs the
-winners at every seed.
+validation set, and marks the winner of each decoder; its last line gives the
+winners as ``accuracy`` options, with which ``accuracy`` runs them at every seed
+(reusing their first-seed runs).
 
     python bench/emu_bench.py sizes
     python bench/emu_bench.py time
@@ -316,12 +317,28 @@ def select(out: str, steps: int, classes: int, count: int, seed: int = 0,
         run = _train(out, name, args, common, seed, log)
         ev = _ocrkit(["evaluate", os.path.join(run, "best.pt"), val, "-q"], log)
         rows.append({"model": name, "decoder": decoder, "seed": seed, "steps": steps,
+                     "ctc_weight": weight, "embed_map": embed_map, "bits": bits,
                      "val_1-NED": round(100 * ev["one_minus_ned"], 2),
                      "val_accuracy": round(100 * ev["accuracy"], 2)})
     for decoder in {r["decoder"] for r in rows}:
         best = max((r for r in rows if r["decoder"] == decoder), key=lambda r: r["val_1-NED"])
         best["selected"] = True
     return rows
+
+
+def winner_options(rows: list[dict]) -> list[str]:
+    """``select``'s winners as ``accuracy`` options: with them (and the same --out,
+    --steps, --lf-* options) ``accuracy`` reuses the winners' first-seed runs."""
+    out = []
+    for row in rows:
+        if not row.get("selected"):
+            continue
+        if row["decoder"] == "Light-Former":
+            out += ["--lf-softmax-ctc-weight", f"{row['ctc_weight']:g}"]
+        else:
+            out += ["--lf-ctc-weight", f"{row['ctc_weight']:g}", "--lf-embed-map",
+                    row["embed_map"], "--lf-bits", str(row["bits"])]
+    return out
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -377,6 +394,7 @@ def main() -> None:
         if args.what == "select":
             rows = select(args.out, args.steps, args.classes, args.count, seeds[0],
                           args.val_count, amp=args.amp, **lf)
+            rows.append({"accuracy_options": winner_options(rows)})
         else:
             rows = accuracy(args.out, args.steps, args.classes, args.count,
                             args.models.split(",") if args.models else None, seeds,
