@@ -23,12 +23,19 @@ def trainings(monkeypatch):
 
     def fake(args, log):
         calls.append([str(a) for a in args])
-        run = args[args.index("-o") + 1]
-        os.makedirs(run, exist_ok=True)
-        open(os.path.join(run, "best.pt"), "wb").close()
+        _write_run(args)
         return {}
     monkeypatch.setattr(eb, "_ocrkit", fake)
     return calls
+
+
+def _write_run(args) -> None:
+    """What a training (or synth) command leaves in its ``-o`` folder, for the bench."""
+    run = str(args[list(args).index("-o") + 1])
+    os.makedirs(run, exist_ok=True)
+    open(os.path.join(run, "best.pt"), "wb").close()
+    with open(os.path.join(run, "config.json"), "w") as fh:
+        fh.write('{"options": {"max_steps": 20}}')
 
 
 def test_a_finished_run_is_kept_and_a_cut_one_is_trained_again(tmp_path, trainings):
@@ -70,11 +77,7 @@ def test_select_reads_only_validation_and_its_winners_reuse_their_runs(tmp_path,
         args = [str(a) for a in args]
         calls.append(args)
         if "-o" in args:
-            run = args[args.index("-o") + 1]
-            os.makedirs(run, exist_ok=True)
-            open(os.path.join(run, "best.pt"), "wb").close()
-            with open(os.path.join(run, "config.json"), "w") as fh:
-                fh.write('{"options": {"max_steps": 20}}')
+            _write_run(args)
             return {}
         if args[0] == "info":
             return {"classes": 9, "tensor_bytes": 2 ** 20, "parts": {"classifier": {"bytes": 0}}}
