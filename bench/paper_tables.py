@@ -140,6 +140,9 @@ SCALES = {
                "MultiRow Stretching, per-row loss, 3x steps": [
                    *SMALL_VGG, "--neck", "multirow-stretch", "--row-loss", "per-row",
                    *CPU_RECIPE, "--max-steps", 2400],
+               # its joined-loss counterpart: does the per-row loss end higher or lower?
+               "MultiRow Stretching, 3x steps": [*SMALL_VGG, "--neck", "multirow-stretch",
+                                                 *CPU_RECIPE, "--max-steps", 2400],
                "Attention, reading order": [*SMALL_VGG, "--neck", "row-attention",
                                             "--row-sequence", "reading-order", *CPU_RECIPE],
                "Attention (column), reading order": [
@@ -370,6 +373,7 @@ T3_TAGS = {"MultiRow Stretching": "stretch",
            "MultiRow Stretching, per-row loss": "stretch-per-row-loss", "Attention": "attention",
            "Attention, 3x steps": "attention-3x",
            "MultiRow Stretching, per-row loss, 3x steps": "stretch-per-row-loss-3x",
+           "MultiRow Stretching, 3x steps": "stretch-3x",
            "Attention (column)": "attention-column",
            "Attention, reading order": "attention-reading-order",
            "Attention (column), reading order": "attention-column-reading-order",
